@@ -1,0 +1,35 @@
+"""The backend registry: name → module, environment, precisions and options model. Imports nothing heavy."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from bench.backends import options as opts
+
+if TYPE_CHECKING:
+    from bench.backends.base import Backend
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    module: str
+    environment: str
+    precisions: tuple[str, ...]
+    options: type[BaseModel]
+    thread_family: str
+    """Which thread translation applies (see bench.threads.thread_settings)."""
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "pytorch": BackendInfo("bench.backends.pytorch", "main", ("fp32", "bf16"), opts.PytorchOptions, "torch"),
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """Import a backend's module (in the worker only) and return its class."""
+    module = importlib.import_module(BACKENDS[name].module)
+    return module.BACKEND

@@ -1,0 +1,114 @@
+"""The artifact cache: exported, converted and quantized models on disk, keyed by what determines them.
+
+An entry is a folder that appears only whole: it is built in a temporary folder, its files' sizes and digests are
+written to COMPLETE.json, and only then is it renamed into place. An entry whose files do not match its record
+(a half-written export, a full disk, a truncated file) is removed and rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+RECORD = "COMPLETE.json"
+CACHE_FORMAT = 1
+
+
+def artifacts_root(cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / "artifacts"
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class CacheEntry:
+    path: Path
+    hit: bool
+    rebuilt_reason: str | None = None
+
+    def record(self) -> dict:
+        return json.loads((self.path / RECORD).read_text())
+
+
+def verify(folder: Path) -> str | None:
+    """None if the entry is whole, else what is wrong with it."""
+    record_path = folder / RECORD
+    if not record_path.is_file():
+        return "no completion record"
+    try:
+        files = json.loads(record_path.read_text())["files"]
+    except (ValueError, KeyError):
+        return "unreadable completion record"
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != expected["size"]:
+            return f"{name} has {path.stat().st_size} bytes, the record says {expected['size']}"
+        if file_digest(path) != expected["sha256"]:
+            return f"{name} does not match its recorded digest"
+    return None
+
+
+def get_or_build(cache_dir: str | Path, name: str, parts: dict, build: Callable[[Path], None]) -> CacheEntry:
+    """The entry for `parts`, built by build(folder) when missing or damaged."""
+    root = artifacts_root(cache_dir)
+    folder = root / f"{name}-{cache_key(parts)}"
+    problem = verify(folder) if folder.exists() else None
+    if folder.exists() and problem is None:
+        return CacheEntry(folder, hit=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".building-{folder.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        build(tmp)
+        files = {
+            str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": file_digest(p)}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        record = {"name": name, "parts": parts, "created": time.time(), "files": files}
+        (tmp / RECORD).write_text(json.dumps(record, indent=2, default=str))
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return CacheEntry(folder, hit=False, rebuilt_reason=problem)
+
+
+def entries(cache_dir: str | Path) -> list[dict]:
+    root = artifacts_root(cache_dir)
+    found = []
+    for folder in sorted(root.glob("*")) if root.exists() else []:
+        if folder.name.startswith(".building-"):
+            continue
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        problem = verify(folder)
+        record = {} if problem else json.loads((folder / RECORD).read_text())
+        found.append({"path": str(folder), "size_bytes": size, "problem": problem, "parts": record.get("parts")})
+    return found
+
+
+def clear(cache_dir: str | Path) -> int:
+    root = artifacts_root(cache_dir)
+    count = len(list(root.glob("*"))) if root.exists() else 0
+    shutil.rmtree(root, ignore_errors=True)
+    return count

@@ -1,0 +1,87 @@
+"""What a run was measured on: CPU, ISA flags, cores, memory, OS, software versions, git commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+from bench.paths import PROJECT_ROOT
+
+ISA_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
+    "amx_tile", "amx_bf16", "amx_int8",
+)  # fmt: skip
+PACKAGES = (
+    "torch", "transformers", "optimum", "optimum-onnx", "optimum-intel", "onnxruntime", "openvino", "nncf",
+    "numpy", "pydantic", "intel-extension-for-pytorch",
+)  # fmt: skip
+
+
+def cpu_info(cpuinfo_text: str | None = None) -> dict:
+    if cpuinfo_text is None:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo_text = handle.read()
+        except OSError:
+            cpuinfo_text = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo_text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model": fields.get("model name", platform.processor() or "unknown"),
+        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        "logical_cpus": os.cpu_count(),
+        "allowed_cpus": sorted(os.sched_getaffinity(0)),
+    }
+
+
+def memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def package_versions() -> dict:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_state() -> dict:
+    def git(*args):
+        result = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def machine_info() -> dict:
+    return {
+        "cpu": cpu_info(),
+        "memory_gib": memory_gib(),
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+    }
+
+
+def software_info() -> dict:
+    return {"python": sys.version.split()[0], "executable": sys.executable, "packages": package_versions()}

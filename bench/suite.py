@@ -1,0 +1,274 @@
+"""The suite file: a typed model of models × backends × shapes × threads × precisions, validated strictly."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.backends import BACKENDS
+from bench.errors import SuiteError
+
+Precision = Literal["fp32", "bf16", "int8"]
+Task = Literal["feature-extraction", "text-classification", "question-answering", "text-generation"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Measure(StrictModel):
+    """How a case is measured; unset fields fall back to the enclosing level, then to DEFAULT_MEASURE."""
+
+    warmup: Optional[int] = Field(None, ge=0, description="Untimed calls after the first call.")
+    min_iterations: Optional[int] = Field(None, ge=1, description="Measured calls at least.")
+    min_seconds: Optional[float] = Field(None, ge=0, description="Measured time at least.")
+    max_seconds: Optional[float] = Field(None, gt=0, description="Measured time at most (caps min_iterations).")
+    timeout: Optional[float] = Field(None, gt=0, description="Seconds before the case's worker is killed.")
+
+
+DEFAULT_MEASURE = {"warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0}
+
+
+class Tolerance(StrictModel):
+    """The accuracy gate against eager fp32; a None bound is reported but not gated."""
+
+    max_abs_diff: Optional[float] = Field(None, ge=0)
+    min_cosine: Optional[float] = Field(None, ge=-1, le=1)
+    min_argmax_agreement: Optional[float] = Field(None, ge=0, le=1)
+
+
+DEFAULT_TOLERANCES = {
+    "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.99999, "min_argmax_agreement": 1.0},
+    "bf16": {"max_abs_diff": None, "min_cosine": 0.99, "min_argmax_agreement": None},
+    "int8": {"max_abs_diff": None, "min_cosine": 0.98, "min_argmax_agreement": None},
+}
+
+
+class Axes(StrictModel):
+    """The matrix axes; any level (defaults, model, backend) may set them, the most specific wins."""
+
+    seq_lens: Optional[list[int]] = Field(None, min_length=1)
+    batch_sizes: Optional[list[int]] = Field(None, min_length=1)
+    threads: Optional[list[int]] = Field(None, min_length=1)
+    precisions: Optional[list[Precision]] = Field(None, min_length=1)
+    padding_ratios: Optional[list[float]] = Field(
+        None, min_length=1, description="Average share of padding in a batch, 0 to 0.5 (batch 1 is never padded)."
+    )
+    measure: Optional[Measure] = None
+
+    @field_validator("seq_lens", "batch_sizes", "threads")
+    @classmethod
+    def _positive(cls, values):
+        if values is not None:
+            for v in values:
+                if v < 1:
+                    raise ValueError(f"expected integers of at least 1, got {v}")
+        return values
+
+    @field_validator("padding_ratios")
+    @classmethod
+    def _ratio(cls, values):
+        if values is not None:
+            for v in values:
+                if not 0 <= v <= 0.5:
+                    raise ValueError(f"expected ratios from 0 to 0.5, got {v}")
+        return values
+
+
+class Defaults(Axes):
+    seed: int = Field(0, description="Seed for random weights and inputs.")
+    tolerances: dict[Precision, Tolerance] = Field(default_factory=dict)
+
+
+class ModelEntry(Axes):
+    name: str = Field(pattern=NAME_PATTERN)
+    task: Task = "feature-extraction"
+    packaged: Optional[str] = Field(None, description="An installed package that ships a model/ folder.")
+    path: Optional[str] = Field(None, description="A local Hugging Face model directory (relative to the suite).")
+    config: Optional[str] = Field(
+        None, description="A shipped architecture name (see `bench models`) or a config.json path; random weights."
+    )
+    hub: Optional[str] = Field(None, description="A Hub id, used only if it is already in the local cache.")
+    config_overrides: dict[str, Union[int, float, str, bool]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("packaged", "path", "config", "hub") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"expected exactly one of packaged, path, config, hub, got {given or 'none'}")
+        if self.config_overrides and not self.config:
+            raise ValueError("expected config_overrides only with config (random weights), got it with " + given[0])
+        return self
+
+
+class BackendEntry(Axes):
+    type: str = Field(description="One of the registered backends.")
+    name: Optional[str] = Field(None, pattern=NAME_PATTERN, description="Label in results; defaults to type.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    environment: Optional[str] = Field(None, description="Run under this environment instead of the backend's own.")
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value):
+        if value not in BACKENDS:
+            raise ValueError(f"expected one of {', '.join(map(repr, BACKENDS))}, got {value!r}")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+class Exclude(StrictModel):
+    model: Optional[str] = None
+    backend: Optional[str] = None
+    precision: Optional[Precision] = None
+    seq_len: Optional[int] = None
+    batch_size: Optional[int] = None
+    threads: Optional[int] = None
+    padding_ratio: Optional[float] = None
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("expected at least one field to match, got an empty exclude")
+        return self
+
+
+class Suite(StrictModel):
+    name: Optional[str] = Field(None, pattern=NAME_PATTERN)
+    description: Optional[str] = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    models: list[ModelEntry] = Field(min_length=1)
+    backends: list[BackendEntry] = Field(min_length=1)
+    exclude: list[Exclude] = Field(default_factory=list)
+
+
+def load_suite(path: str | Path) -> tuple[Suite, Path]:
+    """Read, parse and validate a suite file; raise SuiteError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SuiteError(str(path), [f"(file): expected a readable suite file, got {exc.strerror or exc}"])
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise SuiteError(str(path), [f"{where}: expected valid YAML, got {getattr(exc, 'problem', exc)}"])
+    if not isinstance(data, dict):
+        raise SuiteError(str(path), [f"(top level): expected a mapping, got {type(data).__name__}"])
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise SuiteError(str(path), [format_error(err) for err in exc.errors()])
+    problems = check_references(suite)
+    if problems:
+        raise SuiteError(str(path), problems)
+    if suite.name is None:
+        suite = suite.model_copy(update={"name": path.stem})
+    return suite, path
+
+
+def check_references(suite: Suite) -> list[str]:
+    """Checks pydantic cannot express: unique names, backend options, excludes that name real entries."""
+    problems = []
+    problems += _duplicates("models", [m.name for m in suite.models])
+    problems += _duplicates("backends", [b.label for b in suite.backends])
+    for i, backend in enumerate(suite.backends):
+        options_model = BACKENDS[backend.type].options
+        try:
+            options_model.model_validate(backend.options)
+        except ValidationError as exc:
+            for err in exc.errors():
+                err = dict(err, loc=("backends", i, "options") + tuple(err["loc"]))
+                problems.append(format_error(err, options_model, ("backends", i, "options")))
+    names = {"model": {m.name for m in suite.models}, "backend": {b.label for b in suite.backends}}
+    for i, exclude in enumerate(suite.exclude):
+        for field, known in names.items():
+            value = getattr(exclude, field)
+            if value is not None and value not in known:
+                expected = ", ".join(map(repr, sorted(known)))
+                problems.append(f"exclude[{i}].{field}: expected one of {expected}, got {value!r}")
+    return problems
+
+
+def _duplicates(section: str, names: list[str]) -> list[str]:
+    seen, problems = set(), []
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(f"{section}[{i}].name: expected a name not used above, got {name!r} again")
+        seen.add(name)
+    return problems
+
+
+def format_error(err: dict, root: type[BaseModel] = Suite, root_loc: tuple = ()) -> str:
+    """One pydantic error as `path.to.field: what was expected, what was given`."""
+    loc = err["loc"]
+    where = dotted(loc)
+    given = _given(err.get("input"))
+    kind = err["type"]
+    if kind == "missing":
+        return f"{where}: expected this required field, got nothing"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(root, loc[len(root_loc):-1])
+        expected = f"one of {', '.join(allowed)}" if allowed else "no other field"
+        return f"{where}: unknown field, expected {expected}, got {loc[-1]!r}"
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        return f"{where}: {message[len('Value error, '):]}"
+    message = re.sub(r"^Input should be ", "expected ", message)
+    message = re.sub(r"^String should match pattern ", "expected a name matching ", message)
+    return f"{where}: {message[0].lower() + message[1:]}, got {given}"
+
+
+def dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _given(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """Field names of the model reached by following loc from `model` (for unknown-field messages)."""
+    for part in loc:
+        model = _unwrap(model)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(part)
+            if field is None:
+                return []
+            model = field.annotation
+        elif get_args(model):
+            model = get_args(model)[-1]
+        else:
+            return []
+    model = _unwrap(model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] → X; list[X] and dict[K, X] are left for the caller to index into."""
+    while get_origin(annotation) is Union:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else annotation
+        if len(args) != 1:
+            break
+    return annotation
+
+
+def json_schema() -> dict:
+    return Suite.model_json_schema()

@@ -1,0 +1,136 @@
+"""The worker: one case in one fresh process. `python -m bench.worker --job JOB.json --result RESULT.json`.
+
+The result travels back as one versioned JSON envelope in the result file, never on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+
+ENVELOPE_SCHEMA = 1
+FAULT_VAR = "BENCH_FAULT"
+"""Test hook: `SUBSTRING:abort|hang` makes a worker whose case id contains SUBSTRING crash or hang."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser.add_argument("--job", required=True)
+    parser.add_argument("--result", required=True)
+    args = parser.parse_args(argv)
+    with open(args.job) as handle:
+        job = json.load(handle)
+    try:
+        inject_fault(job["case"]["case_id"])
+        envelope = {"schema": ENVELOPE_SCHEMA, "status": "ok", "result": run_job(job)}
+    except ModuleNotFoundError as exc:
+        envelope = error_envelope("missing_package", exc, f"No module named {exc.name!r} in {sys.executable}")
+    except Exception as exc:  # every failure becomes a row, with its traceback in the log
+        envelope = error_envelope("error", exc, f"{type(exc).__name__}: {exc}")
+    write_json_atomic(args.result, envelope)
+    return 0 if envelope["status"] == "ok" else 1
+
+
+def run_job(job: dict) -> dict:
+    from bench.accuracy import compare, load_reference, save_reference
+    from bench.backends import backend_class
+    from bench.inputs import make_inputs, padding_share
+    from bench.stats import stability_warnings, summarize, throughput
+    from bench.timing import measure, timed
+
+    case, measure_cfg = job["case"], job["case"]["measure"]
+    backend = backend_class(case["backend_type"])(job)
+    _, load_ms = timed(backend.load)
+    vocab = job["vocab"]
+    inputs = make_inputs(
+        case["batch_size"], case["seq_len"], vocab["size"], vocab["pad_token_id"], case["padding_ratio"], case["seed"]
+    )
+    _, prepare_ms = timed(lambda: backend.prepare(inputs))
+    _, first_ms = timed(backend.run)
+    for _ in range(measure_cfg["warmup"]):
+        backend.run()
+    if job["mode"] == "reference":
+        save_reference(job["reference"], backend.outputs(backend.run()), inputs["attention_mask"])
+        return {"reference": job["reference"], "effective": effective(backend)}
+    samples_ns = measure(
+        backend.run,
+        min_iterations=measure_cfg["min_iterations"],
+        min_seconds=measure_cfg["min_seconds"],
+        max_seconds=measure_cfg["max_seconds"],
+    )
+    backend.after_measurement()
+    outputs = backend.outputs(backend.run())
+    reference, mask = load_reference(job["reference"])
+    samples_ms = [ns / 1e6 for ns in samples_ns]
+    latency = summarize(samples_ms)
+    return {
+        "latency_ms": latency,
+        "samples_ms": samples_ms,
+        "throughput": throughput(latency["median"], case["batch_size"], int(inputs["attention_mask"].sum())),
+        "accuracy": compare(outputs, reference, mask, case["task"], case["tolerance"]),
+        "effective": effective(backend),
+        "timings_ms": {"load": load_ms, "prepare": prepare_ms, "first_call": first_ms, **backend.timings},
+        "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        "padding": padding_share(inputs["attention_mask"]),
+        "details": backend.details,
+        "warnings": backend.warnings
+        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"]),
+    }
+
+
+def effective(backend) -> dict:
+    """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("torch", "transformers", "optimum", "onnxruntime", "openvino", "intel-extension-for-pytorch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    backend_reported = backend.effective()
+    return {
+        "threads": backend_reported.get("threads", backend_reported.get("torch_threads")),
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "python": sys.executable,
+        "versions": versions,
+        "backend": backend_reported,
+    }
+
+
+def error_envelope(status: str, exc: BaseException, message: str) -> dict:
+    trace = traceback.format_exc()
+    print(trace, file=sys.stderr, flush=True)
+    return {"schema": ENVELOPE_SCHEMA, "status": status, "error": {"type": type(exc).__name__, "message": message}}
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    tmp = f"{path}.partial"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def inject_fault(case_id: str) -> None:
+    spec = os.environ.get(FAULT_VAR, "")
+    substring, _, fault = spec.partition(":")
+    if not substring or substring not in case_id:
+        return
+    if fault == "abort":
+        os.kill(os.getpid(), signal.SIGABRT)
+    if fault == "hang":
+        import subprocess
+
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # a grandchild must die too
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
