@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from bench.errors import BenchError
+from bench.errors import BenchError, SuiteError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -107,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except SuiteError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BenchError as exc:
-        print(str(exc) if str(exc).count("\n") else f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished cases are kept; continue with bench run --resume DIR", file=sys.stderr)

@@ -164,7 +164,7 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None) -> dic
     }
     result = outcome.result or {}
     for key in ("latency_ms", "samples_ms", "throughput", "accuracy", "effective", "timings_ms", "memory",
-                "padding", "details"):  # fmt: skip
+                "padding", "details", "flops"):  # fmt: skip
         row[key] = result.get(key)
     row["warnings"] = list(result.get("warnings", [])) + effect_warnings(case, cpus, result.get("effective"))
     return row

@@ -16,7 +16,7 @@ import traceback
 
 ENVELOPE_SCHEMA = 1
 FAULT_VAR = "BENCH_FAULT"
-"""Test hook: `SUBSTRING:abort|hang` makes a worker whose case id contains SUBSTRING crash or hang."""
+"""Test hook: `SUBSTRING:abort|hang[,...]` makes a worker whose case id contains SUBSTRING crash or hang."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_job(job: dict) -> dict:
     from bench.accuracy import compare, load_reference, save_reference
     from bench.backends import backend_class
+    from bench.flops import try_count_flops
     from bench.inputs import make_inputs, padding_share
     from bench.stats import stability_warnings, summarize, throughput
     from bench.timing import measure, timed
@@ -79,6 +80,7 @@ def run_job(job: dict) -> dict:
         "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
         "padding": padding_share(inputs["attention_mask"]),
         "details": backend.details,
+        "flops": try_count_flops(job),
         "warnings": backend.warnings
         + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"]),
     }
@@ -119,10 +121,13 @@ def write_json_atomic(path: str, data: dict) -> None:
 
 
 def inject_fault(case_id: str) -> None:
-    spec = os.environ.get(FAULT_VAR, "")
-    substring, _, fault = spec.partition(":")
-    if not substring or substring not in case_id:
-        return
+    for spec in filter(None, os.environ.get(FAULT_VAR, "").split(",")):
+        substring, _, fault = spec.partition(":")
+        if substring in case_id:
+            _fault(fault)
+
+
+def _fault(fault: str) -> None:
     if fault == "abort":
         os.kill(os.getpid(), signal.SIGABRT)
     if fault == "hang":

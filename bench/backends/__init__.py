@@ -26,6 +26,9 @@ class BackendInfo:
 
 BACKENDS: dict[str, BackendInfo] = {
     "pytorch": BackendInfo("bench.backends.pytorch", "main", ("fp32", "bf16"), opts.PytorchOptions, "torch"),
+    "openvino": BackendInfo(
+        "bench.backends.openvino", "main", ("fp32", "bf16", "int8"), opts.OpenvinoOptions, "openvino"
+    ),
 }
 
 

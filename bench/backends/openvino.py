@@ -1,0 +1,104 @@
+"""OpenVINO through optimum-intel: a cached IR, compiled with the settings a specialist sets for one latency stream.
+
+The execution precision is always set, never left to the device: on a CPU with AVX512_BF16 OpenVINO's default is
+bf16, so an fp32 case asks for f32. int8 runs its int8 IR with an f32 hint, so only the quantization differs from fp32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.backends.base import Backend
+from bench.backends.openvino_ir import IrBuilder, read_ir
+from bench.timing import timed
+
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+READ_BACK = (
+    "INFERENCE_NUM_THREADS",
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+    "INFERENCE_PRECISION_HINT",
+    "ENABLE_CPU_PINNING",
+    "EXECUTION_DEVICES",
+)
+
+
+class OpenvinoBackend(Backend):
+    def load(self) -> None:
+        import openvino
+        import optimum.intel  # noqa: F401  (imported here so its import time is not counted as preparation)
+
+        self.openvino = openvino
+
+    def prepare(self, inputs) -> None:
+        import torch
+
+        builder = IrBuilder(self.job)
+        folder = builder.get()
+        self.timings.update(builder.timings)
+        self.details.update(builder.details)
+        self.model, self.timings["read_ms"] = timed(lambda: read_ir(folder, self.case["task"], self.ov_config()))
+        self.apply_static_shape()
+        _, self.timings["compile_ms"] = timed(self.model.compile)
+        self.reported = self.read_back()
+        self.inputs = {name: torch.from_numpy(value) for name, value in inputs.items()}
+
+    def ov_config(self) -> dict:
+        """The thread translation plus the precision hint, and the compiled-blob cache if asked for."""
+        config = {**self.threads, "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.case["precision"]]}
+        if self.options["compiled_cache"]:
+            config["CACHE_DIR"] = str(Path(self.job["cache_dir"]) / "openvino-compiled")
+        return config
+
+    def apply_static_shape(self) -> None:
+        if not self.options["static_shape"]:
+            return
+        if self.case["task"] == "text-generation":
+            self.warnings.append("static_shape is not applied: optimum-intel keeps causal LMs dynamic")
+            return
+        self.model.reshape(self.case["batch_size"], self.case["seq_len"])
+        self.details["static_shape"] = [self.case["batch_size"], self.case["seq_len"]]
+
+    def run(self):
+        return self.model(**self.inputs)
+
+    def compiled_model(self):
+        request = self.model.request
+        return request if isinstance(request, self.openvino.CompiledModel) else request.get_compiled_model()
+
+    def read_back(self) -> dict:
+        """The compiled model's own answer for each setting; a mismatch with what was asked becomes a warning."""
+        compiled = self.compiled_model()
+        reported = {key: plain(compiled.get_property(key)) for key in READ_BACK}
+        if reported["INFERENCE_NUM_THREADS"] == 0:
+            self.warnings.append("OpenVINO reports INFERENCE_NUM_THREADS 0 (chosen by the plugin), not a count")
+        asked = self.ov_config()
+        for key in ("INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_PRECISION_HINT"):
+            if str(reported[key]) != str(asked[key]):
+                self.warnings.append(f"asked OpenVINO for {key}={asked[key]}, it reports {reported[key]}")
+        return reported
+
+    def effective(self) -> dict:
+        from importlib import metadata
+
+        return {
+            "threads": self.reported["INFERENCE_NUM_THREADS"],
+            **self.reported,
+            "openvino": self.openvino.get_version(),
+            "optimum-intel": metadata.version("optimum-intel"),
+            "nncf": metadata.version("nncf"),
+        }
+
+
+def plain(value):
+    """A property value as JSON: element types by their short name (f32, bf16), enums and lists as text."""
+    if hasattr(value, "get_type_name"):
+        return value.get_type_name()
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+BACKEND = OpenvinoBackend

