@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 RECORD = "COMPLETE.json"
+UNFINISHED = "an unfinished build (its worker was stopped, or is still building)"
 CACHE_FORMAT = 1
 
 
@@ -45,15 +46,22 @@ class CacheEntry:
     def record(self) -> dict:
         return json.loads((self.path / RECORD).read_text())
 
+    @property
+    def status(self) -> str:
+        """What a row says: hit, miss, or rebuilt: <what was wrong with the old entry>."""
+        if self.hit:
+            return "hit"
+        return f"rebuilt: {self.rebuilt_reason}" if self.rebuilt_reason else "miss"
 
-def verify(folder: Path) -> str | None:
-    """None if the entry is whole, else what is wrong with it."""
+
+def verify(folder: Path, digests: bool = True) -> str | None:
+    """None if the entry is whole, else what is wrong with it; digests=False checks presence and sizes only."""
     record_path = folder / RECORD
     if not record_path.is_file():
         return "no completion record"
     try:
-        files = json.loads(record_path.read_text())["files"]
-    except (ValueError, KeyError):
+        files = dict(json.loads(record_path.read_text())["files"])
+    except (ValueError, KeyError, TypeError):
         return "unreadable completion record"
     for name, expected in files.items():
         path = folder / name
@@ -61,7 +69,7 @@ def verify(folder: Path) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != expected["size"]:
             return f"{name} has {path.stat().st_size} bytes, the record says {expected['size']}"
-        if file_digest(path) != expected["sha256"]:
+        if digests and file_digest(path) != expected["sha256"]:
             return f"{name} does not match its recorded digest"
     return None
 
@@ -94,17 +102,35 @@ def get_or_build(cache_dir: str | Path, name: str, parts: dict, build: Callable[
     return CacheEntry(folder, hit=False, rebuilt_reason=problem)
 
 
-def entries(cache_dir: str | Path) -> list[dict]:
+def entries(cache_dir: str | Path, digests: bool = True) -> list[dict]:
+    """Every entry with its size, its record's name, parts and creation time (when readable) and any problem."""
     root = artifacts_root(cache_dir)
-    found = []
-    for folder in sorted(root.glob("*")) if root.exists() else []:
-        if folder.name.startswith(".building-"):
-            continue
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        problem = verify(folder)
-        record = {} if problem else json.loads((folder / RECORD).read_text())
-        found.append({"path": str(folder), "size_bytes": size, "problem": problem, "parts": record.get("parts")})
-    return found
+    return [_describe(folder, digests) for folder in sorted(root.glob("*"))] if root.exists() else []
+
+
+def _describe(folder: Path, digests: bool) -> dict:
+    unfinished = folder.name.startswith(".building-")
+    record = {} if unfinished else _read_record(folder)
+    return {
+        "path": str(folder),
+        "size_bytes": _size(folder),
+        "problem": UNFINISHED if unfinished else verify(folder, digests),
+        "name": record.get("name"),
+        "parts": record.get("parts"),
+        "created": record.get("created"),
+    }
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _read_record(folder: Path) -> dict:
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def clear(cache_dir: str | Path) -> int:

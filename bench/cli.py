@@ -49,6 +49,10 @@ def cmd_run(args) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"results: {run_dir.path}", file=sys.stderr)
+    if not args.no_peak:
+        from bench.peak import record_peak, summary
+
+        print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
     workflow.execute(run_dir, cases, suite_dir)
     from bench.results import latest_rows
 
@@ -59,6 +63,30 @@ def cmd_run(args) -> int:
 
 def after_run(args, run_dir) -> None:
     """Steps other modules hang after a run (reports)."""
+    if not args.no_report:
+        from bench.report import build_report
+
+        print(f"report: {build_report(run_dir.path).html}", file=sys.stderr)
+
+
+def cmd_report(args) -> int:
+    from bench.report import build_report
+
+    written = build_report(args.run_dir, args.out)
+    for path in (written.markdown, written.html, written.csv):
+        print(path)
+    for reason in written.skipped:
+        print(f"not drawn: {reason}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_peak(args) -> int:
+    from bench.peak import measure_peak, probe_thread_counts, render
+    from bench.threads import available_cpus
+
+    peak = measure_peak(probe_thread_counts(args.threads, available_cpus()))
+    print(json.dumps(peak, indent=2) if args.json else render(peak))
+    return EXIT_OK if peak["gflops"] else EXIT_FAILED
 
 
 def cmd_show(args) -> int:
@@ -94,11 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--filter", action="append", default=[], metavar="FIELD=VALUE",
         help="run matching cases only; repeat it: values of one field are alternatives, fields must all match",
     )  # fmt: skip
+    p.add_argument("--no-peak", action="store_true", help="skip the matmul peak probe (no %% of peak in the report)")
+    p.add_argument("--no-report", action="store_true", help="do not write reports/<run folder>/ after the run")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write a run folder's report: Markdown, HTML, CSV tables and plots")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="report folder (default reports/<run folder name>)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("peak", help="measure this machine's matmul peak (fp32, bf16, int8) at 1 and all CPUs")
+    p.add_argument("--threads", type=int, action="append", default=[], help="also at this thread count; repeat it")
+    p.add_argument("--json", action="store_true", help="print the measurement as JSON")
+    p.set_defaults(func=cmd_peak)
 
     p = sub.add_parser("show", help="print the table of a run folder")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_show)
+
+    from bench import cache_cli
+
+    cache_cli.add_parser(sub)
+
+    from bench.env_cli import add_subcommands
+
+    add_subcommands(sub)
     return parser
 
 

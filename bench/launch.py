@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -74,18 +75,37 @@ def launch(python: str | Path, job: dict, cpus: list[int], timeout: float, log_p
                 )
             except OSError as exc:
                 return Outcome("unavailable", f"cannot start {python}: {exc}", None, None, 0.0, "")
-            timed_out = False
             try:
-                returncode = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                kill_group(proc.pid)
+                timed_out = not wait_blocking(proc, timeout)
+                if timed_out:
+                    kill_group(proc.pid)
                 returncode = proc.wait()
             finally:
                 kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
         wall = time.monotonic() - start
         envelope = read_envelope(result_path)
     return outcome_of(envelope, returncode, timed_out, timeout, wall, tail(log_path))
+
+
+def wait_blocking(proc: subprocess.Popen, timeout: float) -> bool:
+    """Sleep in the kernel until the child exits or the timeout passes; True if it exited.
+
+    A pidfd becomes readable when the process ends, so select() blocks without waking up to poll
+    (Popen.wait(timeout) polls with growing sleeps).
+    """
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(pidfd)
 
 
 def kill_group(pgid: int, first: int = signal.SIGTERM, grace: float = 3.0) -> None:

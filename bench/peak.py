@@ -19,7 +19,7 @@ from pathlib import Path
 
 PRECISIONS = ("fp32", "bf16", "int8")
 SIZES = (512, 1024)
-SECONDS_PER_POINT = 0.15
+SECONDS_PER_POINT = 0.1
 MIN_CALLS = 3
 PROBE_TIMEOUT_S = 120
 METHOD = (
@@ -106,7 +106,7 @@ def measure_peak(thread_counts: list[int], python=sys.executable, seconds: float
     from bench.threads import available_cpus, pick_cpus
 
     available = available_cpus()
-    peak = {"measured": now(), "method": METHOD, "gflops": {}, "sizes": {}, "errors": [], "torch": None}
+    peak = {"measured": now(), "method": METHOD, "gflops": {}, "sizes": {}, "cpus": {}, "errors": [], "torch": None}
     start = time.monotonic()
     for threads in thread_counts:
         cpus = pick_cpus(threads, available)
@@ -118,13 +118,29 @@ def measure_peak(thread_counts: list[int], python=sys.executable, seconds: float
             peak["errors"].append(f"{threads} threads: {result['error']}")
             continue
         peak["torch"] = result["torch"]
+        peak["cpus"][str(threads)] = result["cpus"]
         for precision, rate in result["gflops"].items():
             peak["gflops"].setdefault(precision, {})[str(threads)] = round(rate, 1)
             peak["sizes"].setdefault(precision, {})[str(threads)] = result["sizes"][precision]
         for precision, error in result["errors"].items():
             peak["errors"].append(f"{precision} at {threads} threads: {error}")
     peak["seconds"] = round(time.monotonic() - start, 1)
+    peak["notes"] = busy_notes(peak["gflops"])
     return peak
+
+
+def busy_notes(gflops: dict) -> list[str]:
+    """More CPUs giving a clearly lower peak means something else was running: say so, it inflates % of peak."""
+    notes = []
+    for precision, rates in gflops.items():
+        counts = sorted(rates, key=int)
+        for fewer, more in zip(counts, counts[1:]):
+            if rates[more] < 0.9 * rates[fewer]:
+                notes.append(
+                    f"{precision}: {rates[more]:.1f} GFLOP/s on {more} threads is below {rates[fewer]:.1f} on {fewer}:"
+                    " other processes were using these CPUs, so % of peak at that thread count reads high"
+                )
+    return notes
 
 
 def record_peak(run_dir, cases) -> dict:
@@ -138,6 +154,17 @@ def record_peak(run_dir, cases) -> dict:
     return manifest["peak"]
 
 
+def summary(peak: dict) -> str:
+    """One line: each precision's GFLOP/s at each thread count probed."""
+    counts = sorted({t for rates in peak["gflops"].values() for t in rates}, key=int)
+    parts = [
+        f"{precision} " + "/".join(f"{rates[t]:.0f}" if t in rates else "-" for t in counts)
+        for precision, rates in peak["gflops"].items()
+    ]
+    text = ", ".join(parts) + f" GFLOP/s at {'/'.join(counts)} threads" if parts else "not measured"
+    return text + "".join(f"; {error}" for error in peak["errors"])
+
+
 def render(peak: dict) -> str:
     counts = sorted({int(t) for rates in peak["gflops"].values() for t in rates})
     header = ["precision", *(f"{t} thr GFLOP/s" for t in counts)]
@@ -147,6 +174,7 @@ def render(peak: dict) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
     out += [f"not measured: {error}" for error in peak["errors"]]
+    out += [f"note: {note}" for note in peak.get("notes", [])]
     out.append(f"({peak['method']}; torch {peak['torch']}; {peak['seconds']} s)")
     return "\n".join(out)
 

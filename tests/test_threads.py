@@ -61,3 +61,19 @@ def test_a_real_child_is_pinned_and_sized_while_the_parent_is_not():
     ).stdout
     assert json.loads(out) == [cpus, "1"]
     assert sorted(os.sched_getaffinity(0)) == allowed
+
+
+def test_waiting_blocks_until_exit_or_timeout():
+    import time
+
+    from bench.launch import wait_blocking
+
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert wait_blocking(quick, timeout=60) is True
+    assert quick.wait() == 0
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = time.monotonic()
+    assert wait_blocking(slow, timeout=0.5) is False
+    assert time.monotonic() - started < 30
+    slow.kill()
+    slow.wait()

@@ -26,9 +26,23 @@ class BackendInfo:
 
 BACKENDS: dict[str, BackendInfo] = {
     "pytorch": BackendInfo("bench.backends.pytorch", "main", ("fp32", "bf16"), opts.PytorchOptions, "torch"),
+    "torchscript": BackendInfo(
+        "bench.backends.torchscript", "main", ("fp32", "bf16"), opts.TorchscriptOptions, "torch"
+    ),
+    "torch_compile": BackendInfo(
+        "bench.backends.torch_compile", "main", ("fp32", "bf16"), opts.TorchCompileOptions, "torch"
+    ),
+    "onnxruntime": BackendInfo(
+        "bench.backends.onnxruntime", "main", ("fp32", "int8"), opts.OnnxruntimeOptions, "onnxruntime"
+    ),
     "openvino": BackendInfo(
         "bench.backends.openvino", "main", ("fp32", "bf16", "int8"), opts.OpenvinoOptions, "openvino"
     ),
+    "ipex": BackendInfo("bench.backends.ipex", "intel", ("fp32", "bf16"), opts.IpexOptions, "torch"),
+    "bettertransformer": BackendInfo(
+        "bench.backends.bettertransformer", "intel", ("fp32",), opts.BetterTransformerOptions, "torch"
+    ),
+    "trainer": BackendInfo("bench.backends.trainer", "intel", ("fp32", "bf16"), opts.TrainerOptions, "torch"),
 }
 
 

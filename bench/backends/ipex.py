@@ -1,0 +1,97 @@
+"""Intel Extension for PyTorch: ipex.optimize (fp32 or bf16 weights), then by default torch.jit.trace + freeze.
+
+The guide's "IPEX graph optimization". bf16 is traced and run under CPU autocast. Only this backend and the Trainer
+path import intel_extension_for_pytorch: the import changes every TorchScript graph in its process, and each case
+runs in a process of its own.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from bench.backends.base import Backend
+from bench.backends.torch_common import (
+    configure_torch,
+    inference_context,
+    model_call_kwargs,
+    to_tensors,
+    torch_effective,
+)
+from bench.backends.torchscript import trace_context, traceable_job
+from bench.loading import load_model
+from bench.timing import timed
+
+REQUIRES = ("torch", "transformers", "intel_extension_for_pytorch")
+
+
+class IpexBackend(Backend):
+    def load(self) -> None:
+        configure_torch(self.threads)
+        self.ipex, self.timings["ipex_import_ms"] = timed(import_ipex)
+        job = traceable_job(self.job) if self.options["jit"] else self.job
+        self.model = load_model(job, attn_implementation=self.options["attn_implementation"])
+
+    def prepare(self, inputs) -> None:
+        import torch
+
+        dtype = torch.bfloat16 if self.case["precision"] == "bf16" else torch.float32
+        self.model, self.timings["ipex_optimize_ms"] = timed(
+            lambda: self.ipex.optimize(
+                self.model, dtype=dtype, auto_kernel_selection=self.options["auto_kernel_selection"], inplace=True
+            )
+        )
+        self.inputs = to_tensors(inputs)
+        self.call_kwargs = {}
+        if not self.options["jit"]:
+            self.call_kwargs = model_call_kwargs(self.case["task"])
+            self.module = self.model
+            return
+        with trace_context(self.case["precision"]):
+            traced, self.timings["trace_ms"] = timed(
+                lambda: torch.jit.trace(self.model, example_kwarg_inputs=self.inputs, strict=False)
+            )
+        self.module, self.timings["freeze_ms"] = timed(lambda: torch.jit.freeze(traced.eval()))
+        self.profile()
+
+    def profile(self) -> None:
+        """The profiling executor records shapes on its first runs and applies IPEX's fusions on the next one."""
+        import torch
+
+        runs = torch._C._jit_get_num_profiled_runs() + 1
+        _, self.timings["profiling_ms"] = timed(lambda: [self.run() for _ in range(runs)])
+        self.details["profiling_runs"] = runs
+        self.details["fused_ops"] = fused_ops(torch.jit.last_executed_optimized_graph())
+
+    def run(self):
+        with inference_context(self.case["precision"]):
+            return self.module(**self.inputs, **self.call_kwargs)
+
+    def effective(self) -> dict:
+        import torch
+
+        return {
+            **torch_effective(),
+            "threads": torch.get_num_threads(),
+            "ipex": self.ipex.__version__,
+            "ipex_isa": self.ipex._C._get_current_isa_level(),
+            "onednn_isa": self.ipex._C._get_current_onednn_isa_level(),
+            "jit": self.options["jit"],
+            "auto_kernel_selection": self.options["auto_kernel_selection"],
+            "weights_dtype": str(next(self.model.parameters()).dtype),
+            "attn_implementation": self.model.config._attn_implementation,
+        }
+
+
+def import_ipex():
+    import intel_extension_for_pytorch as ipex
+
+    return ipex
+
+
+def fused_ops(graph) -> dict[str, int]:
+    """IPEX's own operators in the optimized graph (ipex::...): evidence that its fusions took effect."""
+    counts = collections.Counter(node.kind() for node in graph.nodes() if node.kind().startswith("ipex"))
+    return dict(sorted(counts.items()))
+
+
+BACKEND = IpexBackend

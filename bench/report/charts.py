@@ -1,0 +1,184 @@
+"""The charts themselves: each takes the cases and the colours and returns (figure, caption) or (None, reason)."""
+
+from __future__ import annotations
+
+from bench.report.data import Entry
+from bench.report.plots import WIDE, capped, facet_title, facets, grid, legend_below, safe, series, series_order
+
+SEQ_FACET = ("model", "task", "batch_size", "threads", "padding_ratio")
+THREAD_FACET = ("model", "task", "seq_len", "batch_size", "padding_ratio")
+MAX_LABELLED_BARS = 32
+
+
+def measured(entries: list[Entry]) -> list[Entry]:
+    return [e for e in entries if e.ok]
+
+
+def numeric_shape(entry: Entry) -> tuple:
+    return tuple(entry.row.get(k) or 0 for k in ("seq_len", "batch_size", "threads", "padding_ratio"))
+
+
+def shape_label(entry: Entry, with_threads: bool = True) -> str:
+    row = entry.row
+    text = f"s{row.get('seq_len')} b{row.get('batch_size')}"
+    text += f" t{row.get('threads')}" if with_threads else ""
+    return text + (f" p{row.get('padding_ratio'):g}" if row.get("padding_ratio") else "")
+
+
+def grouped_bars(entries: list[Entry], palette: dict, value, ylabel: str, style=lambda entry: {}, bar_format="{:.3g}"):
+    """One panel per model: a group of bars per shape, one bar per backend and precision."""
+    by_model = facets(entries, ("model", "task"))
+    figure, axes = grid(len(by_model), columns=1, size=(WIDE, 3.6))
+    for ax, (key, members) in zip(axes, by_model.items()):
+        shapes = list(dict.fromkeys(shape_label(e) for e in members))
+        groups = series(members)
+        width = 0.8 / len(groups)
+        for index, (label, points) in enumerate(groups.items()):
+            for entry in points:
+                x = shapes.index(shape_label(entry)) - 0.4 + width * (index + 0.5)
+                bars = ax.bar(x, value(entry), width, color=palette[label], label=safe(label), **style(entry))
+                if len(members) <= MAX_LABELLED_BARS:
+                    ax.bar_label(bars, fmt=bar_format, fontsize=7, padding=1)
+        ax.set_xticks(range(len(shapes)), [safe(s) for s in shapes])
+        ax.set(title=facet_title(key, ("model", "task")), ylabel=ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    return figure, axes
+
+
+def latency_vs_seq(entries: list[Entry], palette: dict):
+    by_facet = {
+        key: members
+        for key, members in facets(measured(entries), SEQ_FACET).items()
+        if any(len({e.row["seq_len"] for e in s}) > 1 for s in series(members).values())
+    }
+    if not by_facet:
+        return None, "every model, batch and thread count was measured at a single sequence length"
+    by_facet, note = capped(by_facet)
+    figure, axes = grid(len(by_facet))
+    for ax, (key, members) in zip(axes, by_facet.items()):
+        for label, points in series(members).items():
+            points = sorted(points, key=lambda e: e.row["seq_len"])
+            xs = [e.row["seq_len"] for e in points]
+            medians = [e.median for e in points]
+            upper = [e.row["latency_ms"]["p90"] - e.median for e in points]
+            ax.errorbar(xs, medians, yerr=[[0] * len(xs), upper], marker="o", capsize=3,
+                        color=palette[label], label=safe(label))  # fmt: skip
+        ax.set_xscale("log", base=2)
+        lengths = sorted({e.row["seq_len"] for e in members})
+        ax.set_xticks(lengths, [str(n) for n in lengths])
+        ax.set(title=facet_title(key, SEQ_FACET), xlabel="sequence length", ylabel="median latency (ms)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    legend_below(figure, axes)
+    return figure, "Median latency per backend and precision; the whisker reaches the p90." + note
+
+
+def bar_style(entry: Entry) -> dict:
+    failing = not entry.accuracy_passed
+    return {
+        "hatch": "xx" if failing else None,
+        "alpha": 0.45 if failing else 1.0,
+        "edgecolor": "black" if entry.fastest else "none",
+        "linewidth": 1.5,
+    }
+
+
+def speedup_bars(entries: list[Entry], palette: dict):
+    rated = [e for e in measured(entries) if e.speedup is not None]
+    if not rated:
+        return None, "no case has an eager fp32 baseline at its shape, so there is no speedup to draw"
+    ylabel = "speedup over eager fp32 (x)"
+    figure, axes = grouped_bars(rated, palette, lambda e: e.speedup, ylabel, bar_style, "{:.2f}x")
+    for ax in axes:
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    legend_below(figure, axes)
+    caption = (
+        "Speedup over eager fp32 at the same shape and threads (s = sequence, b = batch, t = threads). "
+        "Outlined: the fastest passing configuration; hatched and pale: fails the accuracy check."
+    )
+    return figure, caption
+
+
+def thread_scaling(entries: list[Entry], palette: dict):
+    by_facet = {
+        key: members
+        for key, members in facets(measured(entries), THREAD_FACET).items()
+        if any(len({e.row["threads"] for e in s}) > 1 for s in series(members).values())
+    }
+    if not by_facet:
+        return None, "every case ran at a single thread count"
+    by_facet, note = capped(by_facet)
+    figure, axes = grid(len(by_facet))
+    for ax, (key, members) in zip(axes, by_facet.items()):
+        counts = sorted({e.row["threads"] for e in members})
+        for label, points in series(members).items():
+            points = sorted(points, key=lambda e: e.row["threads"])
+            first = points[0]
+            xs = [e.row["threads"] for e in points]
+            ys = [first.median / e.median for e in points]
+            ax.plot(xs, ys, marker="o", color=palette[label], label=safe(label))
+        ax.plot(counts, [c / counts[0] for c in counts], color="grey", linestyle=":", label="linear scaling")
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set(title=facet_title(key, THREAD_FACET), xlabel="threads", ylabel="speedup over its fewest threads")
+        ax.grid(alpha=0.3)
+    legend_below(figure, axes)
+    return figure, "Each configuration against itself at its fewest threads; dotted: perfect linear scaling." + note
+
+
+def distributions(entries: list[Entry], palette: dict):
+    sampled = [e for e in measured(entries) if e.row.get("samples_ms")]
+    if not sampled:
+        return None, "no case kept raw samples"
+    by_model = facets(sampled, ("model", "task"))
+    heights = [0.8 + 0.32 * len(m) for m in by_model.values()]
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(by_model), 1, figsize=(WIDE, sum(heights) + 0.4), squeeze=False,
+                                gridspec_kw={"height_ratios": heights})  # fmt: skip
+    axes = list(axes.flat)
+    for ax, (key, members) in zip(axes, by_model.items()):
+        members = sorted(members, key=lambda e: (*numeric_shape(e), *series_order(e)), reverse=True)
+        box = ax.boxplot([e.row["samples_ms"] for e in members], orientation="horizontal", widths=0.6,
+                         patch_artist=True, flierprops={"markersize": 3}, medianprops={"color": "black"})  # fmt: skip
+        for patch, entry in zip(box["boxes"], members):
+            patch.set_facecolor(palette[entry.label])
+            patch.set_alpha(0.7)
+        ax.set_yticks(range(1, len(members) + 1), [safe(f"{e.label}  {shape_label(e)}") for e in members])
+        values = [v for e in members for v in e.row["samples_ms"]]
+        if max(values) > 20 * min(values):
+            ax.set_xscale("log")
+        ax.set(title=facet_title(key, ("model", "task")), xlabel="latency per call (ms)")
+        ax.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure, "Every measured call of each case: box p25 to p75, median line, whiskers to 1.5 IQR, dots beyond."
+
+
+def tokens_per_second(entries: list[Entry], palette: dict):
+    generating = [e for e in measured(entries) if e.row.get("task") == "text-generation"]
+    if not generating:
+        return None, "the run has no text-generation cases"
+    rate = lambda e: (e.row.get("throughput") or {}).get("tokens_per_s") or 0  # noqa: E731
+    figure, axes = grouped_bars(generating, palette, rate, "prompt tokens/s")
+    legend_below(figure, axes)
+    return figure, "Tokens per second of the forward pass over the prompt (prefill, no KV cache), padding excluded."
+
+
+def percent_of_peak(entries: list[Entry], palette: dict):
+    rated = [e for e in measured(entries) if e.pct_peak is not None]
+    if not rated:
+        return None, "no case has both a FLOP count and a measured peak at its precision and thread count"
+    figure, axes = grouped_bars(rated, palette, lambda e: e.pct_peak, "% of matmul peak", bar_format="{:.0f}%")
+    for ax in axes:
+        ax.axhline(100, color="black", linewidth=0.8, linestyle="--")
+    legend_below(figure, axes)
+    return figure, "Achieved GFLOP/s as a share of the measured matmul peak at the same precision and thread count."
+
+
+CHARTS = (
+    ("latency_vs_seq", "Latency against sequence length", latency_vs_seq),
+    ("speedup", "Speedup over eager fp32", speedup_bars),
+    ("thread_scaling", "Thread scaling", thread_scaling),
+    ("distributions", "Latency distributions", distributions),
+    ("tokens_per_s", "Tokens per second (text generation)", tokens_per_second),
+    ("percent_of_peak", "Share of the matmul peak", percent_of_peak),
+)

@@ -1,0 +1,143 @@
+"""A run folder read for a report: every case with its derived figures, and what a reader must be warned about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.report import roofline
+from bench.results import RunDir, latest_rows
+from bench.table import baselines, shape_key, speedup
+
+
+@dataclass
+class Entry:
+    """One case (the last row of its case_id) and what the report derives from it."""
+
+    row: dict
+    speedup: float | None = None
+    flops: int | None = None
+    gflops: float | None = None
+    peak_gflops: float | None = None
+    pct_peak: float | None = None
+    fastest: bool = False
+    beats_fastest_but_fails: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.row.get("status") == "ok" and bool(self.row.get("latency_ms"))
+
+    @property
+    def accuracy_passed(self) -> bool:
+        return self.ok and bool((self.row.get("accuracy") or {}).get("passed"))
+
+    @property
+    def median(self) -> float | None:
+        return self.row["latency_ms"]["median"] if self.ok else None
+
+    @property
+    def label(self) -> str:
+        """backend and precision: the series name in tables and plots."""
+        return f"{self.row.get('backend')} {self.row.get('precision')}"
+
+    @property
+    def group(self) -> tuple:
+        """model, task, seq_len, batch_size, threads, padding_ratio: the shape a speedup is measured at."""
+        return shape_key(self.row)
+
+
+@dataclass
+class Report:
+    path: Path
+    manifest: dict
+    entries: list[Entry]
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(str(e.row.get("model")) for e in self.entries))
+
+
+def load(run_path) -> Report:
+    run_dir = RunDir(Path(run_path))
+    manifest = run_dir.read_manifest()
+    return Report(run_dir.path, manifest, annotate(latest_rows(run_dir.rows()), manifest.get("peak")))
+
+
+def annotate(rows: list[dict], peak: dict | None) -> list[Entry]:
+    base = baselines(rows)
+    counts = roofline.flops_by_shape(rows)
+    entries = []
+    for row in rows:
+        entry = Entry(row, speedup=speedup(row, base))
+        entry.flops = counts.get(roofline.flop_shape(row))
+        entry.gflops = roofline.achieved_gflops(entry.flops, entry.median)
+        entry.peak_gflops = roofline.peak_gflops(peak, str(row.get("precision")), row.get("threads"))
+        entry.pct_peak = roofline.percent_of_peak(entry.gflops, entry.peak_gflops)
+        entries.append(entry)
+    mark_fastest(entries)
+    return entries
+
+
+def groups(entries: list[Entry]) -> dict[tuple, list[Entry]]:
+    by_group: dict[tuple, list[Entry]] = {}
+    for entry in entries:
+        by_group.setdefault(entry.group, []).append(entry)
+    return by_group
+
+
+def mark_fastest(entries: list[Entry]) -> None:
+    """Per shape and thread count, the fastest case among those that pass accuracy; a faster failing one is flagged."""
+    for members in groups(entries).values():
+        passing = [e for e in members if e.accuracy_passed]
+        best = min(passing, key=lambda e: e.median) if passing else None
+        if best is not None:
+            best.fastest = True
+        for entry in members:
+            if entry.ok and not entry.accuracy_passed and (best is None or entry.median < best.median):
+                entry.beats_fastest_but_fails = True
+
+
+def sort_key(entry: Entry) -> tuple:
+    row = entry.row
+    numeric = tuple(row.get(k) or 0 for k in ("seq_len", "batch_size", "threads", "padding_ratio"))
+    return (str(row.get("model")), str(row.get("task")), *numeric, entry.median is None, entry.median or 0.0)
+
+
+def accuracy_text(entry: Entry) -> str:
+    """pass, FAIL with what failed, or the case's status when it has no measurement."""
+    if not entry.ok:
+        return str(entry.row.get("status"))
+    accuracy = entry.row.get("accuracy") or {}
+    if accuracy.get("passed"):
+        return "pass"
+    return "FAIL: " + ("; ".join(accuracy.get("failures") or []) or "no accuracy recorded")
+
+
+@dataclass
+class Warnings:
+    failed: list[tuple[str, str, str]]
+    """(case_id, status, reason)"""
+    accuracy: list[tuple[str, str]]
+    faster_but_failing: list[tuple[str, str]]
+    measurement: list[tuple[str, str]]
+    """(case_id, warning): unstable, capped or short samples, threads not as asked"""
+    stderr_tails: dict[str, str]
+
+
+def collect_warnings(entries: list[Entry]) -> Warnings:
+    found = Warnings([], [], [], [], {})
+    for entry in entries:
+        row, case_id = entry.row, str(entry.row.get("case_id"))
+        if not entry.ok:
+            found.failed.append((case_id, str(row.get("status")), str(row.get("reason") or "no reason recorded")))
+            if row.get("stderr_tail"):
+                found.stderr_tails[case_id] = str(row["stderr_tail"])
+        elif not entry.accuracy_passed:
+            found.accuracy.append((case_id, accuracy_text(entry)))
+        if entry.beats_fastest_but_fails:
+            found.faster_but_failing.append(
+                (case_id, "faster than every passing configuration of its shape, but fails accuracy: not ranked")
+            )
+        found.measurement += [(case_id, str(w)) for w in row.get("warnings") or []]
+    return found

@@ -1,0 +1,73 @@
+"""The machine and environment a run was measured on, as (label, text) pairs every report format shows."""
+
+from __future__ import annotations
+
+ISA_GROUPS = (
+    ("AVX-512", ("avx512f", "avx512bw", "avx512vl")),
+    ("VNNI", ("avx512_vnni", "avx_vnni")),
+    ("BF16", ("avx512_bf16", "amx_bf16")),
+    ("AMX", ("amx_tile", "amx_bf16", "amx_int8")),
+)
+
+
+def isa_text(isa: dict) -> str:
+    parts = []
+    for name, flags in ISA_GROUPS:
+        present = [f for f in flags if isa.get(f)]
+        parts.append(f"{name}: {'yes (' + ', '.join(present) + ')' if present else 'no'}")
+    other = [f for f, on in isa.items() if on and not any(f in flags for _, flags in ISA_GROUPS)]
+    if other:
+        parts.append("also " + ", ".join(other))
+    return "; ".join(parts)
+
+
+def when_text(runs: list[dict]) -> str:
+    spans = [f"{r.get('started')} to {r.get('finished') or 'unfinished'}" for r in runs]
+    return "; then resumed ".join(spans) or "unknown"
+
+
+def machine_items(manifest: dict) -> list[tuple[str, str]]:
+    machine = manifest.get("machine") or {}
+    cpu = machine.get("cpu") or {}
+    git = manifest.get("git") or {}
+    software = manifest.get("software") or {}
+    commit = git.get("commit") or "unknown"
+    allowed = cpu.get("allowed_cpus") or []
+    return [
+        ("CPU", str(cpu.get("model", "unknown"))),
+        ("ISA", isa_text(cpu.get("isa") or {})),
+        ("Cores", f"{cpu.get('logical_cpus', '?')} logical CPUs, {len(allowed)} usable by the run"),
+        ("Memory", f"{machine.get('memory_gib', '?')} GiB"),
+        ("OS", str(machine.get("platform") or machine.get("os") or "unknown")),
+        ("Python", f"{software.get('python', '?')} ({software.get('executable', '?')})"),
+        ("Packages", ", ".join(f"{k} {v}" for k, v in (software.get("packages") or {}).items()) or "unknown"),
+        ("Git commit", commit + (" with uncommitted changes" if git.get("dirty") else "")),
+        ("When", when_text(manifest.get("runs") or [])),
+        ("Suite", f"{(manifest.get('suite') or {}).get('name', '?')} ({manifest.get('suite_file', '?')})"),
+        ("Filters", " ".join(manifest.get("filters") or []) or "none"),
+    ]
+
+
+def peak_rows(peak: dict | None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the matmul peak table: one row per precision, one column per thread count."""
+    if not peak or not peak.get("gflops"):
+        return [], []
+    counts = sorted({int(t) for rates in peak["gflops"].values() for t in rates})
+    header = ["precision", *(f"{t} thread{'s' if t > 1 else ''} GFLOP/s" for t in counts)]
+    rows = [
+        [str(precision), *(f"{rates[str(t)]:.1f}" if str(t) in rates else "-" for t in counts)]
+        for precision, rates in peak["gflops"].items()
+    ]
+    return header, rows
+
+
+def peak_note(peak: dict | None) -> str:
+    if not peak:
+        return "No matmul peak in this run's manifest (the run was made with --no-peak): no % of peak column."
+    note = f"Measured {peak.get('measured')} in {peak.get('seconds')} s with torch {peak.get('torch')}: "
+    note += f"{peak.get('method')}."
+    if peak.get("errors"):
+        note += " Not measured: " + "; ".join(map(str, peak["errors"])) + "."
+    if peak.get("notes"):
+        note += " " + "; ".join(map(str, peak["notes"])) + "."
+    return note

@@ -1,0 +1,71 @@
+"""The Markdown report: the text to paste into a pull request, plots linked beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.report import environment, tables
+from bench.report.data import Report, Warnings
+from bench.report.plots import Plot, Skipped
+
+LEGEND = (
+    f"{tables.FASTEST}: the fastest configuration of its shape and thread count among those that pass the accuracy"
+    f" check. {tables.FAILS}: faster than that one, but its outputs differ from eager fp32 beyond tolerance."
+    " Speedup is over eager fp32 at the same shape and threads; GFLOP/s counts the model's matrix products at"
+    " the median latency; % peak compares it with the matmul probe at the same precision and thread count."
+)
+
+
+def cell(text) -> str:
+    """Suite or result text as literal Markdown: no table breaks, no HTML, no emphasis or links."""
+    text = str(text).replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for char in "|`*[]":
+        text = text.replace(char, "\\" + char)
+    return " ".join(text.split())
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def attention(found: Warnings) -> list[str]:
+    items = [f"- **failed** `{cell(c)}`: {cell(s)}: {cell(r)}" for c, s, r in found.failed]
+    items += [f"- **accuracy** `{cell(c)}`: {cell(t)}" for c, t in found.accuracy]
+    items += [f"- **not ranked** `{cell(c)}`: {cell(t)}" for c, t in found.faster_but_failing]
+    items += [f"- `{cell(c)}`: {cell(w)}" for c, w in found.measurement]
+    return ["## Needs attention", "", *(items or ["Nothing: every case ran, passed and was stable."]), ""]
+
+
+def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped], out_dir: Path) -> str:
+    suite = (report.manifest.get("suite") or {}).get("name", "?")
+    lines = [f"# Benchmark report: {cell(suite)} ({cell(report.path.name)})", "", summary_line(report), ""]
+    lines += attention(found)
+    lines += ["## Fastest passing configuration per shape", ""]
+    lines += table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries))
+    lines += ["## Results", "", cell(LEGEND), ""]
+    for (model, task), members in tables.by_model(report.entries).items():
+        lines += [f"### {cell(model)} ({cell(task)})", ""]
+        lines += table(*tables.table_cells(members))
+    lines += ["## Plots", ""]
+    for plot in plots:
+        link = plot.png.relative_to(out_dir).as_posix()
+        svg = plot.svg.relative_to(out_dir).as_posix()
+        lines += [f"### {plot.title}", "", f"![{plot.title}]({link})", "", f"{cell(plot.caption)} ([SVG]({svg}))", ""]
+    if skipped:
+        lines += ["Not drawn:", ""] + [f"- {cell(s.title)}: {cell(s.reason)}" for s in skipped] + [""]
+    lines += ["## Machine and environment", ""]
+    lines += table(["", ""], [[k, v] for k, v in environment.machine_items(report.manifest)])
+    lines += ["### Matmul peak", ""]
+    header, rows = environment.peak_rows(report.manifest.get("peak"))
+    lines += table(header, rows) if rows else []
+    lines += [cell(environment.peak_note(report.manifest.get("peak"))), ""]
+    return "\n".join(lines)
+
+
+def summary_line(report: Report) -> str:
+    entries = report.entries
+    ok = sum(e.ok for e in entries)
+    passed = sum(e.accuracy_passed for e in entries)
+    return f"{len(entries)} cases: {ok} measured, {passed} passing the accuracy check, {len(entries) - ok} failed."

@@ -1,0 +1,127 @@
+"""The openvino backend: its cache key, and real runs of bert-tiny through the runner in real workers."""
+
+import json
+
+import pytest
+
+from bench.backends.openvino_ir import artifact_kind, cache_parts
+from conftest import bench_cli, write_suite
+
+OPTIONS = {
+    "int8_mode": "weights",
+    "static_shape": False,
+    "compiled_cache": False,
+    "export_attn_implementation": "sdpa",
+    "calibration_samples": 8,
+    "calibration_seq_len": 128,
+}
+
+
+def job(precision="fp32", seq_len=128, batch_size=1, threads=1, **options):
+    case = {
+        "model": "m",
+        "task": "text-classification",
+        "precision": precision,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "threads": threads,
+        "seed": 0,
+        "backend_options": {**OPTIONS, **options},
+    }
+    return {"case": case, "source": {"identity": "abc"}}
+
+
+def key(**kwargs):
+    j = job(**kwargs)
+    return cache_parts(j, artifact_kind(j["case"]["precision"], j["case"]["backend_options"]))
+
+
+def test_fp32_and_bf16_share_one_ir_and_int8_modes_each_have_their_own():
+    assert key(precision="fp32") == key(precision="bf16")
+    keys = [key(precision="fp32"), key(precision="int8"), key(precision="int8", int8_mode="static")]
+    assert len({json.dumps(k, sort_keys=True) for k in keys}) == 3
+
+
+def test_the_key_ignores_shape_threads_and_runtime_options_but_not_what_changes_the_file():
+    base = key()
+    assert key(seq_len=384, batch_size=8, threads=2, static_shape=True, compiled_cache=True) == base
+    assert key(export_attn_implementation="eager") != base
+    assert key(calibration_samples=32) == base  # calibration only matters to the static int8 IR
+    static = key(precision="int8", int8_mode="static")
+    assert key(precision="int8", int8_mode="static", calibration_samples=32) != static
+    assert {"openvino", "optimum-intel", "nncf", "optimum", "transformers", "torch"} <= set(base["versions"])
+
+
+def test_a_misspelled_option_is_refused_with_the_field_named(tmp_path):
+    suite = write_suite(tmp_path, SUITE.replace("options: {int8_mode: static", "options: {int8_mode: dynamic"))
+    result = bench_cli("validate", suite)
+    assert result.returncode == 2
+    assert "backends[2].options.int8_mode: expected 'weights' or 'static', got 'dynamic'" in result.stdout + result.stderr
+
+
+SUITE = """\
+name: ov
+defaults:
+  seq_lens: [16]
+  batch_sizes: [2]
+  threads: [1]
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 1, timeout: 300}
+models:
+  - name: tiny
+    config: bert-tiny
+    task: text-classification
+backends:
+  - name: ov
+    type: openvino
+    precisions: [fp32, bf16, int8]
+  - name: ov2
+    type: openvino
+    threads: [2]
+  - name: ovstatic
+    type: openvino
+    options: {int8_mode: static, static_shape: true}
+    precisions: [int8]
+"""
+
+
+def rows_of(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    return {(r["backend"], r["precision"]): r for r in rows}
+
+
+@pytest.mark.slow
+def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_the_cache(tmp_path):
+    suite = write_suite(tmp_path, SUITE)
+    cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}  # starts empty, whatever ran before in this session
+    result = bench_cli("run", suite, "--out", tmp_path / "first", "--no-report", "--no-peak", env=cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = rows_of(tmp_path / "first")
+    assert len(first) == 5
+    for row in first.values():
+        assert row["status"] == "ok" and row["accuracy"]["passed"], row["reason"] or row["accuracy"]
+        assert row["effective"]["threads"] == row["threads"] == row["effective"]["backend"]["INFERENCE_NUM_THREADS"]
+        assert row["effective"]["backend"]["NUM_STREAMS"] == 1
+        assert not [w for w in row["warnings"] if w.startswith("asked") or "OpenVINO" in w], row["warnings"]
+        assert row["details"]["model_bytes"] > 0 and row["timings_ms"]["compile_ms"] > 0
+    hints = {k: r["effective"]["backend"]["INFERENCE_PRECISION_HINT"] for k, r in first.items()}
+    assert hints == {("ov", "fp32"): "f32", ("ov", "bf16"): "bf16", ("ov", "int8"): "f32",
+                     ("ov2", "fp32"): "f32", ("ovstatic", "int8"): "f32"}  # fmt: skip
+    assert first["ov", "fp32"]["accuracy"]["max_abs_diff"] <= 1e-5
+    fp32, int8 = first["ov", "fp32"], first["ov", "int8"]
+    assert fp32["details"]["cache"] == "miss" and "convert_ms" in fp32["timings_ms"]
+    assert first["ov", "bf16"]["details"]["cache"] == first["ov2", "fp32"]["details"]["cache"] == "hit"
+    assert int8["details"]["cache"] == "miss" and int8["details"]["fp32_ir_cache"] == "hit"
+    assert "quantize_ms" in int8["timings_ms"] and "convert_ms" not in int8["timings_ms"]
+    assert int8["details"]["model_bytes"] < fp32["details"]["model_bytes"] / 2
+    assert first["ovstatic", "int8"]["details"]["static_shape"] == [2, 16]
+
+    damaged = next((tmp_path / "cache").glob("artifacts/openvino-tiny-int8-weights-*/openvino_model.bin"))
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    result = bench_cli("run", suite, "--out", tmp_path / "second", "--no-report", "--no-peak", "--filter", "backend=ov", env=cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+    second = rows_of(tmp_path / "second")
+    assert second["ov", "fp32"]["details"]["cache"] == second["ov", "bf16"]["details"]["cache"] == "hit"
+    assert not {"convert_ms", "torch_load_ms", "quantize_ms"} & set(second["ov", "fp32"]["timings_ms"])
+    assert second["ov", "fp32"]["timings_ms"]["prepare"] < fp32["timings_ms"]["prepare"] / 2
+    assert second["ov", "int8"]["details"]["cache"].startswith("rebuilt: openvino_model.bin has 100 bytes")
+    assert all(r["status"] == "ok" and r["accuracy"]["passed"] for r in second.values())

@@ -1,0 +1,176 @@
+"""The `intel` environment's backends (ipex, bettertransformer, trainer) end to end, and one reference for all.
+
+These need the environment built (`bench env create intel`); without it they are skipped and say so.
+"""
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from bench.environments import environment
+from conftest import PROJECT, bench_cli, write_suite
+
+INTEL = environment("intel")
+needs_intel = pytest.mark.skipif(
+    not INTEL.built, reason=f"environment 'intel' is not built ({INTEL.python}); build it with: bench env create intel"
+)
+
+SUITE = """\
+name: intel-tiny
+defaults:
+  seq_lens: [32]
+  batch_sizes: [8]
+  padding_ratios: [0.3]
+  threads: [1]
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.1, max_seconds: 2, timeout: 300}
+models:
+  - name: tiny-intel
+    config: bert-tiny
+    task: text-classification
+backends:
+  - name: eager
+    type: pytorch
+  - name: ipex
+    type: ipex
+    precisions: [fp32, bf16]
+  - name: ipex-nojit
+    type: ipex
+    options: {jit: false}
+  - name: bt
+    type: bettertransformer
+  - name: trainer
+    type: trainer
+"""
+
+
+@pytest.fixture(scope="module")
+def intel_run(tmp_path_factory):
+    """One run of every intel backend beside eager (main) on bert-tiny, padded batch 8; shared by the tests."""
+    tmp = tmp_path_factory.mktemp("intel")
+    out = tmp / "run"
+    result = bench_cli("run", write_suite(tmp, SUITE), "--out", out, timeout=1200)
+    rows = {(r["backend"], r["precision"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    return result, rows
+
+
+@needs_intel
+@pytest.mark.slow
+def test_every_intel_backend_runs_in_intel_and_passes_the_accuracy_gate(intel_run):
+    result, rows = intel_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(rows) == {("eager", "fp32"), ("ipex", "fp32"), ("ipex", "bf16"), ("ipex-nojit", "fp32"),
+                         ("bt", "fp32"), ("trainer", "fp32")}  # fmt: skip
+    for (backend, precision), row in rows.items():
+        assert row["status"] == "ok" and row["accuracy"]["passed"], (backend, row["reason"], row["accuracy"])
+        expected = str(INTEL.python) if backend != "eager" else rows["eager"]["effective"]["python"]
+        assert row["effective"]["python"] == expected
+        assert row["effective"]["threads"] == 1
+    assert rows["ipex", "fp32"]["effective"]["versions"]["torch"] != rows["eager", "fp32"]["effective"]["versions"]["torch"]
+    assert rows["ipex", "bf16"]["accuracy"]["max_abs_diff"] > rows["ipex", "fp32"]["accuracy"]["max_abs_diff"]
+
+
+@needs_intel
+@pytest.mark.slow
+def test_each_step_is_timed_and_what_took_effect_is_recorded(intel_run):
+    _, rows = intel_run
+    jit, bf16, nojit = rows["ipex", "fp32"], rows["ipex", "bf16"], rows["ipex-nojit", "fp32"]
+    assert {"ipex_import_ms", "ipex_optimize_ms", "trace_ms", "freeze_ms", "profiling_ms"} <= set(jit["timings_ms"])
+    assert "trace_ms" not in nojit["timings_ms"] and nojit["effective"]["backend"]["jit"] is False
+    assert jit["details"]["fused_ops"] and all(op.startswith("ipex") for op in jit["details"]["fused_ops"])
+    assert jit["effective"]["backend"]["weights_dtype"] == "torch.float32"
+    assert bf16["effective"]["backend"]["weights_dtype"] == "torch.bfloat16"
+    bt = rows["bt", "fp32"]
+    assert bt["details"]["converted_layers"] == 2 and bt["effective"]["backend"]["bettertransformer"] is True
+    assert bt["effective"]["backend"]["ipex_imported"] is False
+    trainer = rows["trainer", "fp32"]
+    assert trainer["details"] == {"torchscript": True, "autocast_per_call": False}
+    assert {"wrap_model_ms", "trainer_jit_ms", "predict_ms"} <= set(trainer["timings_ms"])
+    assert trainer["effective"]["backend"]["use_ipex"] and trainer["effective"]["backend"]["jit_mode_eval"]
+
+
+@needs_intel
+@pytest.mark.slow
+def test_rows_have_the_same_keys_and_types_whichever_interpreter_wrote_them(intel_run):
+    _, rows = intel_run
+    main_row, intel_row = rows["eager", "fp32"], rows["bt", "fp32"]
+    assert main_row["effective"]["versions"]["torch"] != intel_row["effective"]["versions"]["torch"]
+    assert shape_of(main_row, skip={"backend_options", "details", "timings_ms"}) == shape_of(
+        intel_row, skip={"backend_options", "details", "timings_ms"}
+    )
+    for row in (main_row, intel_row):
+        assert all(isinstance(v, float) for v in row["timings_ms"].values())
+
+
+def shape_of(value, skip=frozenset(), depth=0):
+    """Keys and value types, recursively; a backend's own effective settings and versions are content, not shape."""
+    if isinstance(value, dict):
+        if depth == 2:  # effective.backend, effective.versions, effective.env
+            return "dict"
+        return {k: shape_of(v, depth=depth + 1) for k, v in value.items() if k not in skip}
+    if isinstance(value, list):
+        return ["list", sorted({str(shape_of(v, depth=depth + 1)) for v in value})]
+    return type(value).__name__
+
+
+@needs_intel
+def test_a_reference_written_in_main_reads_the_same_under_intel(tmp_path):
+    from bench.accuracy import load_reference, save_reference
+
+    rng = np.random.default_rng(0)
+    outputs = {"logits": rng.standard_normal((8, 2)).astype(np.float32)}
+    mask = (rng.random((8, 32)) > 0.3).astype(np.int64)
+    path = tmp_path / "ref.npz"
+    save_reference(path, outputs, mask)
+    code = (
+        "import json, sys, numpy\n"
+        "from bench.accuracy import load_reference\n"
+        "arrays, mask = load_reference(sys.argv[1])\n"
+        "print(json.dumps({'numpy': numpy.__version__, 'mask': mask.tolist(), 'dtype': str(mask.dtype),\n"
+        "                  'logits': arrays['logits'].tolist(), 'logits_dtype': str(arrays['logits'].dtype)}))"
+    )
+    done = subprocess.run([str(INTEL.python), "-c", code, str(path)], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(PROJECT)}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    arrays, main_mask = load_reference(path)
+    assert seen["dtype"] == str(main_mask.dtype) and seen["logits_dtype"] == "float32"
+    assert np.array_equal(np.array(seen["mask"]), main_mask)
+    assert np.array_equal(np.array(seen["logits"], dtype=np.float32), arrays["logits"])
+
+
+@needs_intel
+@pytest.mark.slow
+def test_the_intel_workers_read_the_reference_main_wrote(intel_run, isolated_cache):
+    _, rows = intel_run
+    references = list((isolated_cache / "references").glob("tiny-intel-*.npz"))
+    assert len(references) == 1, "every backend at one shape shares the one reference computed in main"
+    for key in (("ipex", "fp32"), ("bt", "fp32"), ("trainer", "fp32")):
+        assert rows[key]["accuracy"]["max_abs_diff"] < 1e-5
+
+
+def test_only_the_ipex_and_trainer_backends_import_ipex():
+    pattern = re.compile(r"^\s*(import|from)\s+intel_extension_for_pytorch|__import__\(.intel_extension_for_pytorch")
+    importers = {
+        str(path.relative_to(PROJECT))
+        for path in (PROJECT / "bench").rglob("*.py")
+        if any(pattern.search(line) for line in path.read_text().splitlines())
+    }
+    assert importers == {"bench/backends/ipex.py", "bench/backends/trainer.py"}
+
+
+@needs_intel
+def test_loading_models_and_the_other_backends_leaves_ipex_unimported_in_intel():
+    code = (
+        "import sys\n"
+        "import bench.worker, bench.loading, bench.backends.torchscript, bench.backends.bettertransformer\n"
+        "import bench.backends.trainer, bench.backends.ipex, transformers, optimum.bettertransformer\n"
+        "from transformers import Trainer, TrainingArguments, AutoModel\n"
+        "print('intel_extension_for_pytorch' in sys.modules)"
+    )
+    done = subprocess.run([str(INTEL.python), "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(PROJECT)}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -1,0 +1,119 @@
+"""TorchScript and torch.compile: real tiny models traced or compiled in real workers, checked against eager."""
+
+import json
+
+import pytest
+
+from conftest import bench_cli, write_suite
+
+MEASURE = "measure: {warmup: 1, min_iterations: 3, min_seconds: 0.2, max_seconds: 2, timeout: 300}"
+
+TORCHSCRIPT_SUITE = f"""\
+name: torchscript
+defaults:
+  seq_lens: [16]
+  batch_sizes: [1]
+  {MEASURE}
+models:
+  - name: bert-tiny
+    config: bert-tiny
+    task: text-classification
+    threads: [2]
+  - name: gpt2-tiny
+    config: gpt2
+    task: text-generation
+    threads: [1]
+    config_overrides: {{n_layer: 2, n_embd: 64, n_head: 2}}
+backends:
+  - name: ts
+    type: torchscript
+    precisions: [fp32, bf16]
+exclude:
+  - {{model: gpt2-tiny, precision: bf16}}
+"""
+
+COMPILE_SUITE = f"""\
+name: compile
+defaults:
+  seq_lens: [32]
+  batch_sizes: [1]
+  threads: [1]
+  {MEASURE}
+models:
+  - name: bert-tiny
+    config: bert-tiny
+    task: text-classification
+backends:
+  - name: compiled
+    type: torch_compile
+"""
+
+
+def run_rows(tmp_path, text):
+    suite = write_suite(tmp_path, text)
+    out = tmp_path / "run"
+    result = bench_cli("run", suite, "--out", out, "--no-peak", "--no-report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return {(r["model"], r["precision"]): r for r in rows}
+
+
+def assert_ok_on_threads(row):
+    assert row["status"] == "ok", row["reason"]
+    assert row["accuracy"]["passed"], row["accuracy"]["failures"]
+    assert row["effective"]["threads"] == row["threads"]
+    assert row["effective"]["backend"]["torch_threads"] == row["threads"]
+
+
+def test_torchscript_traces_freezes_and_matches_eager_including_a_causal_lm(tmp_path):
+    rows = run_rows(tmp_path, TORCHSCRIPT_SUITE)
+    assert set(rows) == {("bert-tiny", "fp32"), ("bert-tiny", "bf16"), ("gpt2-tiny", "fp32")}
+    for row in rows.values():
+        assert_ok_on_threads(row)
+        timings = row["timings_ms"]
+        assert timings["trace_ms"] > 0 and timings["freeze_ms"] > 0 and timings["profiling_ms"] > 0
+        assert timings["prepare"] >= timings["trace_ms"] + timings["freeze_ms"] + timings["profiling_ms"]
+        assert row["details"]["profiling_runs"] == row["effective"]["backend"]["num_profiled_runs"] + 1
+        assert row["effective"]["backend"]["frozen"] is True
+    assert rows[("bert-tiny", "fp32")]["accuracy"]["max_abs_diff"] <= 1e-5
+    bf16 = rows[("bert-tiny", "bf16")]["accuracy"]
+    assert bf16["max_abs_diff"] > 1e-5, "a bf16 graph must differ from fp32: the autocast casts were not traced"
+
+
+def test_torch_compile_compiles_in_prepare_and_does_not_recompile_while_measuring(tmp_path):
+    row = run_rows(tmp_path, COMPILE_SUITE)[("bert-tiny", "fp32")]
+    assert_ok_on_threads(row)
+    timings, details = row["timings_ms"], row["details"]
+    assert timings["compile_ms"] > 10 * timings["first_call"]
+    assert timings["prepare"] >= timings["compile_ms"] + timings["settling_ms"]
+    assert details["graphs_compiled"] == 1 and details["graph_breaks"] == 0
+    assert details["recompilations"] == 0 and not any("compiled" in w for w in row["warnings"])
+    assert sum(details["fx_graph_cache"].values()) >= 1
+    backend = row["effective"]["backend"]
+    assert (backend["compiler_backend"], backend["mode"], backend["dynamic"]) == ("inductor", "default", False)
+
+
+def test_a_recompilation_while_measuring_is_counted_and_warned():
+    torch = pytest.importorskip("torch")
+    from bench.backends.torch_compile import TorchCompileBackend, compile_counters
+
+    backend = TorchCompileBackend({"case": {"backend_options": {}}, "thread_settings": {}})
+    double = torch.compile(lambda x: x * 2, backend="eager", dynamic=False)
+    double(torch.ones(3))
+    backend.measured_from = compile_counters()
+    double(torch.ones(3))
+    backend.after_measurement()
+    assert backend.details["recompilations"] == 0 and backend.warnings == []
+    double(torch.ones(5))
+    backend.after_measurement()
+    assert backend.details["recompilations"] == 1
+    assert backend.warnings and "compiled 1 more graph(s) while measuring" in backend.warnings[0]
+
+
+def test_an_unknown_compile_mode_is_named_with_its_field(tmp_path):
+    text = COMPILE_SUITE.replace("type: torch_compile", "type: torch_compile\n    options: {mode: fast}")
+    suite = write_suite(tmp_path, text)
+    result = bench_cli("validate", suite)
+    assert result.returncode == 2
+    assert "backends[0].options.mode: expected 'default', 'reduce-overhead'" in result.stderr
+    assert "got 'fast'" in result.stderr
