@@ -57,7 +57,8 @@ def cmd_clear(args) -> int:
                 shutil.rmtree(path)
             else:
                 path.unlink()
-        print(f"removed {len(others)} other item(s) ({', '.join(p.name for p in others) or 'none'}), {human_bytes(freed)}")
+        names = ", ".join(p.name for p in others) or "none"
+        print(f"removed {len(others)} other item(s) ({names}), {human_bytes(freed)}")
     return EXIT_OK
 
 

@@ -56,7 +56,8 @@ def test_a_misspelled_option_is_refused_with_the_field_named(tmp_path):
     suite = write_suite(tmp_path, SUITE.replace("options: {int8_mode: static", "options: {int8_mode: dynamic"))
     result = bench_cli("validate", suite)
     assert result.returncode == 2
-    assert "backends[2].options.int8_mode: expected 'weights' or 'static', got 'dynamic'" in result.stdout + result.stderr
+    message = "backends[2].options.int8_mode: expected 'weights' or 'static', got 'dynamic'"
+    assert message in result.stdout + result.stderr
 
 
 SUITE = """\
@@ -73,6 +74,7 @@ models:
 backends:
   - name: ov
     type: openvino
+    options: {compiled_cache: true}
     precisions: [fp32, bf16, int8]
   - name: ov2
     type: openvino
@@ -90,7 +92,7 @@ def rows_of(run_dir):
 
 
 @pytest.mark.slow
-def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_the_cache(tmp_path):
+def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_both_caches(tmp_path):
     suite = write_suite(tmp_path, SUITE)
     cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}  # starts empty, whatever ran before in this session
     result = bench_cli("run", suite, "--out", tmp_path / "first", "--no-report", "--no-peak", env=cache)
@@ -109,6 +111,8 @@ def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_the_cache(tmp_path):
     assert first["ov", "fp32"]["accuracy"]["max_abs_diff"] <= 1e-5
     fp32, int8 = first["ov", "fp32"], first["ov", "int8"]
     assert fp32["details"]["cache"] == "miss" and "convert_ms" in fp32["timings_ms"]
+    assert fp32["details"]["compiled_from_cache"] is False
+    assert "compiled_from_cache" not in first["ov2", "fp32"]["details"]  # ov2 does not use the compiled cache
     assert first["ov", "bf16"]["details"]["cache"] == first["ov2", "fp32"]["details"]["cache"] == "hit"
     assert int8["details"]["cache"] == "miss" and int8["details"]["fp32_ir_cache"] == "hit"
     assert "quantize_ms" in int8["timings_ms"] and "convert_ms" not in int8["timings_ms"]
@@ -117,11 +121,15 @@ def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_the_cache(tmp_path):
 
     damaged = next((tmp_path / "cache").glob("artifacts/openvino-tiny-int8-weights-*/openvino_model.bin"))
     damaged.write_bytes(damaged.read_bytes()[:100])
-    result = bench_cli("run", suite, "--out", tmp_path / "second", "--no-report", "--no-peak", "--filter", "backend=ov", env=cache)
+    result = bench_cli(
+        "run", suite, "--out", tmp_path / "second", "--no-report", "--no-peak",
+        "--filter", "backend=ov", "--filter", "precision=fp32", "--filter", "precision=int8", env=cache,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     second = rows_of(tmp_path / "second")
-    assert second["ov", "fp32"]["details"]["cache"] == second["ov", "bf16"]["details"]["cache"] == "hit"
+    assert len(second) == 2 and second["ov", "fp32"]["details"]["cache"] == "hit"
     assert not {"convert_ms", "torch_load_ms", "quantize_ms"} & set(second["ov", "fp32"]["timings_ms"])
+    assert second["ov", "fp32"]["details"]["compiled_from_cache"] is True
     assert second["ov", "fp32"]["timings_ms"]["prepare"] < fp32["timings_ms"]["prepare"] / 2
     assert second["ov", "int8"]["details"]["cache"].startswith("rebuilt: openvino_model.bin has 100 bytes")
     assert all(r["status"] == "ok" and r["accuracy"]["passed"] for r in second.values())

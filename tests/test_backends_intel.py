@@ -6,6 +6,7 @@ These need the environment built (`bench env create intel`); without it they are
 import json
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -50,22 +51,22 @@ backends:
 def intel_run(tmp_path_factory):
     """One run of every intel backend beside eager (main) on bert-tiny, padded batch 8; shared by the tests."""
     tmp = tmp_path_factory.mktemp("intel")
-    out = tmp / "run"
-    result = bench_cli("run", write_suite(tmp, SUITE), "--out", out, timeout=1200)
+    out, cache = tmp / "run", tmp / "cache"  # set here: a module fixture starts before the per-test cache fixture
+    result = bench_cli("run", write_suite(tmp, SUITE), "--out", out, env={"BENCH_CACHE_DIR": str(cache)}, timeout=1200)
     rows = {(r["backend"], r["precision"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
-    return result, rows
+    return result, rows, cache
 
 
 @needs_intel
 @pytest.mark.slow
 def test_every_intel_backend_runs_in_intel_and_passes_the_accuracy_gate(intel_run):
-    result, rows = intel_run
+    result, rows, _ = intel_run
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(rows) == {("eager", "fp32"), ("ipex", "fp32"), ("ipex", "bf16"), ("ipex-nojit", "fp32"),
                          ("bt", "fp32"), ("trainer", "fp32")}  # fmt: skip
     for (backend, precision), row in rows.items():
         assert row["status"] == "ok" and row["accuracy"]["passed"], (backend, row["reason"], row["accuracy"])
-        expected = str(INTEL.python) if backend != "eager" else rows["eager"]["effective"]["python"]
+        expected = str(INTEL.python) if backend != "eager" else sys.executable
         assert row["effective"]["python"] == expected
         assert row["effective"]["threads"] == 1
     assert rows["ipex", "fp32"]["effective"]["versions"]["torch"] != rows["eager", "fp32"]["effective"]["versions"]["torch"]
@@ -75,12 +76,13 @@ def test_every_intel_backend_runs_in_intel_and_passes_the_accuracy_gate(intel_ru
 @needs_intel
 @pytest.mark.slow
 def test_each_step_is_timed_and_what_took_effect_is_recorded(intel_run):
-    _, rows = intel_run
+    _, rows, _ = intel_run
     jit, bf16, nojit = rows["ipex", "fp32"], rows["ipex", "bf16"], rows["ipex-nojit", "fp32"]
     assert {"ipex_import_ms", "ipex_optimize_ms", "trace_ms", "freeze_ms", "profiling_ms"} <= set(jit["timings_ms"])
     assert "trace_ms" not in nojit["timings_ms"] and nojit["effective"]["backend"]["jit"] is False
     assert jit["details"]["fused_ops"] and all(op.startswith("ipex") for op in jit["details"]["fused_ops"])
     assert jit["effective"]["backend"]["weights_dtype"] == "torch.float32"
+    assert jit["effective"]["backend"]["child_processes"] == 0  # no inductor compile pool beside the measurement
     assert bf16["effective"]["backend"]["weights_dtype"] == "torch.bfloat16"
     bt = rows["bt", "fp32"]
     assert bt["details"]["converted_layers"] == 2 and bt["effective"]["backend"]["bettertransformer"] is True
@@ -94,7 +96,7 @@ def test_each_step_is_timed_and_what_took_effect_is_recorded(intel_run):
 @needs_intel
 @pytest.mark.slow
 def test_rows_have_the_same_keys_and_types_whichever_interpreter_wrote_them(intel_run):
-    _, rows = intel_run
+    _, rows, _ = intel_run
     main_row, intel_row = rows["eager", "fp32"], rows["bt", "fp32"]
     assert main_row["effective"]["versions"]["torch"] != intel_row["effective"]["versions"]["torch"]
     assert shape_of(main_row, skip={"backend_options", "details", "timings_ms"}) == shape_of(
@@ -143,22 +145,22 @@ def test_a_reference_written_in_main_reads_the_same_under_intel(tmp_path):
 
 @needs_intel
 @pytest.mark.slow
-def test_the_intel_workers_read_the_reference_main_wrote(intel_run, isolated_cache):
-    _, rows = intel_run
-    references = list((isolated_cache / "references").glob("tiny-intel-*.npz"))
+def test_the_intel_workers_read_the_reference_main_wrote(intel_run):
+    _, rows, cache = intel_run
+    references = list((cache / "references").glob("tiny-intel-*.npz"))
     assert len(references) == 1, "every backend at one shape shares the one reference computed in main"
     for key in (("ipex", "fp32"), ("bt", "fp32"), ("trainer", "fp32")):
         assert rows[key]["accuracy"]["max_abs_diff"] < 1e-5
 
 
-def test_only_the_ipex_and_trainer_backends_import_ipex():
+def test_only_the_ipex_backend_module_imports_ipex():
     pattern = re.compile(r"^\s*(import|from)\s+intel_extension_for_pytorch|__import__\(.intel_extension_for_pytorch")
     importers = {
         str(path.relative_to(PROJECT))
         for path in (PROJECT / "bench").rglob("*.py")
         if any(pattern.search(line) for line in path.read_text().splitlines())
     }
-    assert importers == {"bench/backends/ipex.py", "bench/backends/trainer.py"}
+    assert importers == {"bench/backends/ipex.py"}
 
 
 @needs_intel

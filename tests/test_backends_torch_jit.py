@@ -65,6 +65,7 @@ def assert_ok_on_threads(row):
     assert row["effective"]["backend"]["torch_threads"] == row["threads"]
 
 
+@pytest.mark.slow
 def test_torchscript_traces_freezes_and_matches_eager_including_a_causal_lm(tmp_path):
     rows = run_rows(tmp_path, TORCHSCRIPT_SUITE)
     assert set(rows) == {("bert-tiny", "fp32"), ("bert-tiny", "bf16"), ("gpt2-tiny", "fp32")}
@@ -80,6 +81,7 @@ def test_torchscript_traces_freezes_and_matches_eager_including_a_causal_lm(tmp_
     assert bf16["max_abs_diff"] > 1e-5, "a bf16 graph must differ from fp32: the autocast casts were not traced"
 
 
+@pytest.mark.slow
 def test_torch_compile_compiles_in_prepare_and_does_not_recompile_while_measuring(tmp_path):
     row = run_rows(tmp_path, COMPILE_SUITE)[("bert-tiny", "fp32")]
     assert_ok_on_threads(row)

@@ -8,6 +8,8 @@ only when no export exists yet.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -126,11 +128,18 @@ def export_onnx(model, folder: Path, task: str) -> None:
 
 
 def optimize_onnx(source: Path, folder: Path, level: str) -> None:
-    """ORTOptimizer at an AutoOptimizationConfig level (O1 basic, O2 + transformer fusions, O3 + GELU approximation)."""
+    """ORTOptimizer at an AutoOptimizationConfig level (O1 basic, O2 + transformer fusions, O3 + GELU approximation).
+
+    It reads hard links of the export's files: after optimizing, ORTOptimizer deletes its source's external weight
+    file (`model.onnx_data`, models over 2 GB), which must not be the cached export's.
+    """
     from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
 
     config = getattr(AutoOptimizationConfig, level)()
-    ORTOptimizer.from_pretrained(source).optimize(config, folder, file_suffix="")
+    with tempfile.TemporaryDirectory(prefix=".building-links-", dir=folder.parent) as links:
+        for path in source.iterdir():
+            os.link(path, Path(links) / path.name)
+        ORTOptimizer.from_pretrained(links).optimize(config, folder, file_suffix="")
 
 
 def quantize_onnx(source: Path, folder: Path, per_channel: bool) -> None:

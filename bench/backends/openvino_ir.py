@@ -6,8 +6,6 @@ is built from the cached fp32 IR, so the torch model is loaded only when no fp32
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -125,11 +123,7 @@ def export_ir(model, folder: Path, task: str) -> None:
     from optimum.exporters.openvino import export_from_model
     from optimum.intel import OVConfig
 
-    with tempfile.TemporaryDirectory(prefix="bench-ov-export-") as tmp:
-        export_from_model(model, tmp, task=task, ov_config=OVConfig(dtype="fp32"), stateful=False)
-        for path in Path(tmp).iterdir():
-            if path.is_file():
-                shutil.move(str(path), folder / path.name)
+    export_from_model(model, folder, task=task, ov_config=OVConfig(dtype="fp32"), stateful=False)
 
 
 def quantize_ir(model, folder: Path, mode: str, calibration) -> None:
@@ -150,9 +144,9 @@ def calibration_dataset(model, job: dict):
     from bench.inputs import make_inputs
 
     options, vocab, seed = job["case"]["backend_options"], job["vocab"], job["case"]["seed"]
-    feeds = []
+    seq_len, feeds = options["calibration_seq_len"], []
     for index in range(options["calibration_samples"]):
-        inputs = make_inputs(1, options["calibration_seq_len"], vocab["size"], vocab["pad_token_id"], 0.0, seed + 1 + index)
+        inputs = make_inputs(1, seq_len, vocab["size"], vocab["pad_token_id"], 0.0, seed + 1 + index)
         feeds.append(model_feed(model.input_names, inputs, np))
     return nncf.Dataset(feeds)
 

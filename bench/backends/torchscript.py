@@ -16,12 +16,11 @@ from bench.timing import timed
 
 class TorchScriptBackend(Backend):
     def load(self) -> None:
-        configure_torch(self.threads)
+        self.torch = configure_torch(self.threads)
         self.model = load_model(traceable_job(self.job), attn_implementation=self.options["attn_implementation"])
 
     def prepare(self, inputs) -> None:
-        import torch
-
+        torch = self.torch
         self.inputs = to_tensors(inputs)
         with trace_context(self.case["precision"]), traceable_causal_masks():
             traced, self.timings["trace_ms"] = timed(
@@ -36,28 +35,24 @@ class TorchScriptBackend(Backend):
 
     def profile(self) -> None:
         """The profiling executor records shapes on its first runs and optimizes the graph on the next one."""
-        import torch
-
-        runs = torch._C._jit_get_num_profiled_runs() + 1
+        runs = self.torch._C._jit_get_num_profiled_runs() + 1
         _, self.timings["profiling_ms"] = timed(lambda: [self.run() for _ in range(runs)])
         self.details["profiling_runs"] = runs
 
     def run(self):
-        import torch
-
-        with torch.inference_mode():
+        with self.torch.inference_mode():
             return self.module(**self.inputs)
 
     def effective(self) -> dict:
-        import torch
-
+        torch = self.torch
         return {
             **torch_effective(),
             "attn_implementation": self.model.config._attn_implementation,
-            "frozen": True,
+            "frozen": not list(self.module.parameters()),
             "optimize_for_inference": self.options["optimize_for_inference"],
-            "profiling_executor": torch._C._get_graph_executor_optimize(),
+            "graph_executor_optimize": torch._C._get_graph_executor_optimize(),
             "num_profiled_runs": torch._C._jit_get_num_profiled_runs(),
+            "cpu_fuser": torch._C._jit_can_fuse_on_cpu(),
         }
 
 

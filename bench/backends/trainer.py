@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 
 from bench.backends.base import Backend
+from bench.backends.ipex import child_processes, import_ipex
 from bench.backends.torch_common import configure_torch, torch_effective
 from bench.loading import load_model, select_outputs
 from bench.timing import timed
@@ -24,7 +25,7 @@ class TrainerBackend(Backend):
     def load(self) -> None:
         configure_torch(self.threads)
         if self.options["use_ipex"]:  # imported by the Trainer anyway; timed apart from its preparation
-            _, self.timings["ipex_import_ms"] = timed(lambda: __import__("intel_extension_for_pytorch"))
+            _, self.timings["ipex_import_ms"] = timed(import_ipex)
         self.model = load_model(self.job, attn_implementation="eager")
         if self.case["task"] == "text-generation":
             self.model.config.use_cache = False  # evaluation batches carry no KV cache
@@ -70,6 +71,7 @@ class TrainerBackend(Backend):
             "bf16": args.bf16,
             "device": str(args.device),
             "weights_dtype": str(next(self.model.parameters()).dtype),
+            "child_processes": child_processes(),
         }
 
 
