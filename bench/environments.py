@@ -132,7 +132,9 @@ def requirements_file(name: str, requirements_dir: Path = REQUIREMENTS_DIR) -> P
     path = requirements_dir / f"{name}.txt"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in requirements_dir.glob("*.txt"))) or "none"
-        raise BenchError(f"{path}: expected the requirements of environment {name!r}, got no such file (known: {known})")
+        raise BenchError(
+            f"{path}: expected the requirements of environment {name!r}, got no such file (known: {known})"
+        )
     return path
 
 

@@ -11,7 +11,6 @@ OPTIONS = {
     "int8_mode": "weights",
     "static_shape": False,
     "compiled_cache": False,
-    "export_attn_implementation": "sdpa",
     "calibration_samples": 8,
     "calibration_seq_len": 128,
 }
@@ -45,7 +44,6 @@ def test_fp32_and_bf16_share_one_ir_and_int8_modes_each_have_their_own():
 def test_the_key_ignores_shape_threads_and_runtime_options_but_not_what_changes_the_file():
     base = key()
     assert key(seq_len=384, batch_size=8, threads=2, static_shape=True, compiled_cache=True) == base
-    assert key(export_attn_implementation="eager") != base
     assert key(calibration_samples=32) == base  # calibration only matters to the static int8 IR
     static = key(precision="int8", int8_mode="static")
     assert key(precision="int8", int8_mode="static", calibration_samples=32) != static

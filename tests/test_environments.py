@@ -108,7 +108,8 @@ def test_create_without_a_requirements_file_names_the_file(tmp_path):
     with pytest.raises(BenchError) as caught:
         create("nowhere", tmp_path, requirements_dir=tmp_path)
     assert str(caught.value) == (
-        f"{tmp_path / 'nowhere.txt'}: expected the requirements of environment 'nowhere', got no such file (known: none)"
+        f"{tmp_path / 'nowhere.txt'}: expected the requirements of environment 'nowhere', "
+        "got no such file (known: none)"
     )
     result = bench_cli("env", "create", "nowhere", "--root", tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "nowhere.txt" in result.stderr

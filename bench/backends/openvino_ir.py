@@ -18,6 +18,8 @@ OV_CLASSES = {
     "question-answering": "OVModelForQuestionAnswering",
     "text-generation": "OVModelForCausalLM",
 }
+EXPORT_ATTENTION = "sdpa"
+"""The torch attention the IR is exported from, as `optimum-cli export openvino` does (an eager export runs the same)."""
 VERSIONED = ("optimum", "optimum-intel", "openvino", "nncf", "transformers", "torch")
 IR_FILES = (".xml", ".bin")
 
@@ -45,7 +47,7 @@ def cache_parts(job: dict, kind: str) -> dict:
         "model": job["source"]["identity"],
         "task": case["task"],
         "artifact": kind,
-        "export_attn_implementation": options["export_attn_implementation"],
+        "export_attn_implementation": EXPORT_ATTENTION,
         "versions": versions(),
     }
     if kind == "int8-static":
@@ -102,9 +104,7 @@ class IrBuilder:
     def _export(self, folder: Path) -> None:
         from bench.loading import load_model
 
-        model, self.timings["torch_load_ms"] = timed(
-            lambda: load_model(self.job, attn_implementation=self.options["export_attn_implementation"])
-        )
+        model, self.timings["torch_load_ms"] = timed(lambda: load_model(self.job, attn_implementation=EXPORT_ATTENTION))
         _, self.timings["convert_ms"] = timed(lambda: export_ir(model, folder, self.case["task"]))
 
     def _quantize(self, folder: Path) -> None:

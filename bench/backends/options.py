@@ -49,9 +49,6 @@ class OpenvinoOptions(Options):
     )
     static_shape: bool = Field(False, description="Reshape to the case's batch x seq before compiling.")
     compiled_cache: bool = Field(False, description="Keep compiled blobs (OpenVINO CACHE_DIR) in the bench cache.")
-    export_attn_implementation: Literal["eager", "sdpa"] = Field(
-        "sdpa", description="Attention of the torch model the IR is exported from."
-    )
     calibration_samples: int = Field(8, ge=1, description="Static int8: synthetic calibration samples.")
     calibration_seq_len: int = Field(128, ge=1, description="Static int8: sequence length of each sample.")
 

@@ -50,7 +50,7 @@ class TrainerBackend(Backend):
         if self.options["jit_mode_eval"]:
             self.timings["trainer_jit_ms"] = 1000 * getattr(self.trainer, "jit_compilation_time", 0.0)
             if not scripted:
-                self.warnings.append("jit_mode_eval fell back to the eager model (see the Trainer's warning in the log)")
+                self.warnings.append("jit_mode_eval fell back to the eager model (the Trainer's warning is in the log)")
 
     def run(self):
         _, logits, _ = self.trainer.prediction_step(self.module, self.batch, prediction_loss_only=False)
