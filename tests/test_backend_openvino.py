@@ -50,7 +50,7 @@ def test_the_key_ignores_shape_threads_and_runtime_options_but_not_what_changes_
     assert {"openvino", "optimum-intel", "nncf", "optimum", "transformers", "torch"} <= set(base["versions"])
 
 
-def test_a_misspelled_option_is_refused_with_the_field_named(tmp_path):
+def test_an_unknown_int8_mode_is_refused_with_the_field_named(tmp_path):
     suite = write_suite(tmp_path, SUITE.replace("options: {int8_mode: static", "options: {int8_mode: dynamic"))
     result = bench_cli("validate", suite)
     assert result.returncode == 2
@@ -115,6 +115,7 @@ def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_both_caches(tmp_path):
     assert int8["details"]["cache"] == "miss" and int8["details"]["fp32_ir_cache"] == "hit"
     assert "quantize_ms" in int8["timings_ms"] and "convert_ms" not in int8["timings_ms"]
     assert int8["details"]["model_bytes"] < fp32["details"]["model_bytes"] / 2
+    assert "DYNAMIC_QUANTIZATION_GROUP_SIZE" in int8["effective"]["backend"]
     assert first["ovstatic", "int8"]["details"]["static_shape"] == [2, 16]
 
     damaged = next((tmp_path / "cache").glob("artifacts/openvino-tiny-int8-weights-*/openvino_model.bin"))

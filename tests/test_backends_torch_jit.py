@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bench.cache import artifacts_root
 from conftest import bench_cli, write_suite
 
 MEASURE = "measure: {warmup: 1, min_iterations: 3, min_seconds: 0.2, max_seconds: 2, timeout: 300}"
@@ -49,13 +50,20 @@ backends:
 """
 
 
-def run_rows(tmp_path, text):
+def run_rows(tmp_path, text, run="run"):
+    """One `bench run` with a cache of the test's own, so a first run always starts cold."""
     suite = write_suite(tmp_path, text)
-    out = tmp_path / "run"
-    result = bench_cli("run", suite, "--out", out, "--no-peak", "--no-report")
+    out = tmp_path / run
+    env = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    result = bench_cli("run", suite, "--out", out, "--no-peak", "--no-report", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return {(r["model"], r["precision"]): r for r in rows}
+
+
+def cached_file(tmp_path, entry_prefix, name):
+    (folder,) = artifacts_root(tmp_path / "cache").glob(f"{entry_prefix}-*")
+    return folder / name
 
 
 def assert_ok_on_threads(row):
@@ -65,6 +73,49 @@ def assert_ok_on_threads(row):
     assert row["effective"]["backend"]["torch_threads"] == row["threads"]
 
 
+def key_of(module, **change):
+    case = {
+        "model": "m",
+        "task": "text-classification",
+        "precision": "fp32",
+        "batch_size": 1,
+        "seq_len": 16,
+        "padding_ratio": 0.0,
+        "threads": 1,
+        "seed": 0,
+        "backend_options": {"attn_implementation": "eager"},
+        **change,
+    }
+    return module.cache_parts({"case": case, "source": {"identity": "abc"}})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seq_len": 32},
+        {"batch_size": 2},
+        {"padding_ratio": 0.5},
+        {"seed": 1},
+        {"precision": "bf16"},
+        {"backend_options": {"attn_implementation": "sdpa"}},
+    ],
+)
+def test_a_cached_module_serves_only_the_inputs_and_settings_it_was_made_for(change):
+    pytest.importorskip("torch")
+    from bench.backends import torch_compile, torchscript
+
+    for module in (torchscript, torch_compile):
+        assert key_of(module, **change) != key_of(module)
+
+
+def test_threads_key_a_compile_but_not_a_frozen_module():
+    pytest.importorskip("torch")
+    from bench.backends import torch_compile, torchscript
+
+    assert key_of(torchscript, threads=2) == key_of(torchscript)
+    assert key_of(torch_compile, threads=2) != key_of(torch_compile)
+
+
 @pytest.mark.slow
 def test_torchscript_traces_freezes_and_matches_eager_including_a_causal_lm(tmp_path):
     rows = run_rows(tmp_path, TORCHSCRIPT_SUITE)
@@ -72,6 +123,7 @@ def test_torchscript_traces_freezes_and_matches_eager_including_a_causal_lm(tmp_
     for row in rows.values():
         assert_ok_on_threads(row)
         timings = row["timings_ms"]
+        assert row["details"]["cache"] == "miss"
         assert timings["trace_ms"] > 0 and timings["freeze_ms"] > 0 and timings["profiling_ms"] > 0
         assert timings["prepare"] >= timings["trace_ms"] + timings["freeze_ms"] + timings["profiling_ms"]
         assert row["details"]["profiling_runs"] == row["effective"]["backend"]["num_profiled_runs"] + 1
@@ -79,20 +131,49 @@ def test_torchscript_traces_freezes_and_matches_eager_including_a_causal_lm(tmp_
     assert rows[("bert-tiny", "fp32")]["accuracy"]["max_abs_diff"] <= 1e-5
     bf16 = rows[("bert-tiny", "bf16")]["accuracy"]
     assert bf16["max_abs_diff"] > 1e-5, "a bf16 graph must differ from fp32: the autocast casts were not traced"
+    second_run_loads_the_cached_modules_and_rebuilds_damaged_ones(tmp_path, rows)
+
+
+def second_run_loads_the_cached_modules_and_rebuilds_damaged_ones(tmp_path, first):
+    truncated = cached_file(tmp_path, "torchscript-bert-tiny-bf16", "module.pt")
+    size = truncated.stat().st_size
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    flipped = cached_file(tmp_path, "torchscript-gpt2-tiny-fp32", "module.pt")
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    second = run_rows(tmp_path, TORCHSCRIPT_SUITE, run="second")
+    for key, row in second.items():
+        assert_ok_on_threads(row)
+        assert row["accuracy"]["max_abs_diff"] == first[key]["accuracy"]["max_abs_diff"]
+        assert row["effective"]["backend"] == first[key]["effective"]["backend"]
+        assert row["timings_ms"]["jit_load_ms"] > 0 and row["details"]["profiling_runs"] > 0
+    hit = second[("bert-tiny", "fp32")]
+    assert hit["details"]["cache"] == "hit" and "trace_ms" not in hit["timings_ms"]
+    assert second[("bert-tiny", "bf16")]["details"]["cache"] == f"rebuilt: module.pt has 100 bytes, the record says {size}"
+    gpt2 = second[("gpt2-tiny", "fp32")]
+    assert gpt2["details"]["cache"] == "rebuilt: module.pt does not match its recorded digest"
+    assert gpt2["timings_ms"]["model_load_ms"] > 0 and gpt2["timings_ms"]["trace_ms"] > 0
 
 
 @pytest.mark.slow
 def test_torch_compile_compiles_in_prepare_and_does_not_recompile_while_measuring(tmp_path):
-    row = run_rows(tmp_path, COMPILE_SUITE)[("bert-tiny", "fp32")]
-    assert_ok_on_threads(row)
-    timings, details = row["timings_ms"], row["details"]
-    assert timings["compile_ms"] > 10 * timings["first_call"]
-    assert timings["prepare"] >= timings["compile_ms"] + timings["settling_ms"]
-    assert details["graphs_compiled"] == 1 and details["graph_breaks"] == 0
-    assert details["recompilations"] == 0 and not any("compiled" in w for w in row["warnings"])
-    assert sum(details["fx_graph_cache"].values()) >= 1
-    backend = row["effective"]["backend"]
-    assert (backend["compiler_backend"], backend["mode"], backend["dynamic"]) == ("inductor", "default", False)
+    first = run_rows(tmp_path, COMPILE_SUITE)[("bert-tiny", "fp32")]
+    second = run_rows(tmp_path, COMPILE_SUITE, run="second")[("bert-tiny", "fp32")]
+    for row, cache, fx in ((first, "miss", {"hits": 0, "misses": 1}), (second, "hit", {"hits": 1, "misses": 0})):
+        assert_ok_on_threads(row)
+        timings, details = row["timings_ms"], row["details"]
+        assert timings["compile_ms"] > 10 * timings["first_call"]
+        assert timings["prepare"] >= timings["compile_ms"] + timings["settling_ms"]
+        assert details["graphs_compiled"] == 1 and details["graph_breaks"] == 0
+        assert details["recompilations"] == 0 and not any("compiled" in w for w in row["warnings"])
+        assert (details["cache"], details["fx_graph_cache"], details["aot_autograd_cache"]) == (cache, fx, fx)
+        backend = row["effective"]["backend"]
+        assert (backend["compiler_backend"], backend["mode"], backend["dynamic"]) == ("inductor", "default", False)
+        assert backend["fx_graph_cache"] and backend["autograd_cache"]
+    assert second["timings_ms"]["restore_ms"] > 0
+    assert second["timings_ms"]["compile_ms"] < first["timings_ms"]["compile_ms"]
+    assert second["accuracy"]["max_abs_diff"] == first["accuracy"]["max_abs_diff"]
 
 
 def test_a_recompilation_while_measuring_is_counted_and_warned():

@@ -20,6 +20,7 @@ READ_BACK = (
     "INFERENCE_PRECISION_HINT",
     "ENABLE_CPU_PINNING",
     "EXECUTION_DEVICES",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE",  # not set: the CPU's default quantizes activations of int8-weight layers
 )
 
 
