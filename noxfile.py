@@ -59,12 +59,11 @@ def report(session: nox.Session) -> None:
 
 @nox.session(name="env-intel")
 def env_intel(session: nox.Session) -> None:
-    """The `intel` environment (torch 2.8: IPEX, BetterTransformer, the Trainer flags), then its backends' tests.
+    """Build the `intel` environment (torch 2.8: IPEX, BetterTransformer, the Trainer flags) and check it.
 
     Built by bench under $BENCH_ENV_DIR (default ~/.cache/bench/envs), outside .nox, and reused while
     requirements/intel.txt is unchanged; the first build downloads about 3.7 GB.
     """
     install_main(session)
     session.run("bench", "env", "create", "intel")
-    session.run("bench", "doctor", success_codes=[0, 1])
-    session.run("pytest", "tests/test_environments.py", "tests/test_backends_intel.py", "-rs", *session.posargs)
+    session.run("bench", "doctor")

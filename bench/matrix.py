@@ -46,9 +46,10 @@ class Case:
 
     @property
     def is_baseline(self) -> bool:
-        """The eager fp32 PyTorch case that every other case at the same shape is compared with."""
+        """The eager fp32 PyTorch case in `main` that every other case at the same shape is compared with."""
         return (
             self.backend_type == "pytorch"
+            and self.environment == "main"
             and self.backend_options.get("attn_implementation", "eager") == "eager"
             and self.precision == "fp32"
         )

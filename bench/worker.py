@@ -107,9 +107,15 @@ def effective(backend) -> dict:
     }
 
 
+MAX_REASON = 600
+
+
 def error_envelope(status: str, exc: BaseException, message: str) -> dict:
-    trace = traceback.format_exc()
-    print(trace, file=sys.stderr, flush=True)
+    """The whole traceback goes to the log; the row's reason is one line, cut to MAX_REASON characters."""
+    print(traceback.format_exc(), file=sys.stderr, flush=True)
+    message = " ".join(message.split())
+    if len(message) > MAX_REASON:
+        message = message[: MAX_REASON - 30] + f" ... ({len(message)} characters; see the log)"
     return {"schema": ENVELOPE_SCHEMA, "status": status, "error": {"type": type(exc).__name__, "message": message}}
 
 

@@ -8,6 +8,7 @@ options: a later run loads it with torch.jit.load and builds no transformers mod
 from __future__ import annotations
 
 import contextlib
+import sys
 import copy
 import json
 from importlib import metadata
@@ -27,6 +28,11 @@ VERSIONED = ("torch", "transformers")
 
 class TorchScriptBackend(Backend):
     def load(self) -> None:
+        if "intel_extension_for_pytorch" in sys.modules:
+            raise RuntimeError(
+                "intel_extension_for_pytorch is imported in this process: it rewrites TorchScript graphs,"
+                " so a plain TorchScript number would not be one"
+            )
         self.torch = configure_torch(self.threads)
         self.model = None if is_cached(self.job, entry_name(self.case)) else self.load_model()
 
