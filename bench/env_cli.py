@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from importlib import metadata
+
+from bench.machine import installed_versions
 
 EXIT_OK, EXIT_FAILED = 0, 1
 PROBE_TIMEOUT = 300.0
@@ -147,17 +148,7 @@ def probe(backends: list[str]) -> dict:
         except BaseException as exc:  # noqa: BLE001 - a library that exits while importing is a finding too
             message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
             results[name] = {"ok": False, "environment": info.environment, "error": message}
-    return {"python": sys.executable, "versions": installed_versions(), "backends": results}
-
-
-def installed_versions() -> dict:
-    versions = {}
-    for package in VERSIONS:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return {"python": sys.executable, "versions": installed_versions(VERSIONS), "backends": results}
 
 
 def probe_main(argv: list[str]) -> int:

@@ -52,14 +52,20 @@ def memory_gib() -> float | None:
     return None
 
 
-def package_versions() -> dict:
-    versions = {}
-    for package in PACKAGES:
+def installed_versions(packages, keep_missing: bool = False) -> dict:
+    """Installed versions of `packages` in this interpreter; missing ones are None if kept, else left out."""
+    found = {}
+    for package in packages:
         try:
-            versions[package] = metadata.version(package)
+            found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
-            pass
-    return versions
+            if keep_missing:
+                found[package] = None
+    return found
+
+
+def package_versions() -> dict:
+    return installed_versions(PACKAGES)
 
 
 def git_state() -> dict:

@@ -6,13 +6,13 @@ import dataclasses
 import hashlib
 import json
 import sys
-from importlib import metadata
 from pathlib import Path
 
 from bench import model_sources
 from bench.backends import BACKENDS
 from bench.environments import MAIN, environment
 from bench.launch import Outcome, launch
+from bench.machine import installed_versions
 from bench.matrix import Case
 from bench.paths import cache_root
 from bench.progress import Progress
@@ -118,7 +118,7 @@ def reference_case(case: Case) -> Case:
 
 def reference_path(case: Case, source) -> Path:
     """Keyed by everything that determines the reference outputs, including main's torch and transformers."""
-    versions = {p: _version(p) for p in ("torch", "transformers")}
+    versions = installed_versions(("torch", "transformers"), keep_missing=True)
     key = {
         "format": REFERENCE_FORMAT,
         "model": source.identity,
@@ -180,10 +180,3 @@ def effect_warnings(case: Case, cpus, effective: dict | None) -> list[str]:
     if cpus is not None and effective.get("cpus") != cpus:
         warnings.append(f"pinned to CPUs {cpus}, the worker ran on {effective.get('cpus')}")
     return warnings
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None

@@ -88,14 +88,9 @@ def run_job(job: dict) -> dict:
 
 def effective(backend) -> dict:
     """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
-    from importlib import metadata
+    from bench.machine import PACKAGES, installed_versions
 
-    versions = {}
-    for package in ("torch", "transformers", "optimum", "onnxruntime", "openvino", "intel-extension-for-pytorch"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
+    versions = installed_versions(PACKAGES)
     backend_reported = backend.effective()
     return {
         "threads": backend_reported.get("threads", backend_reported.get("torch_threads")),

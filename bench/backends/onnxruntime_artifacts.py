@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
+from bench.machine import installed_versions
 from bench.cache import CacheEntry, get_or_build
 from bench.timing import timed
 
@@ -25,13 +25,7 @@ QUANTIZATION = "avx512_vnni"
 
 
 def versions() -> dict:
-    found = {}
-    for package in VERSIONED:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
+    return installed_versions(VERSIONED, keep_missing=True)
 
 
 def artifact_kind(precision: str, options: dict) -> str:

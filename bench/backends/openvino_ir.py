@@ -6,9 +6,9 @@ is built from the cached fp32 IR, so the torch model is loaded only when no fp32
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
+from bench.machine import installed_versions
 from bench.cache import CacheEntry, get_or_build
 from bench.timing import timed
 
@@ -25,13 +25,7 @@ IR_FILES = (".xml", ".bin")
 
 
 def versions() -> dict:
-    found = {}
-    for package in VERSIONED:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
+    return installed_versions(VERSIONED, keep_missing=True)
 
 
 def artifact_kind(precision: str, options: dict) -> str:

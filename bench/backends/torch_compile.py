@@ -86,7 +86,6 @@ class TorchCompileBackend(Backend):
             )
 
     def effective(self) -> dict:
-        import torch
 
         return {
             **torch_effective(),
