@@ -14,7 +14,7 @@ import pytest
 from bench.env_cli import run_probe
 from bench.environments import MAIN, create, environment, environment_names
 from bench.errors import BenchError
-from conftest import bench_cli, write_suite
+from conftest import TINY_SUITE, bench_cli, write_suite
 
 
 def test_main_is_the_running_interpreter_and_others_live_under_the_root(tmp_path, monkeypatch):
@@ -122,23 +122,9 @@ def test_a_probe_that_dies_is_reported_not_raised(tmp_path):
     assert run_probe(tmp_path / "missing" / "python", ["pytorch"])["error"].startswith("cannot start")
 
 
-UNBUILT = """\
-name: unbuilt
-defaults:
-  seq_lens: [16]
-  batch_sizes: [2]
-  threads: [1]
-  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120}
-models:
-  - name: tiny
-    config: bert-tiny
-    task: text-classification
-backends:
-  - name: eager
-    type: pytorch
-  - name: ipex
-    type: ipex
-"""
+UNBUILT = TINY_SUITE.replace("name: tiny\n", "name: unbuilt\n", 1).replace(
+    "  - name: sdpa\n    type: pytorch\n    options: {attn_implementation: sdpa}\n", "  - name: ipex\n    type: ipex\n"
+)
 
 
 @pytest.mark.slow
