@@ -81,10 +81,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_peak(args) -> int:
-    from bench.peak import measure_peak, probe_thread_counts, render
+    from bench.peak import measure_peak, memo_path, probe_thread_counts, remember, render
     from bench.threads import available_cpus
 
-    peak = measure_peak(probe_thread_counts(args.threads, available_cpus()))
+    counts = probe_thread_counts(args.threads, available_cpus())
+    peak = remember(measure_peak(counts), memo_path(counts))
     print(json.dumps(peak, indent=2) if args.json else render(peak))
     return EXIT_OK if peak["gflops"] else EXIT_FAILED
 

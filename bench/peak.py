@@ -8,6 +8,7 @@ rate of each precision. The best call, not the median: interference only ever sl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -144,14 +145,51 @@ def busy_notes(gflops: dict) -> list[str]:
 
 
 def record_peak(run_dir, cases) -> dict:
-    """Probe once per run folder (a resumed run keeps its first probe) and store it as manifest["peak"]."""
+    """Store the peak as manifest["peak"] once per run folder (a resumed run keeps its first).
+
+    The probe is remembered per machine and boot (remembered_peak): a second run on the same machine since the last
+    boot reuses it instead of spending seconds on it again; `bench peak` measures afresh and refreshes it.
+    """
     from bench.threads import available_cpus
 
     manifest = run_dir.read_manifest()
     if "peak" not in manifest:
-        manifest["peak"] = measure_peak(probe_thread_counts({c.threads for c in cases}, available_cpus()))
+        manifest["peak"] = remembered_peak(probe_thread_counts({c.threads for c in cases}, available_cpus()))
         run_dir.write_manifest(manifest)
     return manifest["peak"]
+
+
+def memo_path(thread_counts: list[int], python=sys.executable) -> Path:
+    """Keyed by this boot, the CPUs this process may use, the thread counts and the interpreter."""
+    from bench.paths import cache_root
+    from bench.threads import available_cpus
+
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "unknown-boot"
+    key = json.dumps([boot, sorted(available_cpus()), thread_counts, str(python), METHOD])
+    return cache_root() / "peak" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+
+
+def remembered_peak(thread_counts: list[int], python=sys.executable) -> dict:
+    """The probe measured earlier in this boot for the same CPUs and thread counts, else a fresh one."""
+    path = memo_path(thread_counts, python)
+    try:
+        peak = json.loads(path.read_text())
+        return {**peak, "remembered": True}
+    except (OSError, ValueError):
+        pass
+    return remember(measure_peak(thread_counts, python), path)
+
+
+def remember(peak: dict, path: Path) -> dict:
+    if peak["gflops"] and not peak["errors"] and not peak["notes"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".partial")
+        tmp.write_text(json.dumps(peak))
+        os.replace(tmp, path)
+    return peak
 
 
 def summary(peak: dict) -> str:
@@ -162,7 +200,8 @@ def summary(peak: dict) -> str:
         for precision, rates in peak["gflops"].items()
     ]
     text = ", ".join(parts) + f" GFLOP/s at {'/'.join(counts)} threads" if parts else "not measured"
-    return text + "".join(f"; {error}" for error in peak["errors"])
+    text += "".join(f"; {error}" for error in peak["errors"])
+    return text + (f" (remembered from {peak['measured']}, this boot)" if peak.get("remembered") else "")
 
 
 def render(peak: dict) -> str:

@@ -36,12 +36,18 @@ class Progress:
             f"[{bar}] {self.done + 1:>{width}}/{self.total}  elapsed {clock_text(elapsed)}  ETA {eta}  {label}"
         )
 
-    def case_started(self, case) -> None:
+    def case_started(self, case, round_index: int = 0) -> None:
+        rounds = case.measure.get("rounds", 1)
         label = (
             f"{case.model} {case.backend} {case.precision} s{case.seq_len} b{case.batch_size} t{case.threads}"
             + (f" pad{case.padding_ratio:g}" if case.padding_ratio else "")
+            + (f"  round {round_index + 1}/{rounds}" if rounds > 1 else "")
         )
         self._say(self.line(label))
+
+    def case_skipped(self) -> None:
+        """A later round of a case whose earlier round failed: nothing to run."""
+        self.done += 1
 
     def case_finished(self, row: dict) -> None:
         self.done += 1

@@ -12,6 +12,7 @@ from bench.errors import BenchError
 RESULTS_SCHEMA = 1
 MANIFEST = "manifest.json"
 ROWS = "results.jsonl"
+ROUNDS = "rounds.jsonl"
 
 
 def now() -> str:
@@ -54,11 +55,24 @@ class RunDir:
 
     def append(self, row: dict) -> None:
         """One line, written whole, flushed and synced: a killed parent loses no finished case."""
-        line = json.dumps(row, default=str) + "\n"
-        with self.rows_path.open("a") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(self.rows_path, row)
+
+    def append_round(self, record: dict) -> None:
+        """A finished round of a case measured in several rounds, kept until the case's row is written."""
+        append_line(self.path / ROUNDS, record)
+
+    def round_records(self) -> list[dict]:
+        """Every complete round record; a line that is not one is skipped."""
+        records = []
+        path = self.path / ROUNDS
+        for line in path.read_bytes().splitlines(keepends=True) if path.exists() else []:
+            try:
+                record = json.loads(line) if line.endswith(b"\n") else None
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and {"case_id", "round", "row"} <= record.keys():
+                records.append(record)
+        return records
 
     def rows(self) -> list[dict]:
         """Every complete row; a torn last line (the writer was killed mid-write) is dropped from the file."""
@@ -90,3 +104,11 @@ def latest_rows(rows: list[dict]) -> list[dict]:
 
 def row_is_good(row: dict) -> bool:
     return row.get("status") == "ok" and bool((row.get("accuracy") or {}).get("passed"))
+
+
+def append_line(path: Path, record: dict) -> None:
+    line = json.dumps(record, default=str) + "\n"
+    with path.open("a") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())

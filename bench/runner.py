@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import model_sources
+from bench import model_sources, rounds
 from bench.backends import BACKENDS
 from bench.environments import MAIN, environment
 from bench.launch import Outcome, launch
@@ -33,14 +33,28 @@ class Runner:
         self._sources: dict[str, model_sources.ResolvedSource | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:
-        rows = []
-        self.progress.start(len(cases))
-        for case in cases:
-            self.progress.case_started(case)
+        """R passes over the cases (R = each case's measure.rounds), each pass shuffled; a row per case at its end."""
+        done = rounds.rounds_by_case(self.run_dir.round_records())
+        todo = list(rounds.passes(cases, {k: len(v) for k, v in done.items()}, seed=cases[0].seed if cases else 0))
+        finished, rows = set(), []
+        self.progress.start(len(todo))
+        for index, case in todo:
+            if case.case_id in finished:
+                self.progress.case_skipped()
+                continue
+            self.progress.case_started(case, index)
             row = self.run_case(case)
-            self.run_dir.append(row)
+            record = {"case_id": case.case_id, "round": index, "row": row}
+            if case.measure.get("rounds", 1) > 1:
+                self.run_dir.append_round(record)
+            done[case.case_id].append(record)
             self.progress.case_finished(row)
-            rows.append(row)
+            last = index + 1 >= case.measure.get("rounds", 1)
+            if last or row["status"] != "ok":
+                merged = rounds.merge([record["row"] for record in done[case.case_id]])
+                self.run_dir.append(merged)
+                rows.append(merged)
+                finished.add(case.case_id)
         self.progress.finish()
         return rows
 

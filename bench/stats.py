@@ -63,3 +63,9 @@ def stability_warnings(latency: dict, n_samples: int, min_iterations: int) -> li
             f"capped: {n_samples} of {min_iterations} iterations fit in measure.max_seconds; raise it for a firmer number"
         )
     return warnings
+
+
+def throughput_at(median_ms: float, row: dict) -> dict:
+    """A row's throughput recomputed at another median (the merged rounds'), from its own batch and tokens."""
+    tokens = row["throughput"]["tokens_per_s"] * row["latency_ms"]["median"] / 1000
+    return throughput(median_ms, row["batch_size"], round(tokens))

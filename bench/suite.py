@@ -30,9 +30,14 @@ class Measure(StrictModel):
     min_seconds: Optional[float] = Field(None, ge=0, description="Measured time at least.")
     max_seconds: Optional[float] = Field(None, gt=0, description="Measured time at most (caps min_iterations).")
     timeout: Optional[float] = Field(None, gt=0, description="Seconds before the case's worker is killed.")
+    rounds: Optional[int] = Field(
+        None, ge=1, le=20, description="Fresh workers per case, in passes over the plan, each pass in its own order."
+    )
 
 
-DEFAULT_MEASURE = {"warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0}
+DEFAULT_MEASURE = {
+    "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1,
+}  # fmt: skip
 
 
 class Tolerance(StrictModel):
