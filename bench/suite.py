@@ -30,6 +30,10 @@ class Measure(StrictModel):
     min_seconds: Optional[float] = Field(None, ge=0, description="Measured time at least.")
     max_seconds: Optional[float] = Field(None, gt=0, description="Measured time at most (caps min_iterations).")
     timeout: Optional[float] = Field(None, gt=0, description="Seconds before the case's worker is killed.")
+    target_ci: Optional[float] = Field(
+        None, gt=0, lt=1,
+        description="After the minimums, stop once the median's 95% interval is within ± this share (0.01: ±1%).",
+    )
 
 
 DEFAULT_MEASURE = {"warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0}
