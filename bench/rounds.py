@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
-from bench.stats import stability_warnings, summarize, throughput_at
+from bench.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput_at
 
 UNSTABLE_MIN_GAP = 0.05
 """Rounds disagree when their medians are further apart than this share of the lowest median..."""
@@ -91,12 +91,13 @@ def merge(rows: list[dict]) -> dict:
     merged = dict(rows[-1])
     samples = [s for r in rows for s in r["samples_ms"]]
     merged["samples_ms"] = samples
-    merged["latency_ms"] = summarize(samples)
+    merged["round_samples_ms"] = [r["samples_ms"] for r in rows]
+    merged["latency_ms"] = latency_summary(samples, merged["round_samples_ms"] if len(rows) > 1 else None)
+    merged["latency_ms"]["ci_target"] = ci_target(merged["latency_ms"], rows[0]["measure"].get("target_ci"))
     merged["throughput"] = throughput_at(merged["latency_ms"]["median"], rows[-1])
     merged["timings_ms"] = rows[0].get("timings_ms")
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)
     merged["rounds"] = [round_summary(r, i) for i, r in enumerate(rows)]
-    merged["round_samples_ms"] = [r["samples_ms"] for r in rows]
     merged["rounds_agreement"] = agreement(merged["rounds"])
     failing = next((r for r in rows if not (r.get("accuracy") or {}).get("passed", True)), None)
     if failing is not None:
@@ -113,9 +114,12 @@ def merge(rows: list[dict]) -> dict:
 
 def pooled_warnings(rows: list[dict], latency: dict, n_samples: int) -> list[str]:
     """Each round's own warnings once, with the stability warnings judged again on the pooled samples."""
-    min_iterations = rows[0]["measure"]["min_iterations"]
-    per_round = {
-        w for r in rows for w in stability_warnings(r["latency_ms"], len(r["samples_ms"]), min_iterations)
-    }
+    measure = rows[0]["measure"]
+    per_round = {w for r in rows for w in judged(r["latency_ms"], len(r["samples_ms"]), measure["min_iterations"])}
     kept = dict.fromkeys(w for r in rows for w in r.get("warnings") or [] if w not in per_round)
-    return list(kept) + stability_warnings(latency, n_samples, min_iterations * len(rows))
+    return list(kept) + judged(latency, n_samples, measure["min_iterations"] * len(rows))
+
+
+def judged(latency: dict, n_samples: int, min_iterations: int) -> list[str]:
+    """The warnings the worker derives from a latency summary alone."""
+    return stability_warnings(latency, n_samples, min_iterations) + ci_target_warnings(latency.get("ci_target"), n_samples)

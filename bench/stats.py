@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
+
+from bench.intervals import half_width_share, median_interval
 
 CV_WARNING = 0.10
 SHORT_SAMPLE_MS = 1.0
@@ -38,6 +41,33 @@ def summarize(samples_ms: list[float]) -> dict:
         "cv": std / mean if mean > 0 else 0.0,
         "iqr": percentile(values, 75) - percentile(values, 25),
     }
+
+
+def latency_summary(samples_ms: Sequence[float], rounds: Sequence[Sequence[float]] | None = None) -> dict:
+    """summarize() plus the median's 95% interval (median_ci, its method, n, or why there is none).
+
+    `rounds`, when the samples come from several workers, holds each round's samples: the interval then covers the
+    spread between rounds too.
+    """
+    return {**summarize(list(samples_ms)), **median_interval(samples_ms, rounds)}
+
+
+def ci_target(latency: dict, target: float | None) -> dict | None:
+    """What adaptive stopping reached: the target half-width, the one reached (share of the median), whether met."""
+    if not target:
+        return None
+    reached = half_width_share(latency["median"], latency.get("median_ci"))
+    return {"target": target, "reached": reached, "met": reached is not None and reached <= target}
+
+
+def ci_target_warnings(record: dict | None, n_samples: int) -> list[str]:
+    if not record or record["met"]:
+        return []
+    reached = "no interval" if record["reached"] is None else f"±{record['reached']:.1%}"
+    return [
+        f"imprecise: the median's 95% interval reached {reached} after {n_samples} samples, not the"
+        f" ±{record['target']:.1%} of measure.target_ci, before measure.max_seconds; raise max_seconds"
+    ]
 
 
 def throughput(median_ms: float, batch_size: int, tokens: int) -> dict:

@@ -33,6 +33,10 @@ class Measure(StrictModel):
     rounds: Optional[int] = Field(
         None, ge=1, le=20, description="Fresh workers per case, in passes over the plan, each pass in its own order."
     )
+    target_ci: Optional[float] = Field(
+        None, gt=0, lt=1,
+        description="After the minimums, stop once the median's 95% interval is within ± this share (0.01: ±1%).",
+    )
 
 
 DEFAULT_MEASURE = {

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
+from bench.compare import distrust_reasons, median_ci, shape_key, speedups
 from bench.results import row_is_good
 
-SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_ratio")
 COLUMNS = (
     "model", "backend", "precision", "seq", "batch", "threads", "status",
-    "median ms", "p90 ms", "samples/s", "speedup", "accuracy",
+    "median ms", "95% CI ms", "p90 ms", "samples/s", "speedup [95% CI]", "accuracy",
 )  # fmt: skip
-
-
-def shape_key(row: dict) -> tuple:
-    return tuple(row.get(k) for k in SHAPE_KEYS)
-
-
-def baselines(rows: list[dict]) -> dict[tuple, float]:
-    """Median latency of the eager fp32 case per shape."""
-    return {shape_key(r): r["latency_ms"]["median"] for r in rows if r.get("baseline") and r["status"] == "ok"}
-
-
-def speedup(row: dict, base: dict[tuple, float]) -> float | None:
-    reference = base.get(shape_key(row))
-    if reference is None or row["status"] != "ok":
-        return None
-    return reference / row["latency_ms"]["median"]
 
 
 def accuracy_text(row: dict) -> str:
@@ -40,21 +24,26 @@ def accuracy_text(row: dict) -> str:
 
 
 def table_rows(rows: list[dict]) -> list[list[str]]:
-    base = baselines(rows)
+    factors = speedups(rows)
     lines = []
     for row in sorted(rows, key=lambda r: (*map(str, shape_key(r)[:2]), *shape_key(r)[2:], r["backend"], r["precision"])):
         ok = row["status"] == "ok"
-        factor = speedup(row, base)
+        factor = factors[row["case_id"]]
         lines.append([
             row["model"], row["backend"], row["precision"], str(row["seq_len"]), str(row["batch_size"]),
             str(row["threads"]), row["status"],
             f"{row['latency_ms']['median']:.2f}" if ok else "-",
+            interval_text(median_ci(row)) if ok else "-",
             f"{row['latency_ms']['p90']:.2f}" if ok else "-",
             f"{row['throughput']['samples_per_s']:.1f}" if ok else "-",
-            f"{factor:.2f}x" if factor else "-",
+            factor.text() if factor else "-",
             accuracy_text(row) if ok else "-",
         ])  # fmt: skip
     return lines
+
+
+def interval_text(interval: list[float] | None) -> str:
+    return f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else "n/a"
 
 
 def render(rows: list[dict]) -> str:
@@ -70,6 +59,11 @@ def render(rows: list[dict]) -> str:
         for r in problems:
             why = r["reason"] if r["status"] != "ok" else "accuracy: " + "; ".join(r["accuracy"].get("failures", []))
             out.append(f"  {r['case_id']}: {r['status']}: {why}")
+    untrusted = [(r, distrust_reasons(r)) for r in rows if row_is_good(r) and distrust_reasons(r)]
+    if untrusted:
+        out.append("")
+        out.append("Not compared (no speedup, not ranked):")
+        out += [f"  {r['case_id']}: {', '.join(reasons)}" for r, reasons in untrusted]
     warned = [r for r in rows if r.get("warnings")]
     if warned:
         out.append("")

@@ -47,7 +47,7 @@ def run_job(job: dict) -> dict:
     from bench.backends import backend_class
     from bench.flops import try_count_flops
     from bench.inputs import make_inputs, padding_share
-    from bench.stats import stability_warnings, summarize, throughput
+    from bench.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
     from bench.timing import measure, timed
 
     case, measure_cfg = job["case"], job["case"]["measure"]
@@ -69,12 +69,14 @@ def run_job(job: dict) -> dict:
         min_iterations=measure_cfg["min_iterations"],
         min_seconds=measure_cfg["min_seconds"],
         max_seconds=measure_cfg["max_seconds"],
+        target_ci=measure_cfg.get("target_ci"),
     )
     backend.after_measurement()
     outputs = backend.outputs(backend.run())
     reference, mask = load_reference(job["reference"])
     samples_ms = [ns / 1e6 for ns in samples_ns]
-    latency = summarize(samples_ms)
+    latency = latency_summary(samples_ms)
+    latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
     return {
         "latency_ms": latency,
         "samples_ms": samples_ms,
@@ -87,7 +89,8 @@ def run_job(job: dict) -> dict:
         "details": backend.details,
         "flops": try_count_flops(job),
         "warnings": backend.warnings
-        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"]),
+        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"])
+        + ci_target_warnings(latency["ci_target"], len(samples_ms)),
     }
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import venv
 
 import pytest
 
+from bench.compare import distrust_reasons
 from conftest import PROJECT, TINY_SUITE, bench_cli, write_suite
 
 
@@ -41,7 +43,17 @@ def test_a_tiny_suite_runs_and_writes_complete_rows(tmp_path):
     assert "avx512f" in manifest["machine"]["cpu"]["isa"] and manifest["runs"][0]["finished"]
     assert manifest["software"]["packages"]["torch"]
     shown = bench_cli("show", out)
-    assert shown.returncode == 0 and "tiny" in shown.stdout and "1.00x" in shown.stdout
+    assert shown.returncode == 0 and "tiny" in shown.stdout
+    baselines = {r["threads"]: r for r in rows if r["baseline"]}
+    for row in rows:  # on a busy machine a case may honestly be unstable: then it says so instead of a speedup
+        own, base = distrust_reasons(row), distrust_reasons(baselines[row["threads"]])
+        if own or base:
+            expected = re.escape("— " + (", ".join(own) if own else "baseline " + ", ".join(base)))
+        else:
+            expected = re.escape("1.00x (baseline)") if row["baseline"] else r"\d+\.\d\dx "
+        columns = [row["backend"], str(row["threads"])]  # the table's backend and threads columns
+        (line,) = [line for line in shown.stdout.splitlines() if line.split()[1:6:4] == columns]
+        assert re.search(expected, line), (expected, line)
 
 
 FAULTS = TINY_SUITE.split("backends:")[0] + """\

@@ -9,7 +9,6 @@ import pytest
 
 from bench.report import build_report, data
 from bench.stats import summarize, throughput
-from bench.table import baselines, speedup
 from conftest import bench_cli
 
 EVIL = "<script>alert(1)</script>"
@@ -105,17 +104,6 @@ def test_the_fastest_is_chosen_among_passing_cases_and_a_faster_failing_one_is_f
     assert entries["bert-ort-int8-s32-b1-t1-0000"].fastest  # passes where it is fastest
     for group in data.groups(list(entries.values())).values():
         assert sum(e.fastest for e in group) <= 1
-
-
-def test_speedups_are_bench_table_speedups_over_eager_fp32_at_the_same_shape():
-    rows = synthetic_rows()
-    entries = entries_by_case(rows)
-    base = baselines(rows)
-    for row in rows:
-        assert entries[row["case_id"]].speedup == speedup(row, base)
-    sdpa = entries["bert-sdpa-fp32-s128-b1-t2-0000"]
-    eager = entries["bert-eager-fp32-s128-b1-t2-0000"]
-    assert sdpa.speedup == pytest.approx(eager.median / sdpa.median)
 
 
 def test_gflops_and_percent_of_peak_match_precision_and_threads_and_share_counts_across_backends():

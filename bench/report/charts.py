@@ -25,8 +25,9 @@ def shape_label(entry: Entry, with_threads: bool = True) -> str:
     return text + (f" p{row.get('padding_ratio'):g}" if row.get("padding_ratio") else "")
 
 
-def grouped_bars(entries: list[Entry], palette: dict, value, ylabel: str, style=lambda entry: {}, bar_format="{:.3g}"):
-    """One panel per model: a group of bars per shape, one bar per backend and precision."""
+def grouped_bars(entries: list[Entry], palette: dict, value, ylabel: str, style=lambda entry: {}, bar_format="{:.3g}",
+                 bounds=lambda entry: None):  # fmt: skip
+    """One panel per model: a group of bars per shape, one bar per backend and precision; whiskers at `bounds`."""
     by_model = facets(entries, ("model", "task"))
     figure, axes = grid(len(by_model), columns=1, size=(WIDE, 3.6))
     for ax, (key, members) in zip(axes, by_model.items()):
@@ -37,6 +38,10 @@ def grouped_bars(entries: list[Entry], palette: dict, value, ylabel: str, style=
             for entry in points:
                 x = shapes.index(shape_label(entry)) - 0.4 + width * (index + 0.5)
                 bars = ax.bar(x, value(entry), width, color=palette[label], label=safe(label), **style(entry))
+                if bounds(entry):
+                    low, high = bounds(entry)
+                    yerr = [[value(entry) - low], [high - value(entry)]]
+                    ax.errorbar(x, value(entry), yerr=yerr, color="black", capsize=2, linewidth=0.8)
                 if len(members) <= MAX_LABELLED_BARS:
                     ax.bar_label(bars, fmt=bar_format, fontsize=7, padding=1)
         ax.set_xticks(range(len(shapes)), [safe(s) for s in shapes])
@@ -74,27 +79,24 @@ def latency_vs_seq(entries: list[Entry], palette: dict):
 
 
 def bar_style(entry: Entry) -> dict:
-    failing = not entry.accuracy_passed
-    return {
-        "hatch": "xx" if failing else None,
-        "alpha": 0.45 if failing else 1.0,
-        "edgecolor": "black" if entry.fastest else "none",
-        "linewidth": 1.5,
-    }
+    return {"edgecolor": "black" if entry.fastest or entry.tied else "none", "linewidth": 1.5}
 
 
 def speedup_bars(entries: list[Entry], palette: dict):
     rated = [e for e in measured(entries) if e.speedup is not None]
     if not rated:
-        return None, "no case has an eager fp32 baseline at its shape, so there is no speedup to draw"
+        return None, "no case has a speedup over a trusted eager fp32 baseline at its shape, so there is none to draw"
     ylabel = "speedup over eager fp32 (x)"
-    figure, axes = grouped_bars(rated, palette, lambda e: e.speedup, ylabel, bar_style, "{:.2f}x")
+    bounds = lambda e: e.comparison.interval  # noqa: E731
+    figure, axes = grouped_bars(rated, palette, lambda e: e.speedup, ylabel, bar_style, "{:.2f}x", bounds)
     for ax in axes:
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     legend_below(figure, axes)
     caption = (
-        "Speedup over eager fp32 at the same shape and threads (s = sequence, b = batch, t = threads). "
-        "Outlined: the fastest passing configuration; hatched and pale: fails the accuracy check."
+        "Speedup over eager fp32 at the same shape and threads (s = sequence, b = batch, t = threads); whiskers: its"
+        " 95% interval (one that crosses the dashed line at 1 is no measurable difference). Outlined: the fastest"
+        " trusted configuration and those tied with it. Cases not compared (failed, failing accuracy, contaminated,"
+        " unstable) are left out."
     )
     return figure, caption
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import compare
 from bench.report import roofline
 from bench.results import RunDir, latest_rows
-from bench.table import baselines, shape_key, speedup
 
 
 @dataclass
@@ -15,18 +15,34 @@ class Entry:
     """One case (the last row of its case_id) and what the report derives from it."""
 
     row: dict
-    speedup: float | None = None
+    comparison: compare.Speedup | None = None
+    """Against the baseline of its shape: the speedup and its interval, or why there is none."""
     flops: int | None = None
     gflops: float | None = None
     peak_gflops: float | None = None
     pct_peak: float | None = None
     fastest: bool = False
+    tied: bool = False
+    """Not the fastest, but its median's interval overlaps the fastest's: no measurable difference."""
     beats_fastest_but_fails: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.row.get("status") == "ok" and bool(self.row.get("latency_ms"))
+
+    @property
+    def speedup(self) -> float | None:
+        return self.comparison.shown if self.comparison else None
+
+    @property
+    def distrust(self) -> list[str]:
+        """Why this case is not compared (failed, fails accuracy, contaminated, unstable); empty when it is."""
+        return compare.distrust_reasons(self.row)
+
+    @property
+    def median_ci(self) -> list[float] | None:
+        return compare.median_ci(self.row)
 
     @property
     def accuracy_passed(self) -> bool:
@@ -44,7 +60,7 @@ class Entry:
     @property
     def group(self) -> tuple:
         """model, task, seq_len, batch_size, threads, padding_ratio: the shape a speedup is measured at."""
-        return shape_key(self.row)
+        return compare.shape_key(self.row)
 
 
 @dataclass
@@ -65,15 +81,16 @@ def load(run_path) -> Report:
 
 
 def annotate(rows: list[dict], peak: dict | None) -> list[Entry]:
-    base = baselines(rows)
+    comparisons = compare.speedups(rows)
     counts = roofline.flops_by_shape(rows)
     entries = []
     for row in rows:
-        entry = Entry(row, speedup=speedup(row, base))
+        entry = Entry(row, comparison=comparisons[row["case_id"]])
         entry.flops = counts.get(roofline.flop_shape(row))
         entry.gflops = roofline.achieved_gflops(entry.flops, entry.median)
         entry.peak_gflops = roofline.peak_gflops(peak, str(row.get("precision")), row.get("threads"))
-        entry.pct_peak = roofline.percent_of_peak(entry.gflops, entry.peak_gflops)
+        if not entry.distrust:
+            entry.pct_peak = roofline.percent_of_peak(entry.gflops, entry.peak_gflops)
         entries.append(entry)
     mark_fastest(entries)
     return entries
@@ -87,12 +104,15 @@ def groups(entries: list[Entry]) -> dict[tuple, list[Entry]]:
 
 
 def mark_fastest(entries: list[Entry]) -> None:
-    """Per shape and thread count, the fastest case among those that pass accuracy; a faster failing one is flagged."""
+    """Per shape and thread count, the fastest trusted case and those tied with it; a faster failing one is flagged."""
     for members in groups(entries).values():
-        passing = [e for e in members if e.accuracy_passed]
-        best = min(passing, key=lambda e: e.median) if passing else None
+        by_row = {id(e.row): e for e in members}
+        best_row, tied_rows = compare.fastest_or_tied([e.row for e in members])
+        best = by_row[id(best_row)] if best_row is not None else None
         if best is not None:
             best.fastest = True
+        for row in tied_rows:
+            by_row[id(row)].tied = True
         for entry in members:
             if entry.ok and not entry.accuracy_passed and (best is None or entry.median < best.median):
                 entry.beats_fastest_but_fails = True
@@ -120,13 +140,15 @@ class Warnings:
     """(case_id, status, reason)"""
     accuracy: list[tuple[str, str]]
     faster_but_failing: list[tuple[str, str]]
+    untrusted: list[tuple[str, str]]
+    """(case_id, why): measured and accurate, but not compared"""
     measurement: list[tuple[str, str]]
     """(case_id, warning): unstable, capped or short samples, threads not as asked"""
     stderr_tails: dict[str, str]
 
 
 def collect_warnings(entries: list[Entry]) -> Warnings:
-    found = Warnings([], [], [], [], {})
+    found = Warnings([], [], [], [], [], {})
     for entry in entries:
         row, case_id = entry.row, str(entry.row.get("case_id"))
         if not entry.ok:
@@ -135,6 +157,9 @@ def collect_warnings(entries: list[Entry]) -> Warnings:
                 found.stderr_tails[case_id] = str(row["stderr_tail"])
         elif not entry.accuracy_passed:
             found.accuracy.append((case_id, accuracy_text(entry)))
+        elif entry.distrust:
+            why = ", ".join(entry.distrust)
+            found.untrusted.append((case_id, f"{why}: no speedup, not ranked, no % of peak"))
         if entry.beats_fastest_but_fails:
             found.faster_but_failing.append(
                 (case_id, "faster than every passing configuration of its shape, but fails accuracy: not ranked")

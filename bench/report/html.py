@@ -11,8 +11,8 @@ from bench.report.markdown import LEGEND, summary_line
 from bench.report.plots import Plot, Skipped
 from bench.stats import CV_WARNING
 
-NUMERIC = {"seq", "batch", "threads", "padding", "median ms", "p90 ms", "CV %", "samples/s", "speedup",
-           "prepare ms", "1st call ms", "peak MB", "GFLOP/s", "% peak"}  # fmt: skip
+NUMERIC = {"seq", "batch", "threads", "padding", "median ms", "95% CI ms", "p90 ms", "CV %", "samples/s",
+           "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "GFLOP/s", "% peak"}  # fmt: skip
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #1d232a; margin: 24px auto; max-width: 1500px; padding: 0 16px; }
 h1 { font-size: 24px; } h2 { margin-top: 32px; border-bottom: 2px solid #d0d7de; padding-bottom: 4px; }
@@ -23,6 +23,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 td.mark { white-space: nowrap; } tr.group-start td { border-top: 2px solid #8c959f; }
 tr:nth-child(even) td { background: #f6f8fa; }
 tr.fastest td { background: #dafbe1; font-weight: 600; }
+tr.tied td { background: #ecfdf0; }
 tr.fail td { background: #ffebe9; }
 tr.error td { background: #fff1cc; color: #57606a; }
 td.unstable { color: #9a6700; font-weight: 600; }
@@ -60,6 +61,8 @@ def row_class(entry: Entry) -> str:
         return "error"
     if entry.fastest:
         return "fastest"
+    if entry.tied:
+        return "tied"
     return "" if entry.accuracy_passed else "fail"
 
 
@@ -80,6 +83,9 @@ def attention(found: Warnings) -> str:
     parts = []
     failed = [f"<li><code>{e(c)}</code>: <b>{e(s)}</b>: {e(r)}{tail(found, c)}</li>" for c, s, r in found.failed]
     failed += [f"<li><code>{e(c)}</code>: {e(t)}</li>" for c, t in found.accuracy + found.faster_but_failing]
+    if found.untrusted:
+        items = "".join(f"<li><code>{e(c)}</code>: {e(t)}</li>" for c, t in found.untrusted)
+        parts.append(f'<div class="box warn"><b>Not compared</b><ul>{items}</ul></div>')
     if failed:
         parts.append(f'<div class="box bad"><b>Failed cases and accuracy failures</b><ul>{"".join(failed)}</ul></div>')
     if found.measurement:

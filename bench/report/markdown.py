@@ -10,9 +10,13 @@ from bench.report.plots import Plot, Skipped
 
 LEGEND = (
     f"{tables.FASTEST}: the fastest configuration of its shape and thread count among those that pass the accuracy"
-    f" check. {tables.FAILS}: faster than that one, but its outputs differ from eager fp32 beyond tolerance."
-    " Speedup is over eager fp32 at the same shape and threads; GFLOP/s counts the model's matrix products at"
-    " the median latency; % peak compares it with the matmul probe at the same precision and thread count."
+    f" check and are trusted (not contaminated, not unstable). {tables.TIED}: its median's 95% interval overlaps"
+    f" the fastest's, so the two cannot be told apart. {tables.FAILS}: faster than the fastest, but its outputs"
+    " differ from eager fp32 beyond tolerance. 95% CI: the range that holds the true median with 95% confidence."
+    " Speedup is over eager fp32 at the same shape and threads, with its interval; ≈ marks a speedup whose"
+    " interval contains 1 (no measurable difference); — says why a case is not compared. GFLOP/s counts the"
+    " model's matrix products at the median latency; % peak compares it with the matmul probe at the same"
+    " precision and thread count."
 )
 
 
@@ -34,6 +38,7 @@ def attention(found: Warnings) -> list[str]:
     items = [f"- **failed** `{cell(c)}`: {cell(s)}: {cell(r)}" for c, s, r in found.failed]
     items += [f"- **accuracy** `{cell(c)}`: {cell(t)}" for c, t in found.accuracy]
     items += [f"- **not ranked** `{cell(c)}`: {cell(t)}" for c, t in found.faster_but_failing]
+    items += [f"- **not compared** `{cell(c)}`: {cell(t)}" for c, t in found.untrusted]
     items += [f"- `{cell(c)}`: {cell(w)}" for c, w in found.measurement]
     return ["## Needs attention", "", *(items or ["Nothing: every case ran, passed and was stable."]), ""]
 

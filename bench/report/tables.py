@@ -8,7 +8,7 @@ import json
 
 from bench.report.data import Entry, accuracy_text, groups, sort_key
 
-FASTEST, FAILS = "★ fastest", "⚠ fails accuracy"
+FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
 
 
 def number(value, digits: int = 2) -> str:
@@ -21,6 +21,8 @@ def number(value, digits: int = 2) -> str:
 def mark(entry: Entry) -> str:
     if entry.fastest:
         return FASTEST
+    if entry.tied:
+        return TIED
     if entry.beats_fastest_but_fails:
         return FAILS
     return ""
@@ -38,6 +40,14 @@ def _peak_mb(entry: Entry):
     return (entry.row.get("memory") or {}).get("peak_rss_mb")
 
 
+def interval(values, digits: int = 2) -> str:
+    return f"{number(values[0], digits)}–{number(values[1], digits)}" if values else "-"
+
+
+def speedup_text(entry: Entry) -> str:
+    return entry.comparison.text() if entry.comparison else "-"
+
+
 def _cv(entry: Entry):
     cv = _latency(entry, "cv")
     return None if cv is None else 100 * cv
@@ -52,10 +62,11 @@ COLUMNS = (
     ("backend", lambda e: str(e.row.get("backend"))),
     ("precision", lambda e: str(e.row.get("precision"))),
     ("median ms", lambda e: number(_latency(e, "median"))),
+    ("95% CI ms", lambda e: interval(e.median_ci) if e.ok else "-"),
     ("p90 ms", lambda e: number(_latency(e, "p90"))),
     ("CV %", lambda e: number(_cv(e), 1)),
     ("samples/s", lambda e: number((e.row.get("throughput") or {}).get("samples_per_s"), 1)),
-    ("speedup", lambda e: f"{e.speedup:.2f}x" if e.speedup else "-"),
+    ("speedup [95% CI]", speedup_text),
     ("accuracy", accuracy_text),
     ("prepare ms", lambda e: number(_timing(e, "prepare"))),
     ("1st call ms", lambda e: number(_timing(e, "first_call"))),
@@ -84,24 +95,35 @@ def table_cells(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
     return [c[0] for c in cols], [[c[1](e) for c in cols] for e in entries]
 
 
-SUMMARY_HEADER = ["model", "task", "seq", "batch", "threads", "fastest passing", "median ms", "speedup", "note"]
+SUMMARY_HEADER = [
+    "model", "task", "seq", "batch", "threads", "fastest passing", "median ms", "95% CI ms", "speedup [95% CI]",
+    "tied with it", "note",
+]  # fmt: skip
 
 
 def summary_cells(entries: list[Entry]) -> list[list[str]]:
-    """One line per shape and thread count: the fastest configuration that passes accuracy."""
+    """One line per shape and thread count: the fastest trusted configuration, and those tied with it."""
     lines = []
     for members in sorted(groups(entries).values(), key=lambda m: sort_key(m[0])):
         first = members[0].row
         best = next((e for e in members if e.fastest), None)
-        flagged = [e.label for e in members if e.beats_fastest_but_fails]
-        note = ("faster but failing accuracy: " + ", ".join(flagged)) if flagged else ""
         shape = [str(first.get(k)) for k in ("model", "task", "seq_len", "batch_size", "threads")]
+        note = summary_note(members)
         if best is None:
-            lines.append([*shape, "none passes", "-", "-", note])
+            lines.append([*shape, "none passes and is trusted", "-", "-", "-", "-", note])
         else:
-            speed = f"{best.speedup:.2f}x" if best.speedup else "-"
-            lines.append([*shape, best.label, number(best.median), speed, note])
+            tied = ", ".join(e.label for e in members if e.tied) or "-"
+            cells = [best.label, number(best.median), interval(best.median_ci), speedup_text(best), tied]
+            lines.append([*shape, *cells, note])
     return lines
+
+
+def summary_note(members: list[Entry]) -> str:
+    flagged = [e.label for e in members if e.beats_fastest_but_fails]
+    untrusted = [f"{e.label} ({', '.join(e.distrust)})" for e in members if e.accuracy_passed and e.distrust]
+    notes = ["faster but failing accuracy: " + ", ".join(flagged)] if flagged else []
+    notes += ["not compared: " + ", ".join(untrusted)] if untrusted else []
+    return "; ".join(notes)
 
 
 CSV_FIELDS = (
@@ -115,12 +137,15 @@ def csv_record(entry: Entry) -> dict:
     row = entry.row
     record = {k: row.get(k) for k in CSV_FIELDS}
     record.update({f"latency_{k}_ms": _latency(entry, k) for k in CSV_LATENCY})
+    low, high = entry.median_ci or (None, None)
+    record.update(latency_median_ci_low_ms=low, latency_median_ci_high_ms=high)
     throughput = row.get("throughput") or {}
     accuracy = row.get("accuracy") or {}
     record.update(
         samples_per_s=throughput.get("samples_per_s"),
         tokens_per_s=throughput.get("tokens_per_s"),
         speedup=entry.speedup,
+        **speedup_record(entry),
         accuracy_passed=accuracy.get("passed") if entry.ok else None,
         max_abs_diff=accuracy.get("max_abs_diff"),
         cosine=accuracy.get("cosine"),
@@ -134,10 +159,18 @@ def csv_record(entry: Entry) -> dict:
         peak_gflops_per_s=entry.peak_gflops,
         percent_of_peak=entry.pct_peak,
         fastest=entry.fastest,
+        tied_with_fastest=entry.tied,
+        not_compared_because="; ".join(entry.distrust) if entry.ok else None,
         faster_but_fails_accuracy=entry.beats_fastest_but_fails,
         warnings=json.dumps(row.get("warnings") or []),
     )
     return record
+
+
+def speedup_record(entry: Entry) -> dict:
+    comparison = entry.comparison
+    low, high = comparison.interval if comparison and comparison.interval else (None, None)
+    return {"speedup_ci_low": low, "speedup_ci_high": high, "speedup_verdict": comparison and comparison.verdict}
 
 
 def to_csv(entries: list[Entry]) -> str:
