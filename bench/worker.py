@@ -42,6 +42,7 @@ def run_job(job: dict) -> dict:
     from bench.backends import backend_class
     from bench.flops import try_count_flops
     from bench.inputs import make_inputs, padding_share
+    from bench.interference import assess, snapshot, warnings_of
     from bench.stats import stability_warnings, summarize, throughput
     from bench.timing import measure, timed
 
@@ -59,12 +60,15 @@ def run_job(job: dict) -> dict:
     if job["mode"] == "reference":
         save_reference(job["reference"], backend.outputs(backend.run()), inputs["attention_mask"])
         return {"reference": job["reference"], "effective": effective(backend)}
+    pinned = sorted(os.sched_getaffinity(0))
+    before = snapshot(pinned)
     samples_ns = measure(
         backend.run,
         min_iterations=measure_cfg["min_iterations"],
         min_seconds=measure_cfg["min_seconds"],
         max_seconds=measure_cfg["max_seconds"],
     )
+    interference = assess(before, snapshot(pinned))
     backend.after_measurement()
     outputs = backend.outputs(backend.run())
     reference, mask = load_reference(job["reference"])
@@ -81,8 +85,10 @@ def run_job(job: dict) -> dict:
         "padding": padding_share(inputs["attention_mask"]),
         "details": backend.details,
         "flops": try_count_flops(job),
+        "interference": interference,
         "warnings": backend.warnings
-        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"]),
+        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"])
+        + warnings_of(interference),
     }
 
 
