@@ -67,9 +67,13 @@ def read_cpu_ticks(cpus: list[int], proc_root: str = PROC) -> dict[str, dict]:
         raise MeterOff(f"cannot read {path}: {exc.strerror or exc}") from None
     per_cpu = {}
     for line in lines:
-        label, *fields = line.split()
+        label, _, rest = line.partition(" ")
+        fields = rest.split()
         if label.startswith("cpu") and label[3:].isdigit() and len(fields) > STEAL_FIELD:
-            values = [int(v) for v in fields]
+            try:
+                values = [int(v) for v in fields]
+            except ValueError:
+                raise MeterOff(f"{path}: expected numbers on the {label} line, got {rest.strip()!r}") from None
             per_cpu[label[3:]] = {"busy": sum(values[i] for i in BUSY_FIELDS), "steal": values[STEAL_FIELD]}
     missing = [cpu for cpu in cpus if str(cpu) not in per_cpu]
     if missing:
