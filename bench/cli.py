@@ -7,6 +7,7 @@ import json
 import sys
 
 from bench.errors import BenchError, SuiteError
+from bench.quiet import QUIET_WAIT_S
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -38,6 +39,8 @@ def cmd_run(args) -> int:
     from bench import workflow
     from bench.table import render
 
+    if not 0 <= args.quiet_wait < float("inf"):
+        raise BenchError(f"run: --quiet-wait: expected a number of seconds >= 0, got {args.quiet_wait:g}")
     if args.resume:
         if args.suite or args.out:
             raise BenchError("run: --resume DIR takes the suite and folder from DIR; give no SUITE or --out")
@@ -53,7 +56,7 @@ def cmd_run(args) -> int:
         from bench.peak import record_peak, summary
 
         print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
-    workflow.execute(run_dir, cases, suite_dir)
+    workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait)
     from bench.results import latest_rows
 
     print(render(latest_rows(run_dir.rows())))
@@ -125,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak probe (no %% of peak in the report)")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<run folder>/ after the run")
+    p.add_argument(
+        "--quiet-wait", type=float, default=QUIET_WAIT_S, metavar="SECONDS",
+        help="before each case, wait up to this long for its CPUs to be free of other processes"
+        " (default %(default)g; 0: check and record only)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write a run folder's report: Markdown, HTML, CSV tables and plots")

@@ -80,8 +80,13 @@ def git_state() -> dict:
 
 
 def machine_info() -> dict:
+    from bench.topology import frequency_info, topology_info
+
+    allowed = os.sched_getaffinity(0)
     return {
         "cpu": cpu_info(),
+        "topology": topology_info(allowed),
+        "frequency": frequency_info(allowed),
         "memory_gib": memory_gib(),
         "os": f"{platform.system()} {platform.release()}",
         "platform": platform.platform(),

@@ -103,7 +103,13 @@ def latest_rows(rows: list[dict]) -> list[dict]:
 
 
 def row_is_good(row: dict) -> bool:
-    return row.get("status") == "ok" and bool((row.get("accuracy") or {}).get("passed"))
+    """Measured, accurate, and neither contaminated by other work nor unstable across rounds: what exit 0 needs."""
+    return (
+        row.get("status") == "ok"
+        and bool((row.get("accuracy") or {}).get("passed"))
+        and not (row.get("interference") or {}).get("contaminated")
+        and (row.get("rounds_agreement") or {}).get("verdict") != "unstable"
+    )
 
 
 def append_line(path: Path, record: dict) -> None:

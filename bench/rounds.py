@@ -99,6 +99,9 @@ def merge(rows: list[dict]) -> dict:
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)
     merged["rounds"] = [round_summary(r, i) for i, r in enumerate(rows)]
     merged["rounds_agreement"] = agreement(merged["rounds"])
+    dirty = next((r for r in rows if (r.get("interference") or {}).get("contaminated")), None)
+    if dirty is not None:
+        merged["interference"] = {**dirty["interference"], "round": rows.index(dirty) + 1}
     failing = next((r for r in rows if not (r.get("accuracy") or {}).get("passed", True)), None)
     if failing is not None:
         merged["accuracy"] = failing["accuracy"]

@@ -16,20 +16,26 @@ from bench.machine import installed_versions
 from bench.matrix import Case
 from bench.paths import cache_root
 from bench.progress import Progress
+from bench.quiet import QUIET_WAIT_S, wait_for_quiet
+from bench.quiet import warnings_of as quiet_warnings
 from bench.results import RESULTS_SCHEMA, RunDir
-from bench.threads import available_cpus, pick_cpus, thread_settings
+from bench.threads import available_cpus, core_sharing, pick_cpus, thread_settings
 
 REFERENCE_FORMAT = 1
 
 
 class Runner:
-    """Holds what cases share within a run: resolved model sources and the CPUs the machine allows."""
+    """Holds what cases share within a run: resolved model sources, the CPUs the machine allows (with their
+    physical places) and how long to wait for them to be quiet before a case."""
 
-    def __init__(self, run_dir: RunDir, suite_dir: Path, progress: Progress | None = None):
+    def __init__(
+        self, run_dir: RunDir, suite_dir: Path, progress: Progress | None = None, quiet_wait: float = QUIET_WAIT_S
+    ):
         self.run_dir = run_dir
         self.suite_dir = suite_dir
         self.progress = progress or Progress(stream=sys.stderr)
         self.cpus = available_cpus()
+        self.quiet_wait = quiet_wait
         self._sources: dict[str, model_sources.ResolvedSource | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:
@@ -76,8 +82,16 @@ class Runner:
             failure = self.make_reference(case, source, cpus, reference)
             if failure is not None:
                 return make_row(case, failure, cpus)
+        quiet = wait_for_quiet(cpus, self.quiet_wait, self.say)
         outcome = launch(env.python, job, cpus, case.measure["timeout"], self.log_path(case))
-        return make_row(case, outcome, cpus)
+        row = make_row(case, outcome, cpus, quiet)
+        sharing = core_sharing(cpus, self.cpus)
+        if sharing:
+            row["warnings"].append(sharing)
+        return row
+
+    def say(self, text: str) -> None:
+        print(text, file=self.progress.stream, flush=True)
 
     def make_reference(self, case: Case, source, cpus, path: Path) -> Outcome | None:
         """The eager fp32 outputs for this model and inputs, computed once in `main` and shared by every env."""
@@ -151,7 +165,7 @@ def vocab_of(source, overrides: dict) -> dict:
     return {"size": int(config["vocab_size"]), "pad_token_id": config.get("pad_token_id")}
 
 
-def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None) -> dict:
+def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_check: dict | None = None) -> dict:
     row = {
         "schema": RESULTS_SCHEMA,
         "case_id": case.case_id,
@@ -175,12 +189,17 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None) -> dic
         "wall_s": round(outcome.wall_s, 3),
         "returncode": outcome.returncode,
         "stderr_tail": outcome.stderr_tail or None,
+        "quiet_check": quiet_check,
     }
     result = outcome.result or {}
     for key in ("latency_ms", "samples_ms", "throughput", "accuracy", "effective", "timings_ms", "memory",
-                "padding", "details", "flops"):  # fmt: skip
+                "padding", "details", "flops", "interference"):  # fmt: skip
         row[key] = result.get(key)
-    row["warnings"] = list(result.get("warnings", [])) + effect_warnings(case, cpus, result.get("effective"))
+    row["warnings"] = (
+        list(result.get("warnings", []))
+        + effect_warnings(case, cpus, result.get("effective"))
+        + quiet_warnings(quiet_check)
+    )
     return row
 
 

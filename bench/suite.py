@@ -33,6 +33,9 @@ class Measure(StrictModel):
     rounds: Optional[int] = Field(
         None, ge=1, le=20, description="Fresh workers per case, in passes over the plan, each pass in its own order."
     )
+    retries: Optional[int] = Field(
+        None, ge=0, le=10, description="Measure again in the same worker while the interference meter says contaminated."
+    )
     target_ci: Optional[float] = Field(
         None, gt=0, lt=1,
         description="After the minimums, stop once the median's 95% interval is within ± this share (0.01: ±1%).",
@@ -40,7 +43,7 @@ class Measure(StrictModel):
 
 
 DEFAULT_MEASURE = {
-    "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1,
+    "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1, "retries": 2,
 }  # fmt: skip
 
 

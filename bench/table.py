@@ -56,9 +56,7 @@ def render(rows: list[dict]) -> str:
     if problems:
         out.append("")
         out.append("Needs attention:")
-        for r in problems:
-            why = r["reason"] if r["status"] != "ok" else "accuracy: " + "; ".join(r["accuracy"].get("failures", []))
-            out.append(f"  {r['case_id']}: {r['status']}: {why}")
+        out += [f"  {r['case_id']}: {problem_of(r)}" for r in problems]
     untrusted = [(r, distrust_reasons(r)) for r in rows if row_is_good(r) and distrust_reasons(r)]
     if untrusted:
         out.append("")
@@ -72,3 +70,17 @@ def render(rows: list[dict]) -> str:
             for warning in r["warnings"]:
                 out.append(f"  {r['case_id']}: {warning}")
     return "\n".join(out)
+
+
+def problem_of(row: dict) -> str:
+    """Why a row keeps the run from exiting 0, in one line."""
+    if row["status"] != "ok":
+        return f"{row['status']}: {row['reason']}"
+    accuracy = row.get("accuracy") or {}
+    if not accuracy.get("passed"):
+        return "accuracy: " + "; ".join(accuracy.get("failures", []))
+    interference = row.get("interference") or {}
+    if interference.get("contaminated"):
+        return "contaminated: " + "; ".join(interference.get("reasons") or []) + "; rerun it on a quiet machine"
+    levels = (row.get("rounds_agreement") or {}).get("levels_ms") or []
+    return "unstable across rounds: medians at " + " and ".join(f"{m:.4g} ms" for m in levels)

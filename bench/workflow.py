@@ -8,6 +8,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.machine import git_state, machine_info, software_info
 from bench.matrix import dropped_combinations, expand, parse_filters, select
+from bench.quiet import QUIET_WAIT_S
 from bench.results import RESULTS_SCHEMA, RunDir, latest_rows, now, row_is_good
 from bench.runner import Runner
 from bench.suite import Suite, load_suite
@@ -55,8 +56,8 @@ def resume_run(run_path: str, filters: list[str]):
     return run_dir, [c for c in cases if c.case_id not in done], Path(manifest["suite_file"]).parent, notes
 
 
-def execute(run_dir: RunDir, cases, suite_dir: Path, progress=None) -> list[dict]:
-    rows = Runner(run_dir, suite_dir, progress).run(cases)
+def execute(run_dir: RunDir, cases, suite_dir: Path, progress=None, quiet_wait: float = QUIET_WAIT_S) -> list[dict]:
+    rows = Runner(run_dir, suite_dir, progress, quiet_wait).run(cases)
     manifest = run_dir.read_manifest()
     manifest["runs"][-1]["finished"] = now()
     run_dir.write_manifest(manifest)
