@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.completeness import Completeness
 from bench.report import roofline
 from bench.results import RunDir, latest_rows
 from bench.table import baselines, shape_key, speedup
@@ -52,6 +53,7 @@ class Report:
     path: Path
     manifest: dict
     entries: list[Entry]
+    completeness: Completeness | None = None
 
     @property
     def models(self) -> list[str]:
@@ -61,7 +63,22 @@ class Report:
 def load(run_path) -> Report:
     run_dir = RunDir(Path(run_path))
     manifest = run_dir.read_manifest()
-    return Report(run_dir.path, manifest, annotate(latest_rows(run_dir.rows()), manifest.get("peak")))
+    rows = latest_rows(run_dir.rows())
+    return Report(run_dir.path, manifest, annotate(rows, manifest.get("peak")), Completeness.of(manifest, rows))
+
+
+def incomplete_notice(report: Report) -> str | None:
+    """What a reader must see first when the run has planned cases without a row."""
+    done = report.completeness
+    if done is None or done.complete:
+        return None
+    runs = report.manifest.get("runs")
+    stopped = isinstance(runs, list) and runs and isinstance(runs[-1], dict) and runs[-1].get("interrupted")
+    return (
+        f"{'The run was interrupted: ' if stopped else ''}{len(done.not_run)} of {len(done.planned or [])} planned"
+        f" cases have no row (not run: {done.missing_names()}), so this report is partial."
+        f" Continue with: bench run --resume {report.path}"
+    )
 
 
 def annotate(rows: list[dict], peak: dict | None) -> list[Entry]:
