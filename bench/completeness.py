@@ -15,6 +15,10 @@ def planned_cases(manifest: dict) -> list[str] | None:
     return None
 
 
+def plural(word: str, count: int) -> str:
+    return word if count == 1 else word + "s"
+
+
 @dataclass
 class Completeness:
     planned: list[str] | None
@@ -48,12 +52,11 @@ class Completeness:
         return not self.not_run
 
     def summary(self) -> str:
-        counts = (
-            f"{self.measured} measured ({self.passing} passing the accuracy check), {self.failed} failed"
-        )
+        counts = f"{self.measured} measured ({self.passing} passing the accuracy check), {self.failed} failed"
         if self.planned is None:
-            return f"{len(self.rows)} cases: {counts} (the manifest lists no planned cases)."
-        return f"{len(self.planned)} planned cases: {counts}, {len(self.not_run)} not run."
+            return f"{len(self.rows)} {plural('case', len(self.rows))}: {counts} (the manifest lists no planned cases)."
+        planned = len(self.planned)
+        return f"{planned} planned {plural('case', planned)}: {counts}, {len(self.not_run)} not run."
 
     def missing_names(self, limit: int = MAX_NAMED) -> str:
         """The cases with no row, at most `limit` of them named."""

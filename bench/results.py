@@ -172,7 +172,7 @@ class RowsRead:
 def parse_row(line: bytes) -> tuple[dict | None, str | None]:
     """(row, None) for a usable row, else (None, what is wrong with the line)."""
     try:
-        row = json.loads(line)
+        row = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     except ValueError as exc:

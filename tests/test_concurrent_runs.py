@@ -85,7 +85,7 @@ def test_a_folder_in_use_refuses_a_second_run_and_a_resume_and_an_interrupt_is_r
     assert not group_running(worker), "the interrupted case's worker group outlived the run"
     assert not (run / "jobs").exists() and list(scratch.iterdir()) == []
     report = (tmp_path / "reports" / "run" / "report.md").read_text()
-    assert "**Incomplete run.** The run was interrupted: 1 of 1 planned cases have no row" in report.split("##")[0]
+    assert "**Incomplete run.** The run was interrupted: 1 of 1 planned case has no row" in report.split("##")[0]
 
     (run / "jobs" / "left-by-a-killed-run").mkdir(parents=True)
     nothing = bench_cli("run", "--resume", run, "--filter", "backend=none")

@@ -9,7 +9,7 @@ import pytest
 from bench import cli, workflow
 from bench.errors import BenchError
 from bench.locks import cpu_list_text, lock_folder, parse_cpus
-from bench.results import RunDir
+from bench.results import RunDir, parse_row
 from bench.row_shape import row_problem
 from bench.stats import summarize, throughput
 from conftest import TINY_SUITE, bench_cli, write_suite
@@ -111,6 +111,19 @@ def test_readers_warn_once_per_bad_line_and_bound_the_warnings(tmp_path, capsys)
 )  # fmt: skip
 def test_a_row_is_checked_for_the_keys_and_types_readers_use(bad, problem):
     assert row_problem(bad).startswith(problem)
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        (b"\xff\xfe{}", "not UTF-8 text"),
+        (b"\x00\x17garbage", "not JSON (Expecting value: line 1 column 1 (char 0))"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON (nested too deeply)"),
+        (b"null", "not a row: expected an object, got null"),
+    ],
+)
+def test_a_line_that_is_not_a_row_says_why(line, problem):
+    assert parse_row(line) == (None, problem)
 
 
 def test_rows_the_runner_writes_for_every_status_pass_the_check():

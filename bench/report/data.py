@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.completeness import Completeness
+from bench.completeness import Completeness, plural
 from bench.report import roofline
 from bench.results import RunDir, latest_rows
 from bench.table import baselines, shape_key, speedup
@@ -74,9 +74,10 @@ def incomplete_notice(report: Report) -> str | None:
         return None
     runs = report.manifest.get("runs")
     stopped = isinstance(runs, list) and runs and isinstance(runs[-1], dict) and runs[-1].get("interrupted")
+    missing, planned = len(done.not_run), len(done.planned or [])
     return (
-        f"{'The run was interrupted: ' if stopped else ''}{len(done.not_run)} of {len(done.planned or [])} planned"
-        f" cases have no row (not run: {done.missing_names()}), so this report is partial."
+        f"{'The run was interrupted: ' if stopped else ''}{missing} of {planned} planned {plural('case', planned)}"
+        f" {'has' if missing == 1 else 'have'} no row (not run: {done.missing_names()}), so this report is partial."
         f" Continue with: bench run --resume {report.path}"
     )
 
