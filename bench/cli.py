@@ -37,31 +37,66 @@ def cmd_models(args) -> int:
 
 def cmd_run(args) -> int:
     from bench import workflow
-    from bench.table import render
 
     if not 0 <= args.quiet_wait < float("inf"):
         raise BenchError(f"run: --quiet-wait: expected a number of seconds >= 0, got {args.quiet_wait:g}")
     if args.resume:
         if args.suite or args.out:
             raise BenchError("run: --resume DIR takes the suite and folder from DIR; give no SUITE or --out")
-        run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter)
+        run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus)
     elif args.suite:
-        run_dir, cases, suite_dir, notes = workflow.start_run(args.suite, args.out, args.filter)
+        run_dir, cases, suite_dir, notes = workflow.start_run(args.suite, args.out, args.filter, args.cpus)
     else:
         raise BenchError("run: expected a SUITE file or --resume DIR, got neither")
+    try:
+        return run_claimed(args, run_dir, cases, suite_dir, notes)
+    except KeyboardInterrupt:
+        hint = f"continue with: bench run --resume {run_dir.path}"
+        print(f"interrupted: finished cases are kept; {hint}", file=sys.stderr)
+        return 130
+    finally:
+        run_dir.release()
+
+
+def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
+    """The run itself, with the folder and its CPUs locked by this process; an interrupt still writes the report."""
+    from bench import workflow
+
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"results: {run_dir.path}", file=sys.stderr)
-    if not args.no_peak:
-        from bench.peak import record_peak, summary
+    print(f"results: {run_dir.path}" + (f" (CPUs {args.cpus})" if args.cpus else ""), file=sys.stderr)
+    try:
+        if not args.no_peak:
+            from bench.peak import record_peak, summary
 
-        print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
-    workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait)
-    from bench.results import latest_rows
-
-    print(render(latest_rows(run_dir.rows())))
+            print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
+        workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait)
+    except KeyboardInterrupt:
+        workflow.record_end(run_dir, interrupted=True)
+        try:
+            after_run(args, run_dir)
+        except Exception as exc:  # the interrupt is what the user must hear about
+            print(f"report not written: {exc}", file=sys.stderr)
+        raise
+    print_results(run_dir)
     after_run(args, run_dir)
     return EXIT_OK if workflow.all_good(run_dir) else EXIT_FAILED
+
+
+def print_results(run_dir) -> bool:
+    """The table between the run's completeness (planned, measured, failed, not run) and the cases not run."""
+    from bench.completeness import Completeness
+    from bench.results import latest_rows, row_is_good
+    from bench.table import render
+
+    manifest = run_dir.read_manifest()
+    rows = latest_rows(run_dir.rows())
+    done = Completeness.of(manifest, rows)
+    print(done.summary())
+    print(render(rows))
+    if not done.complete:
+        print(f"\nIncomplete: {done.missing_text()}\ncontinue with: bench run --resume {run_dir.path}")
+    return done.complete and all(row_is_good(r) for r in rows)
 
 
 def after_run(args, run_dir) -> None:
@@ -94,14 +129,9 @@ def cmd_peak(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from bench.results import RunDir, latest_rows, row_is_good
-    from bench.table import render
+    from bench.results import RunDir
 
-    run_dir = RunDir(args.run_dir)
-    run_dir.read_manifest()
-    rows = latest_rows(run_dir.rows())
-    print(render(rows))
-    return EXIT_OK if all(row_is_good(r) for r in rows) else EXIT_FAILED
+    return EXIT_OK if print_results(RunDir(args.run_dir)) else EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", nargs="?")
     p.add_argument("--out", help="run folder (default results/<suite>-<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="run only the cases of DIR that have no row yet")
+    p.add_argument(
+        "--cpus", metavar="LIST",
+        help="use only these CPUs, e.g. 2,3 or 0-1 (cases are pinned within them; runs on disjoint CPUs can overlap)",
+    )  # fmt: skip
     p.add_argument(
         "--filter", action="append", default=[], metavar="FIELD=VALUE",
         help="run matching cases only; repeat it: values of one field are alternatives, fields must all match",
@@ -145,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")
     p.set_defaults(func=cmd_peak)
 
-    p = sub.add_parser("show", help="print the table of a run folder")
+    p = sub.add_parser("show", help="print the table of a run folder; exit 1 if a case failed or has not run")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_show)
 
@@ -171,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted: finished cases are kept; continue with bench run --resume DIR", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -7,9 +7,10 @@ import json
 import os
 import select
 import signal
+import shutil
 import subprocess
-import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,22 @@ def pin_and_tie(cpus: list[int]):
     return setup
 
 
-def launch(python: str | Path, job: dict, cpus: list[int], timeout: float, log_path: Path) -> Outcome:
-    with tempfile.TemporaryDirectory(prefix="bench-job-") as tmp:
+@contextmanager
+def job_folder(path: Path):
+    """The job's files in the run folder, not /tmp: a killed parent leaves them where the next resume clears them."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            path.parent.rmdir()  # the jobs/ folder, once no job is left in it
+        except OSError:
+            pass
+
+
+def launch(python: str | Path, job: dict, cpus: list[int], timeout: float, log_path: Path, work_dir: Path) -> Outcome:
+    with job_folder(work_dir) as tmp:
         job_path, result_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
         with open(job_path, "w") as handle:
             json.dump(job, handle)
@@ -78,7 +93,7 @@ def launch(python: str | Path, job: dict, cpus: list[int], timeout: float, log_p
             try:
                 timed_out = not wait_blocking(proc, timeout)
                 if timed_out:
-                    kill_group(proc.pid)
+                    stop_group(proc)
                 returncode = proc.wait()
             finally:
                 kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
@@ -108,24 +123,54 @@ def wait_blocking(proc: subprocess.Popen, timeout: float) -> bool:
         os.close(pidfd)
 
 
-def kill_group(pgid: int, first: int = signal.SIGTERM, grace: float = 3.0) -> None:
+def stop_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM the worker's group, SIGKILL whatever is still running after `grace` seconds.
+
+    The worker is reaped the moment it exits (until then its zombie keeps the group in existence), so this returns
+    as soon as the whole group is gone, not after the grace period.
+    """
     try:
-        os.killpg(pgid, first)
+        os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
-    if first == signal.SIGKILL:
         return
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
+    if wait_blocking(proc, grace):
+        proc.wait()
+    while group_running(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the worker's own children: not ours to wait for
+    kill_group(proc.pid)
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of group `pgid` is still running; zombies waiting for a reaper do not count."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = None
+    if entries is None:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+            return True
+    return False
 
 
 def read_envelope(path: str) -> dict | None:

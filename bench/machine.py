@@ -69,8 +69,9 @@ def package_versions() -> dict:
 
 
 def git_state() -> dict:
-    def git(*args):
-        result = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    def git(*args):  # --no-optional-locks: reading the state must not write the checkout's index
+        command = ["git", "--no-optional-locks", *args]
+        result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
         return result.stdout.strip() if result.returncode == 0 else None
 
     try:

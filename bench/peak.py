@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,44 +78,56 @@ def probe_thread_counts(case_threads, cpus) -> list[int]:
     return sorted({1, len(cpus)} | {t for t in case_threads if t <= len(cpus)})
 
 
-def run_probe(python, threads: int, cpus: list[int], seconds: float) -> dict:
+def run_probe(python, threads: int, cpus: list[int], seconds: float, work_dir: Path | None = None) -> dict:
+    """One pinned probe; its result file in `work_dir` (a run's jobs folder) or a temporary folder."""
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
+            return run_probe(python, threads, cpus, seconds, Path(tmp))
     from bench.launch import pin_and_tie, worker_environment
 
-    with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
-        result = Path(tmp) / "peak.json"
-        command = [str(python), "-m", "bench.peak", "--threads", str(threads), "--seconds", str(seconds)]
-        try:
-            done = subprocess.run(
-                [*command, "--result", str(result)],
-                env=worker_environment(dict(os.environ), threads),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=PROBE_TIMEOUT_S,
-                preexec_fn=pin_and_tie(cpus),
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
-        if done.returncode != 0 or not result.exists():
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return {"error": f"probe exited with code {done.returncode}: {tail}"}
+    work_dir.mkdir(parents=True, exist_ok=True)
+    result = work_dir / f"peak-{threads}.json"
+    command = [str(python), "-m", "bench.peak", "--threads", str(threads), "--seconds", str(seconds)]
+    try:
+        done = subprocess.run(
+            [*command, "--result", str(result)],
+            env=worker_environment(dict(os.environ), threads),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            preexec_fn=pin_and_tie(cpus),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if done.returncode != 0 or not result.exists():
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"probe exited with code {done.returncode}: {tail}"}
+    try:
         return json.loads(result.read_text())
+    finally:
+        result.unlink()
 
 
-def measure_peak(thread_counts: list[int], python=sys.executable, seconds: float = SECONDS_PER_POINT) -> dict:
-    """The manifest's `peak`: {"gflops": {precision: {"threads": rate}}, "method", "torch", "errors", ...}."""
+def measure_peak(
+    thread_counts: list[int], python=sys.executable, seconds: float = SECONDS_PER_POINT, allowed=None, work_dir=None
+) -> dict:
+    """The manifest's `peak`: {"gflops": {precision: {"threads": rate}}, "method", "torch", "errors", ...}.
+
+    Probes are pinned within `allowed` (default: every CPU this process may use).
+    """
     from bench.results import now
     from bench.threads import available_cpus, pick_cpus
 
-    available = available_cpus()
+    available = allowed if allowed else available_cpus()
     peak = {"measured": now(), "method": METHOD, "gflops": {}, "sizes": {}, "cpus": {}, "errors": [], "torch": None}
     start = time.monotonic()
     for threads in thread_counts:
         cpus = pick_cpus(threads, available)
         if cpus is None:
-            peak["errors"].append(f"{threads} threads: this process may use only {len(available)} CPUs")
+            peak["errors"].append(f"{threads} threads: this run may use only {len(available)} CPUs")
             continue
-        result = run_probe(python, threads, cpus, seconds)
+        result = run_probe(python, threads, cpus, seconds, work_dir)
         if "error" in result:
             peak["errors"].append(f"{threads} threads: {result['error']}")
             continue
@@ -154,13 +167,16 @@ def record_peak(run_dir, cases) -> dict:
 
     manifest = run_dir.read_manifest()
     if "peak" not in manifest:
-        manifest["peak"] = remembered_peak(probe_thread_counts({c.threads for c in cases}, available_cpus()))
+        places = available_cpus(within=run_dir.cpus)
+        counts = probe_thread_counts({c.threads for c in cases}, places)
+        manifest["peak"] = remembered_peak(counts, allowed=places, work_dir=run_dir.jobs / "peak")
+        shutil.rmtree(run_dir.jobs, ignore_errors=True)  # the probes' result files; no case runs yet
         run_dir.write_manifest(manifest)
     return manifest["peak"]
 
 
-def memo_path(thread_counts: list[int], python=sys.executable) -> Path:
-    """Keyed by this boot, the CPUs this process may use, the thread counts and the interpreter."""
+def memo_path(thread_counts: list[int], python=sys.executable, allowed=None) -> Path:
+    """Keyed by this boot, the CPUs the probe may use, the thread counts and the interpreter."""
     from bench.paths import cache_root
     from bench.threads import available_cpus
 
@@ -168,19 +184,19 @@ def memo_path(thread_counts: list[int], python=sys.executable) -> Path:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot = "unknown-boot"
-    key = json.dumps([boot, sorted(available_cpus()), thread_counts, str(python), METHOD])
+    key = json.dumps([boot, sorted(allowed or available_cpus()), thread_counts, str(python), METHOD])
     return cache_root() / "peak" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
 
 
-def remembered_peak(thread_counts: list[int], python=sys.executable) -> dict:
+def remembered_peak(thread_counts: list[int], python=sys.executable, allowed=None, work_dir=None) -> dict:
     """The probe measured earlier in this boot for the same CPUs and thread counts, else a fresh one."""
-    path = memo_path(thread_counts, python)
+    path = memo_path(thread_counts, python, allowed)
     try:
         peak = json.loads(path.read_text())
         return {**peak, "remembered": True}
     except (OSError, ValueError):
         pass
-    return remember(measure_peak(thread_counts, python), path)
+    return remember(measure_peak(thread_counts, python, allowed=allowed, work_dir=work_dir), path)
 
 
 def remember(peak: dict, path: Path) -> dict:

@@ -34,7 +34,7 @@ class Runner:
         self.run_dir = run_dir
         self.suite_dir = suite_dir
         self.progress = progress or Progress(stream=sys.stderr)
-        self.cpus = available_cpus()
+        self.cpus = available_cpus(within=run_dir.cpus)
         self.quiet_wait = quiet_wait
         self._sources: dict[str, model_sources.ResolvedSource | model_sources.SourceUnavailable] = {}
 
@@ -74,7 +74,7 @@ class Runner:
             return make_row(case, Outcome("unavailable", reason, None, None, 0.0, ""))
         cpus = pick_cpus(case.threads, self.cpus)
         if cpus is None:
-            reason = f"needs {case.threads} CPUs; this process may use {len(self.cpus)}"
+            reason = f"needs {case.threads} CPUs; this run may use {len(self.cpus)}"
             return make_row(case, Outcome("unavailable", reason, None, None, 0.0, ""))
         job = self.job(case, source, cpus, mode="measure")
         reference = Path(job["reference"])
@@ -83,7 +83,7 @@ class Runner:
             if failure is not None:
                 return make_row(case, failure, cpus)
         quiet = wait_for_quiet(cpus, self.quiet_wait, self.say)
-        outcome = launch(env.python, job, cpus, case.measure["timeout"], self.log_path(case))
+        outcome = launch(env.python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case))
         row = make_row(case, outcome, cpus, quiet)
         sharing = core_sharing(cpus, self.cpus)
         if sharing:
@@ -98,7 +98,8 @@ class Runner:
         baseline = reference_case(case)
         job = self.job(baseline, source, cpus, mode="reference")
         job["reference"] = str(path)
-        outcome = launch(environment(MAIN).python, job, cpus, case.measure["timeout"], self.log_path(case))
+        python = environment(MAIN).python
+        outcome = launch(python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case))
         if outcome.status == "ok" and path.exists():
             return None
         outcome.reason = f"the eager fp32 reference could not be computed: {outcome.reason}"
@@ -130,6 +131,9 @@ class Runner:
 
     def log_path(self, case: Case) -> Path:
         return self.run_dir.logs / f"{case.case_id}.log"
+
+    def job_dir(self, case: Case) -> Path:
+        return self.run_dir.jobs / case.case_id
 
 
 def reference_case(case: Case) -> Case:

@@ -94,6 +94,8 @@ def child_environment(base: dict[str, str], threads: int) -> dict[str, str]:
     return env
 
 
-def available_cpus() -> dict[int, tuple[int, int]]:
-    """The CPUs this process may use, each with its physical place (package, core)."""
-    return cpu_places(os.sched_getaffinity(0))
+def available_cpus(within=None) -> dict[int, tuple[int, int]]:
+    """The CPUs this process may use (and, given `within`, that a run was restricted to), each with its physical
+    place (package, core)."""
+    allowed = os.sched_getaffinity(0)
+    return cpu_places(allowed & set(within) if within else allowed)

@@ -16,6 +16,14 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
+@pytest.fixture(autouse=True)
+def isolated_locks(tmp_path_factory, monkeypatch):
+    """The machine-wide CPU locks of test runs live in the test session's folder, not in /run/lock."""
+    folder = tmp_path_factory.getbasetemp() / "bench-locks"
+    monkeypatch.setenv("BENCH_LOCK_DIR", str(folder))
+    return folder
+
+
 def write_suite(directory: Path, text: str, name: str = "suite.yaml") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(text))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import compare
+from bench.completeness import Completeness, plural
 from bench.report import roofline
 from bench.results import RunDir, latest_rows
 
@@ -68,6 +69,7 @@ class Report:
     path: Path
     manifest: dict
     entries: list[Entry]
+    completeness: Completeness | None = None
 
     @property
     def models(self) -> list[str]:
@@ -77,7 +79,23 @@ class Report:
 def load(run_path) -> Report:
     run_dir = RunDir(Path(run_path))
     manifest = run_dir.read_manifest()
-    return Report(run_dir.path, manifest, annotate(latest_rows(run_dir.rows()), manifest.get("peak")))
+    rows = latest_rows(run_dir.rows())
+    return Report(run_dir.path, manifest, annotate(rows, manifest.get("peak")), Completeness.of(manifest, rows))
+
+
+def incomplete_notice(report: Report) -> str | None:
+    """What a reader must see first when the run has planned cases without a row."""
+    done = report.completeness
+    if done is None or done.complete:
+        return None
+    runs = report.manifest.get("runs")
+    stopped = isinstance(runs, list) and runs and isinstance(runs[-1], dict) and runs[-1].get("interrupted")
+    missing, planned = len(done.not_run), len(done.planned or [])
+    return (
+        f"{'The run was interrupted: ' if stopped else ''}{missing} of {planned} planned {plural('case', planned)}"
+        f" {'has' if missing == 1 else 'have'} no row (not run: {done.missing_names()}), so this report is partial."
+        f" Continue with: bench run --resume {report.path}"
+    )
 
 
 def annotate(rows: list[dict], peak: dict | None) -> list[Entry]:

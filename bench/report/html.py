@@ -6,7 +6,7 @@ import base64
 from html import escape
 
 from bench.report import environment, tables
-from bench.report.data import Entry, Report, Warnings
+from bench.report.data import Entry, Report, Warnings, incomplete_notice
 from bench.report.markdown import LEGEND, summary_line
 from bench.report.plots import Plot, Skipped
 from bench.stats import CV_WARNING
@@ -131,7 +131,11 @@ def machine_section(manifest: dict) -> str:
 def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped]) -> str:
     suite = (report.manifest.get("suite") or {}).get("name", "?")
     title = f"Benchmark report: {suite} ({report.path.name})"
-    parts = [f"<h1>{e(title)}</h1><p>{e(summary_line(report))}</p>", attention(found)]
+    parts = [f"<h1>{e(title)}</h1>"]
+    notice = incomplete_notice(report)
+    if notice:
+        parts.append(f'<div class="box bad" id="incomplete"><b>Incomplete run.</b> {e(notice)}</div>')
+    parts += [f"<p>{e(summary_line(report))}</p>", attention(found)]
     parts.append("<h2>Fastest passing configuration per shape</h2>")
     parts.append(html_table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries)))
     parts.append(f'<h2>Results</h2><p class="legend">{e(LEGEND)}</p>')

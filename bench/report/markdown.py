@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report import environment, tables
-from bench.report.data import Report, Warnings
+from bench.report.data import Report, Warnings, incomplete_notice
 from bench.report.plots import Plot, Skipped
 
 LEGEND = (
@@ -45,7 +45,10 @@ def attention(found: Warnings) -> list[str]:
 
 def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped], out_dir: Path) -> str:
     suite = (report.manifest.get("suite") or {}).get("name", "?")
-    lines = [f"# Benchmark report: {cell(suite)} ({cell(report.path.name)})", "", summary_line(report), ""]
+    lines = [f"# Benchmark report: {cell(suite)} ({cell(report.path.name)})", ""]
+    notice = incomplete_notice(report)
+    lines += [f"> **Incomplete run.** {cell(notice)}", ""] if notice else []
+    lines += [summary_line(report), ""]
     lines += attention(found)
     lines += ["## Fastest passing configuration per shape", ""]
     lines += table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries))
@@ -70,6 +73,8 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
 
 
 def summary_line(report: Report) -> str:
+    if report.completeness is not None:
+        return report.completeness.summary()
     entries = report.entries
     ok = sum(e.ok for e in entries)
     passed = sum(e.accuracy_passed for e in entries)

@@ -1,0 +1,116 @@
+"""Runs started side by side, as real processes: one run per folder, one run per CPU, disjoint --cpus on purpose."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.launch import group_running
+from conftest import PROJECT, TINY_SUITE, bench_cli, write_suite
+
+HANGING = TINY_SUITE.split("backends:")[0] + """\
+backends:
+  - name: hang
+    type: pytorch
+    measure: {timeout: 300}
+"""
+"""One case whose worker hangs (the BENCH_FAULT test hook) until it is stopped: a run that holds its locks."""
+ONE_CASE = TINY_SUITE.split("  - name: sdpa")[0]
+
+
+def start(tmp_path, *args, env=None, name="first"):
+    """`python -m bench ...` in the background, from tmp_path (its reports land there), this checkout's code."""
+    out, err = (open(tmp_path / f"{name}.{kind}", "w") for kind in ("out", "err"))
+    full_env = {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})}
+    command = [sys.executable, "-m", "bench", *map(str, args)]
+    return subprocess.Popen(command, cwd=tmp_path, env=full_env, stdout=out, stderr=err)
+
+
+def wait_for(condition, process, seconds=300):
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        assert process.poll() is None, f"the run ended with {process.returncode} before it was expected to"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return found
+
+
+def worker_pids(folder):
+    """Processes whose command line names a job file of this run folder."""
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if str(folder / "jobs").encode() in handle.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def test_a_folder_in_use_refuses_a_second_run_and_a_resume_and_an_interrupt_is_recorded(tmp_path):
+    suite = write_suite(tmp_path, HANGING)
+    run, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    hang = {"BENCH_FAULT": "-hang-:hang", "TMPDIR": str(scratch)}
+    first = start(tmp_path, "run", suite, "--out", run, "--no-peak", env=hang)
+    try:
+        wait_for(lambda: list((run / "jobs").glob("*/job.json")), first)  # a case is running; its files in the run
+        worker = wait_for(lambda: worker_pids(run), first)[0]
+        second = bench_cli("run", suite, "--out", run)
+        resume = bench_cli("run", "--resume", run)
+        elsewhere = bench_cli("run", suite, "--out", tmp_path / "elsewhere")
+        shown = bench_cli("show", run)
+    finally:
+        first.send_signal(signal.SIGINT)
+        returncode = first.wait(timeout=300)
+    assert (second.returncode, second.stderr) == (2, f"error: {run} is in use by pid {first.pid}\n")
+    assert (resume.returncode, resume.stderr) == (2, f"error: {run} is in use by pid {first.pid}\n")
+    cpu = min(os.sched_getaffinity(0))
+    assert elsewhere.returncode == 2 and not (tmp_path / "elsewhere").exists()
+    assert elsewhere.stderr == (
+        f"error: CPU {cpu} is in use by pid {first.pid} (bench run {run}); pick other CPUs with --cpus, or wait\n"
+    )
+    assert shown.returncode == 1 and "not run (1 of 1 planned)" in shown.stdout  # a reader never waits for the lock
+
+    stderr = (tmp_path / "first.err").read_text()
+    assert returncode == 130, stderr
+    assert stderr.rstrip().endswith(f"interrupted: finished cases are kept; continue with: bench run --resume {run}")
+    last = json.loads((run / "manifest.json").read_text())["runs"][-1]
+    assert last["interrupted"] is True and last["finished"]
+    assert not group_running(worker), "the interrupted case's worker group outlived the run"
+    assert not (run / "jobs").exists() and list(scratch.iterdir()) == []
+    report = (tmp_path / "reports" / "run" / "report.md").read_text()
+    assert "**Incomplete run.** The run was interrupted: 1 of 1 planned case has no row" in report.split("##")[0]
+
+    (run / "jobs" / "left-by-a-killed-run").mkdir(parents=True)
+    nothing = bench_cli("run", "--resume", run, "--filter", "backend=none")
+    assert nothing.returncode == 1 and "nothing to run" in nothing.stderr, nothing.stderr
+    assert not (run / "jobs").exists()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_two_runs_on_disjoint_cpus_both_run_and_a_third_on_their_cpus_is_refused(tmp_path):
+    suite = write_suite(tmp_path, ONE_CASE)
+    cpu_a, cpu_b = sorted(os.sched_getaffinity(0))[:2]
+    first = start(tmp_path, "run", suite, "--out", tmp_path / "a", "--cpus", cpu_a, "--no-peak", "--no-report")
+    wait_for(lambda: (tmp_path / "a" / "manifest.json").exists(), first)
+    overlapping = bench_cli("run", suite, "--out", tmp_path / "both", "--cpus", f"{cpu_a}-{cpu_b}")
+    second = start(
+        tmp_path, "run", suite, "--out", tmp_path / "b", "--cpus", cpu_b, "--no-peak", "--no-report", name="second"
+    )
+    wait_for(lambda: (tmp_path / "b" / "manifest.json").exists(), second)
+    assert first.poll() is None, "the first run ended before the second started: they did not overlap"
+    assert first.wait(timeout=600) == 0, (tmp_path / "first.err").read_text()
+    assert second.wait(timeout=600) == 0, (tmp_path / "second.err").read_text()
+
+    assert overlapping.returncode == 2 and not (tmp_path / "both").exists()
+    assert overlapping.stderr.startswith(f"error: CPU {cpu_a} is in use by pid {first.pid}")
+    for folder, cpu in (("a", cpu_a), ("b", cpu_b)):
+        rows = [json.loads(line) for line in (tmp_path / folder / "results.jsonl").read_text().splitlines()]
+        assert [(r["status"], r["pinned_cpus"], r["effective"]["cpus"]) for r in rows] == [("ok", [cpu], [cpu])]
+        assert json.loads((tmp_path / folder / "manifest.json").read_text())["runs"][0]["cpus"] == [cpu]
