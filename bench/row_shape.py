@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from bench.stats import FIELDS
+
 RESULTS_SCHEMA = 1
 
 TEXT_KEYS = ("case_id", "status", "model", "task", "backend", "precision")
@@ -73,9 +75,12 @@ def measured_problem(row: dict) -> str | None:
     for key in MEASURED_LATENCIES:
         if not is_number(latency.get(key)) or latency[key] <= 0:
             return f"latency_ms.{key}: expected a positive number in an ok row, got {type_name(latency.get(key))}"
-    for key, value in latency.items():
-        if value is not None and not is_number(value):
-            return f"latency_ms.{key}: expected a number, got {type_name(value)}"
+    for key in FIELDS:
+        if latency.get(key) is not None and not is_number(latency[key]):
+            return f"latency_ms.{key}: expected a number, got {type_name(latency[key])}"
+    interval = latency.get("median_ci")
+    if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(map(is_number, interval))):
+        return f"latency_ms.median_ci: expected [low, high] or null, got {type_name(interval)}"
     if not all(is_number(v) for v in row.get("samples_ms") or []):
         return "samples_ms: expected finite numbers"
     for key, value in (row.get("throughput") or {}).items():

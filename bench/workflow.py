@@ -94,7 +94,7 @@ def run_cpus(cpus_text: str | None, cases) -> list[int]:
     allowed = available_cpus()
     if cpus_text is None:
         return sorted(allowed)
-    cpus = parse_cpus(cpus_text, allowed)
+    cpus = parse_cpus(cpus_text, set(allowed))
     widest = max((c.threads for c in cases), default=1)
     if widest > len(cpus):
         raise BenchError(
