@@ -8,9 +8,10 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.machine import git_state, machine_info, software_info
 from bench.matrix import dropped_combinations, expand, parse_filters, select
+from bench.preflight import check_suite
 from bench.results import RESULTS_SCHEMA, RunDir, latest_rows, now, row_is_good
 from bench.runner import Runner
-from bench.suite import Suite, load_suite
+from bench.suite import Suite
 
 
 def default_out_dir(suite_name: str) -> Path:
@@ -22,9 +23,10 @@ def plan(suite: Suite, filters: list[str]):
     return cases, dropped_combinations(suite)
 
 
-def start_run(suite_path: str, out: str | None, filters: list[str]):
-    suite, path = load_suite(suite_path)
-    cases, notes = plan(suite, filters)
+def start_run(suite_path: str, out: str | None, filters: list[str], allow_large: bool = False):
+    checked = check_suite(suite_path, filters, allow_large)
+    suite, path, cases = checked.suite, checked.path, checked.cases
+    notes = dropped_combinations(suite) + [f"{path}: {warning}" for warning in checked.warnings]
     run_dir = RunDir(Path(out) if out else default_out_dir(suite.name))
     if run_dir.rows_path.exists():
         raise BenchError(f"{run_dir.path}: expected a new folder, got one with results; use --resume {run_dir.path}")
