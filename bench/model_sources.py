@@ -135,7 +135,8 @@ def read_config(source: ResolvedSource, overrides: dict | None = None) -> dict:
     if pad is not None and (type(pad) is not int or not 0 <= pad < vocab):
         raise SourceUnavailable("error", f"{path}: pad_token_id: expected null or a token id, got {_short(pad)}")
     if not isinstance(values.get("model_type"), str):
-        raise SourceUnavailable("error", f"{path}: model_type: expected a string, got {_short(values.get('model_type'))}")
+        given = _short(values.get("model_type"))
+        raise SourceUnavailable("error", f"{path}: model_type: expected a string, got {given}")
     return values
 
 

@@ -126,7 +126,10 @@ def model_config(i: int, model: ModelEntry, suite_dir: Path, seed: int) -> tuple
     return (None if problems else config), problems, []
 
 
-_EXPECTED = {"packaged": "an installed package that ships a model/ folder", "path": "a model directory with a config.json"}
+_EXPECTED = {
+    "packaged": "an installed package that ships a model/ folder",
+    "path": "a model directory with a config.json",
+}
 
 
 def plan_cases(suite: Suite, path: Path, filters: list[str], allow_large: bool) -> list[Case]:

@@ -142,7 +142,7 @@ class BackendEntry(Axes):
     name: Optional[str] = Field(None, pattern=NAME_PATTERN, description="Label in results; defaults to type.")
     options: dict[str, Any] = Field(default_factory=dict)
     environment: Optional[str] = Field(
-        None, pattern=NAME_PATTERN, description="Run under this named environment (`bench env list`), not the backend's."
+        None, pattern=NAME_PATTERN, description="Run under this named environment (see `bench env list`)."
     )
 
     @field_validator("type")

@@ -119,7 +119,8 @@ def test_models_that_cannot_be_found_are_rows_or_refused_before_the_run(tmp_path
     assert all("not in the local cache" in r["reason"] for r in rows_of(out))
     assert f"note: {suite}: models[0].hub: Hub model nobody/not-cached-model is not in the local cache" in result.stderr
 
-    missing = write_suite(tmp_path, TINY_SUITE.replace("config: bert-tiny", "packaged: no-such-model-package"), "m.yaml")
+    text = TINY_SUITE.replace("config: bert-tiny", "packaged: no-such-model-package")
+    missing = write_suite(tmp_path, text, "m.yaml")
     result = bench_cli("run", missing, "--out", tmp_path / "never")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"{missing}: models[0].packaged: expected an installed package")
