@@ -13,11 +13,12 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def cmd_validate(args) -> int:
-    from bench.matrix import expand
-    from bench.suite import load_suite
+    from bench.preflight import check_suite
 
-    suite, path = load_suite(args.suite)
-    print(f"{path}: ok, {len(expand(suite))} cases")
+    checked = check_suite(args.suite, allow_large=args.allow_large)
+    for warning in checked.warnings:
+        print(f"{checked.path}: warning: {warning}", file=sys.stderr)
+    print(f"{checked.path}: ok, {len(checked.cases)} cases")
     return EXIT_OK
 
 
@@ -45,7 +46,7 @@ def cmd_run(args) -> int:
             raise BenchError("run: --resume DIR takes the suite and folder from DIR; give no SUITE or --out")
         run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus)
     elif args.suite:
-        run_dir, cases, suite_dir, notes = workflow.start_run(args.suite, args.out, args.filter, args.cpus)
+        run_dir, cases, suite_dir, notes = workflow.start_run(args.suite, args.out, args.filter, args.cpus, args.allow_large)
     else:
         raise BenchError("run: expected a SUITE file or --resume DIR, got neither")
     try:
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a suite file; every problem on one line, exit 2 if any")
     p.add_argument("suite")
+    add_allow_large(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the suite's JSON Schema (for editors)")
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="before each case, wait up to this long for its CPUs to be free of other processes"
         " (default %(default)g; 0: check and record only)",
     )  # fmt: skip
+    add_allow_large(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write a run folder's report: Markdown, HTML, CSV tables and plots")
@@ -191,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_subcommands(sub)
     return parser
+
+
+def add_allow_large(parser: argparse.ArgumentParser) -> None:
+    text = "accept a plan of more than 5000 cases (bench.preflight.PLAN_CAP; refused otherwise)"
+    parser.add_argument("--allow-large", action="store_true", help=text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,9 +81,17 @@ class Environment:
         return "built"
 
 
-def environment(name: str, root: str | Path | None = None) -> Environment:
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+"""An environment's name is one folder name under the root: no separator, never `.` or `..`."""
+
+
+def environment(name: str, root: str | Path | None = None, requirements_dir: Path = REQUIREMENTS_DIR) -> Environment:
+    """The named environment; only a known name (see known_names) is ever turned into a path under the root."""
     if name == MAIN:
         return Environment(MAIN, Path(sys.executable))
+    known = known_names(root, requirements_dir)
+    if name not in known:
+        raise BenchError(f"environment: expected one of {', '.join(map(repr, known))}, got {_short(name)}")
     prefix = env_root(root) / name
     return Environment(name, prefix / "bin" / "python", prefix)
 
@@ -93,7 +101,27 @@ def environment_names(requirements_dir: Path = REQUIREMENTS_DIR) -> list[str]:
     from bench.backends import BACKENDS
 
     names = {p.stem for p in requirements_dir.glob("*.txt")} | {info.environment for info in BACKENDS.values()}
-    return [MAIN] + sorted(names - {MAIN})
+    return [MAIN] + sorted(n for n in names - {MAIN} if NAME.fullmatch(n))
+
+
+def built_names(root: str | Path | None = None) -> list[str]:
+    """Folders directly under the root that hold a built interpreter (including environments made by hand)."""
+    try:
+        entries = list(env_root(root).iterdir())
+    except OSError:
+        return []
+    return sorted(p.name for p in entries if NAME.fullmatch(p.name) and (p / "bin" / "python").exists())
+
+
+def known_names(root: str | Path | None = None, requirements_dir: Path = REQUIREMENTS_DIR) -> list[str]:
+    """The names a suite or a command may use: environment_names(), then those built under the root."""
+    names = environment_names(requirements_dir)
+    return names + [n for n in built_names(root) if n not in names]
+
+
+def _short(name: str, limit: int = 60) -> str:
+    text = repr(name)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def file_digest(path: Path) -> str:
@@ -161,7 +189,7 @@ def create(
     if name == MAIN:
         return check_main(requirements_dir, say)
     requirements = requirements_file(name, requirements_dir)
-    env = environment(name, root)
+    env = environment(name, root, requirements_dir)
     with build_lock(env.prefix.parent, name):
         digest = file_digest(requirements)
         stamp = env.read_stamp()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
+MAX_CONFIG_BYTES = 16 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".xml", ".h5", ".msgpack")
 
 
@@ -100,6 +101,48 @@ def hub_snapshot_dir(repo_id: str, revision: str = "main") -> Path:
         f"Hub model {repo_id} is not in the local cache ({hub_cache_dir()}); this harness never downloads at run time:"
         f" fetch it once with `huggingface-cli download {repo_id}` on a networked machine",
     )
+
+
+def config_file(source: ResolvedSource) -> Path:
+    return Path(source.location) if source.kind == "config" else Path(source.location) / "config.json"
+
+
+def read_config(source: ResolvedSource, overrides: dict | None = None) -> dict:
+    """The model's config.json with the suite's overrides, checked for what the harness reads from it.
+
+    A config that cannot be used raises SourceUnavailable("error", ...) naming the file and the key.
+    """
+    path = config_file(source)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise SourceUnavailable("error", f"{path}: expected a readable config.json, got {exc.strerror or exc}")
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SourceUnavailable("error", f"{path}: expected a config of at most {MAX_CONFIG_BYTES >> 20} MiB")
+    try:
+        values = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise SourceUnavailable("error", f"{path}: expected a JSON config, got invalid JSON ({reason})")
+    if not isinstance(values, dict):
+        raise SourceUnavailable("error", f"{path}: expected a JSON object, got {type(values).__name__}")
+    values.update(overrides or {})
+    vocab = values.get("vocab_size")
+    if type(vocab) is not int or vocab < 1:
+        raise SourceUnavailable("error", f"{path}: vocab_size: expected a positive integer, got {_short(vocab)}")
+    pad = values.get("pad_token_id")
+    if pad is not None and (type(pad) is not int or not 0 <= pad < vocab):
+        raise SourceUnavailable("error", f"{path}: pad_token_id: expected null or a token id, got {_short(pad)}")
+    if not isinstance(values.get("model_type"), str):
+        given = _short(values.get("model_type"))
+        raise SourceUnavailable("error", f"{path}: model_type: expected a string, got {given}")
+    return values
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def directory_identity(directory: Path) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from bench import model_sources, rounds
 from bench.backends import BACKENDS
 from bench.environments import MAIN, environment
+from bench.errors import BenchError
 from bench.launch import Outcome, launch
 from bench.machine import installed_versions
 from bench.matrix import Case
@@ -68,7 +69,10 @@ class Runner:
         source = self.source(case)
         if isinstance(source, model_sources.SourceUnavailable):
             return make_row(case, Outcome(source.status, str(source), None, None, 0.0, ""))
-        env = environment(case.environment)
+        try:
+            env = environment(case.environment)
+        except BenchError as exc:
+            return make_row(case, Outcome("error", str(exc), None, None, 0.0, ""))
         if not env.built:
             reason = f"environment {env.name!r} is not built ({env.python}); build it with: {env.build_command}"
             return make_row(case, Outcome("unavailable", reason, None, None, 0.0, ""))
@@ -112,7 +116,9 @@ class Runner:
 
             entry = ModelEntry.model_validate(case.model_entry)
             try:
-                self._sources[case.model] = model_sources.resolve(entry, self.suite_dir, case.seed)
+                source = model_sources.resolve(entry, self.suite_dir, case.seed)
+                model_sources.read_config(source, entry.config_overrides)
+                self._sources[case.model] = source
             except model_sources.SourceUnavailable as exc:
                 self._sources[case.model] = exc
         return self._sources[case.model]
@@ -164,9 +170,8 @@ def reference_path(case: Case, source) -> Path:
 
 
 def vocab_of(source, overrides: dict) -> dict:
-    config_file = Path(source.location) if source.kind == "config" else Path(source.location) / "config.json"
-    config = {**json.loads(config_file.read_text()), **overrides}
-    return {"size": int(config["vocab_size"]), "pad_token_id": config.get("pad_token_id")}
+    config = model_sources.read_config(source, overrides)
+    return {"size": config["vocab_size"], "pad_token_id": config.get("pad_token_id")}
 
 
 def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_check: dict | None = None) -> dict:

