@@ -44,7 +44,7 @@ def cmd_run(args) -> int:
     if args.resume:
         if args.suite or args.out:
             raise BenchError("run: --resume DIR takes the suite and folder from DIR; give no SUITE or --out")
-        run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus)
+        run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus, args.force)
     elif args.suite:
         run_dir, cases, suite_dir, notes = workflow.start_run(args.suite, args.out, args.filter, args.cpus, args.allow_large)
     else:
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", nargs="?")
     p.add_argument("--out", help="run folder (default results/<suite>-<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="run only the cases of DIR that have no row yet")
+    p.add_argument(
+        "--force", action="store_true",
+        help="with --resume: resume even on another machine, other package versions or another commit",
+    )  # fmt: skip
     p.add_argument(
         "--cpus", metavar="LIST",
         help="use only these CPUs, e.g. 2,3 or 0-1 (cases are pinned within them; runs on disjoint CPUs can overlap)",

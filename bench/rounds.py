@@ -96,6 +96,7 @@ def merge(rows: list[dict]) -> dict:
     merged["latency_ms"]["ci_target"] = ci_target(merged["latency_ms"], rows[0]["measure"].get("target_ci"))
     merged["throughput"] = throughput_at(merged["latency_ms"]["median"], rows[-1])
     merged["timings_ms"] = rows[0].get("timings_ms")
+    merged["provenance"] = rows[0].get("provenance")
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)
     merged["rounds"] = [round_summary(r, i) for i, r in enumerate(rows)]
     merged["rounds_agreement"] = agreement(merged["rounds"])

@@ -19,6 +19,7 @@ from bench.paths import cache_root
 from bench.progress import Progress
 from bench.quiet import QUIET_WAIT_S, wait_for_quiet
 from bench.quiet import warnings_of as quiet_warnings
+from bench.provenance import Provenance
 from bench.results import RESULTS_SCHEMA, RunDir
 from bench.threads import available_cpus, core_sharing, pick_cpus, thread_settings
 
@@ -37,6 +38,7 @@ class Runner:
         self.progress = progress or Progress(stream=sys.stderr)
         self.cpus = available_cpus(within=run_dir.cpus)
         self.quiet_wait = quiet_wait
+        self.provenance = Provenance(run_dir.read_manifest())
         self._sources: dict[str, model_sources.ResolvedSource | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:
@@ -50,7 +52,8 @@ class Runner:
                 self.progress.case_skipped()
                 continue
             self.progress.case_started(case, index)
-            row = self.run_case(case)
+            started = self.provenance.at_start()
+            row = {**self.run_case(case), "provenance": started}
             record = {"case_id": case.case_id, "round": index, "row": row}
             if case.measure.get("rounds", 1) > 1:
                 self.run_dir.append_round(record)

@@ -13,6 +13,7 @@ from bench.machine import git_state, machine_info, software_info
 from bench.manifest_check import checked_for_resume
 from bench.matrix import dropped_combinations, expand, parse_filters, select
 from bench.preflight import check_suite
+from bench.provenance import differences
 from bench.quiet import QUIET_WAIT_S
 from bench.results import RESULTS_SCHEMA, RunDir, latest_rows, now, row_is_good
 from bench.runner import Runner
@@ -107,13 +108,19 @@ def run_cpus(cpus_text: str | None, cases) -> list[int]:
     return cpus
 
 
-def resume_run(run_path: str, filters: list[str], cpus_text: str | None = None):
+def resume_run(run_path: str, filters: list[str], cpus_text: str | None = None, force: bool = False):
     """The cases of a run folder that have no row yet, with the folder and the CPUs locked for this process."""
     run_dir = RunDir(Path(run_path))
     run_dir.read_manifest()  # not a run folder: said before anything is written into it
     held = lock_folder(run_dir.path)
     try:
         manifest, suite = checked_for_resume(run_dir)
+        changed = differences(manifest)
+        if changed and not force:
+            raise BenchError(
+                f"{run_dir.manifest_path}: refusing to resume a run measured elsewhere or on other software"
+                f" ({'; '.join(changed)}): its rows could not be compared; give --force to resume anyway"
+            )
         cases, notes = plan(suite, manifest.get("filters", []) + filters)
         cpus = run_cpus(cpus_text, cases)
         held.add(lock_cpus(cpus, str(run_dir.path)))
@@ -121,7 +128,8 @@ def resume_run(run_path: str, filters: list[str], cpus_text: str | None = None):
         notes += [repaired] if repaired else []
         shutil.rmtree(run_dir.jobs, ignore_errors=True)  # left by a run that was killed mid-case
         done = {row["case_id"] for row in run_dir.rows()}
-        manifest["runs"].append({"started": now(), "finished": None, "resumed": True, "cpus": cpus})
+        manifest["runs"].append({"started": now(), "finished": None, "resumed": True, "cpus": cpus,
+                                 **({"forced_despite": changed} if changed else {})})  # fmt: skip
         run_dir.write_manifest(manifest)
     except BaseException:
         held.release()
