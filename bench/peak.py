@@ -2,13 +2,15 @@
 
 The parent starts `python -m bench.peak` once per thread count, pinned to that many CPUs like a worker; the child
 times torch matrix products (fp32 and bf16 `torch.mm`, int8 `torch._int_mm`) at a few sizes and keeps the best
-rate of each precision. The best call, not the median: interference only ever slows a call down.
+rate of each precision, each rate from the median call: the statistic the cases are reported with, so a case's % of
+peak compares like with like.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import statistics
 import json
 import os
 import shutil
@@ -25,23 +27,22 @@ SECONDS_PER_POINT = 0.1
 MIN_CALLS = 3
 PROBE_TIMEOUT_S = 120
 METHOD = (
-    "best call of square torch.mm (fp32, bf16) and torch._int_mm (int8) at sizes "
+    "median call of square torch.mm (fp32, bf16) and torch._int_mm (int8) at sizes "
     + ", ".join(map(str, SIZES))
     + "; 2·n³ operations per call; one pinned process per thread count"
 )
 
 
-def best_rate(call, operations: float, seconds: float, clock=time.perf_counter) -> tuple[float, int]:
-    """(G operations per second of the fastest call, number of calls) over about `seconds` of calls."""
+def median_rate(call, operations: float, seconds: float, clock=time.perf_counter) -> tuple[float, int]:
+    """(G operations per second of the median call, number of calls) over about `seconds` of calls."""
     call()
-    best, calls = float("inf"), 0
+    durations = []
     deadline = clock() + seconds
-    while calls < MIN_CALLS or clock() < deadline:
+    while len(durations) < MIN_CALLS or clock() < deadline:
         start = clock()
         call()
-        best = min(best, clock() - start)
-        calls += 1
-    return operations / best / 1e9, calls
+        durations.append(clock() - start)
+    return operations / statistics.median(durations) / 1e9, len(durations)
 
 
 def kernel(torch, precision: str, n: int):
@@ -64,7 +65,7 @@ def probe(threads: int, seconds: float = SECONDS_PER_POINT) -> dict:
     for precision in PRECISIONS:
         for n in SIZES:
             try:
-                rate, _ = best_rate(kernel(torch, precision, n), 2.0 * n**3, seconds)
+                rate, _ = median_rate(kernel(torch, precision, n), 2.0 * n**3, seconds)
             except (RuntimeError, NotImplementedError) as exc:  # an operation this torch or CPU lacks
                 out["errors"][precision] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                 break
