@@ -79,3 +79,15 @@ def test_bench_peak_measures_pinned_at_one_and_all_cpus():
 
     assert peak["cpus"] == {t: pick_cpus(int(t), available_cpus()) for t in counts}  # the CPUs cases get
     assert peak["torch"] and peak["errors"] == []
+
+
+def test_a_rate_over_the_peak_and_a_padding_skipping_backend_are_flagged_and_int8_is_mixed():
+    from bench.report.roofline import mixed, rating_notes
+
+    plain = {"precision": "fp32", "backend_type": "pytorch", "padding_ratio": 0.3}
+    assert rating_notes(plain, 80.0) == []
+    assert rating_notes(plain, 104.0)[0].startswith("104% of the peak is impossible")
+    skipping = {"precision": "fp32", "backend_type": "bettertransformer", "padding_ratio": 0.3}
+    assert rating_notes(skipping, 50.0) == ["FLOPs counted on the padded shape; this backend skips padding, so its rate reads high"]
+    assert rating_notes({**skipping, "padding_ratio": 0.0}, 50.0) == []
+    assert mixed({"precision": "int8"}) and not mixed({"precision": "bf16"})

@@ -109,6 +109,7 @@ def annotate(rows: list[dict], peak: dict | None) -> list[Entry]:
         entry.peak_gflops = roofline.peak_gflops(peak, str(row.get("precision")), row.get("threads"))
         if not entry.distrust:
             entry.pct_peak = roofline.percent_of_peak(entry.gflops, entry.peak_gflops)
+            entry.notes += roofline.rating_notes(row, entry.pct_peak)
         entries.append(entry)
     mark_fastest(entries)
     return entries
@@ -183,4 +184,5 @@ def collect_warnings(entries: list[Entry]) -> Warnings:
                 (case_id, "faster than every passing configuration of its shape, but fails accuracy: not ranked")
             )
         found.measurement += [(case_id, str(w)) for w in row.get("warnings") or []]
+        found.measurement += [(case_id, f"% of peak: {note}") for note in entry.notes]
     return found

@@ -36,3 +36,26 @@ def percent_of_peak(gflops: float | None, peak: float | None) -> float | None:
     if gflops is None or not peak:
         return None
     return 100 * gflops / peak
+
+
+PADDING_SKIPPING_BACKENDS = ("bettertransformer",)
+"""Backends that skip the padded tokens: FLOPs counted on the padded shape overstate what they compute."""
+
+
+def mixed(row: dict) -> bool:
+    """int8 rows are mixed: only the weight matmuls run in int8, attention stays in floating point, yet they are
+    rated against the int8 × int8 peak."""
+    return row.get("precision") == "int8"
+
+
+def rating_notes(row: dict, pct: float | None) -> list[str]:
+    """What the reader must know before trusting a case's % of peak; empty when nothing is off."""
+    notes = []
+    if pct is not None and pct > 100:
+        notes.append(
+            f"{pct:.0f}% of the peak is impossible: a measurement problem (the probe ran while the CPUs were busy,"
+            " or the FLOPs are overcounted)"
+        )
+    if row.get("backend_type") in PADDING_SKIPPING_BACKENDS and (row.get("padding_ratio") or 0) > 0:
+        notes.append("FLOPs counted on the padded shape; this backend skips padding, so its rate reads high")
+    return notes

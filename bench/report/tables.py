@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from bench.report import roofline
 from bench.report.data import Entry, accuracy_text, groups, sort_key
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
@@ -72,7 +73,8 @@ COLUMNS = (
     ("1st call ms", lambda e: number(_timing(e, "first_call"))),
     ("peak MB", lambda e: number(_peak_mb(e), 0)),
     ("GFLOP/s", lambda e: number(e.gflops, 1)),
-    ("% peak", lambda e: number(e.pct_peak, 1)),
+    ("% peak", lambda e: number(e.pct_peak, 1) + (" mixed" if roofline.mixed(e.row) and e.pct_peak else "")
+     + (" ⚠" if e.notes else "")),
 )
 
 
