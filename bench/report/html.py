@@ -6,10 +6,12 @@ import base64
 from html import escape
 
 from bench.report import environment, tables
+from bench.report import verdict as verdict_section
 from bench.report.data import Entry, Report, Warnings, incomplete_notice
 from bench.report.markdown import LEGEND, summary_line
 from bench.report.plots import Plot, Skipped
 from bench.stats import CV_WARNING
+from bench.verdict import verdicts
 
 NUMERIC = {"seq", "batch", "threads", "padding", "median ms", "95% CI ms", "p90 ms", "CV %", "samples/s",
            "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "GFLOP/s", "% peak"}  # fmt: skip
@@ -118,6 +120,19 @@ def plots_section(plots: list[Plot], skipped: list[Skipped]) -> str:
     return html
 
 
+def verdict_html(report: Report) -> str:
+    parts = [f'<section id="verdict"><h2>Verdict</h2><p class="legend">{e(verdict_section.INTRO)}</p>']
+    found = verdicts([entry.row for entry in report.entries])
+    for verdict in found:
+        parts.append(f"<h3>{e(verdict.model)} ({e(verdict.task)})</h3>")
+        parts.append(html_table(verdict_section.HEADER, verdict_section.cells(verdict), ["fastest", ""]))
+        items = "".join(f"<li>{e(note)}</li>" for note in verdict_section.notes(verdict))
+        parts.append(f"<ul>{items}</ul>" if items else "")
+    if not found:
+        parts.append("<p>No case was measured.</p>")
+    return "".join(parts) + "</section>"
+
+
 def machine_section(manifest: dict) -> str:
     items = environment.machine_items(manifest)
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in items)
@@ -135,7 +150,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     notice = incomplete_notice(report)
     if notice:
         parts.append(f'<div class="box bad" id="incomplete"><b>Incomplete run.</b> {e(notice)}</div>')
-    parts += [f"<p>{e(summary_line(report))}</p>", attention(found)]
+    parts += [f"<p>{e(summary_line(report))}</p>", verdict_html(report), attention(found)]
     parts.append("<h2>Fastest passing configuration per shape</h2>")
     parts.append(html_table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries)))
     parts.append(f'<h2>Results</h2><p class="legend">{e(LEGEND)}</p>')

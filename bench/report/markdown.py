@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report import environment, tables
+from bench.report import verdict as verdict_section
 from bench.report.data import Report, Warnings, incomplete_notice
 from bench.report.plots import Plot, Skipped
+from bench.verdict import verdicts
 
 LEGEND = (
     f"{tables.FASTEST}: the fastest configuration of its shape and thread count among those that pass the accuracy"
@@ -49,6 +51,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     notice = incomplete_notice(report)
     lines += [f"> **Incomplete run.** {cell(notice)}", ""] if notice else []
     lines += [summary_line(report), ""]
+    lines += verdict_section.markdown_lines(verdicts([e.row for e in report.entries]), cell)
     lines += attention(found)
     lines += ["## Fastest passing configuration per shape", ""]
     lines += table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries))
