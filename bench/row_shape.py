@@ -18,6 +18,7 @@ OPTIONAL_TYPES = {
     "samples_ms": (list,),
     "latency_ms": (dict,),
 }
+LATENCY_STATISTICS = ("mean", "median", "p90", "p95", "p99", "min", "max", "std", "cv", "iqr")
 MEASURED_LATENCIES = ("median", "p90")
 EXPECTED = {str: "a string", list: "a list", dict: "an object"}
 
@@ -74,8 +75,11 @@ def measured_problem(row: dict) -> str | None:
         if not is_number(latency.get(key)) or latency[key] <= 0:
             return f"latency_ms.{key}: expected a positive number in an ok row, got {type_name(latency.get(key))}"
     for key, value in latency.items():
-        if value is not None and not is_number(value):
+        if key in LATENCY_STATISTICS and value is not None and not is_number(value):
             return f"latency_ms.{key}: expected a number, got {type_name(value)}"
+    interval = latency.get("median_ci")
+    if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(map(is_number, interval))):
+        return f"latency_ms.median_ci: expected [low, high] or null, got {type_name(interval)}"
     if not all(is_number(v) for v in row.get("samples_ms") or []):
         return "samples_ms: expected finite numbers"
     for key, value in (row.get("throughput") or {}).items():

@@ -111,9 +111,9 @@ def test_the_report_shows_intervals_ties_and_why_a_case_is_not_compared(tmp_path
     rows[-1]["rounds_agreement"] = {"verdict": "unstable"}
     written = build_report(write_run(tmp_path / "run", rows, manifest()), tmp_path / "out")
     md = written.markdown.read_text()
-    assert "| ★ fastest | 32 | 1 | 1 | ort | fp32 | 8.00 | 7.60–8.40 |" in md
+    assert "| ★ fastest | 32 | 1 | 1 | ort | fp32 | main | 8.00 | 7.60–8.40 |" in md
     assert "| ★ tied |" not in md  # eager [9.5, 10.5] and sdpa [9.7, 10.7] do not reach ort's [7.6, 8.4]
-    assert "≈ 0.98x \\[" in md and "— unstable" in md and "**not compared**" in md
+    assert "≈ 0.98x \\[" in md and "— unstable" in md and "**Not compared** (1)" in md
     page = written.html.read_text()
     assert "Not compared" in page and "— unstable" in page
     csv_text = written.csv.read_text()
