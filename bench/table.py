@@ -58,11 +58,17 @@ def shape_title(row: dict) -> str:
     )
 
 
+def count_text(row: dict) -> str:
+    """n=<samples>, and the rounds when the row merges several."""
+    rounds = row.get("round_samples_ms")
+    several = isinstance(rounds, list) and len(rounds) > 1
+    return f"n={len(row.get('samples_ms') or [])}" + (f", {len(rounds)} rounds" if several else "")
+
+
 def cv_cell(row: dict) -> tuple[str, str]:
     """CV with the sample count (and rounds) beside it, and its style: no colour when there is too little to judge."""
     samples = row.get("samples_ms") or []
-    rounds = row.get("round_samples_ms")
-    count = f"n={len(samples)}" + (f", {len(rounds)} rounds" if isinstance(rounds, list) and len(rounds) > 1 else "")
+    count = count_text(row)
     cv = row["latency_ms"].get("cv")
     if cv is None or len(samples) < 2:
         return f"- ({count})", "dim"
@@ -72,7 +78,9 @@ def cv_cell(row: dict) -> tuple[str, str]:
 def shape_table(members: list[dict], factors: dict, sort: str) -> Table:
     best, tied = fastest_or_tied(members)
     tied_ids = {id(r) for r in tied}
-    table = Table(title=shape_title(members[0]), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    table = Table(
+        title=shape_title(members[0]), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
     for name, justify in (("", "left"), ("backend", "left"), ("precision", "left"), ("env", "left"),
                           ("median ms", "right"), ("95% CI ms", "right"), ("CV % (n)", "right"),
                           ("speedup [95% CI]", "left"), ("accuracy", "left")):  # fmt: skip

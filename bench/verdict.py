@@ -108,6 +108,8 @@ class ModelVerdict:
     shapes: int
     ship: Choice | None
     fp32: Choice | None
+    undecided: list[str] = field(default_factory=list)
+    """shapes where no case is trusted and passing: no choice is evidence there"""
 
 
 def rank(rows: list[dict], keep=lambda row: True) -> Choice | None:
@@ -150,5 +152,7 @@ def verdicts(rows: list[dict]) -> list[ModelVerdict]:
         for choice in (ship, fp32):
             if choice:
                 choice.speedups = [f.ratio for r in choice.rows if (f := factors.get(r["case_id"])) and f.shown]
-        found.append(ModelVerdict(model, task, len({shape_key(r) for r in members}), ship, fp32))
+        shapes = {shape_key(r): [m for m in members if shape_key(m) == shape_key(r)] for r in members}
+        undecided = [shape_text(rows[0]) for rows in shapes.values() if fastest_or_tied(rows)[0] is None]
+        found.append(ModelVerdict(model, task, len(shapes), ship, fp32, undecided))
     return found

@@ -69,3 +69,13 @@ def test_the_report_opens_with_the_verdict(tmp_path):
     assert "| ship | ort int8 | 3 of 4 shapes |" in text and "| fastest fp32 | sdpa fp32 | 4 of 4 shapes |" in text
     page = written.html.read_text()
     assert page.index('id="verdict"') < page.index("Needs attention")
+
+
+def test_shapes_without_a_trusted_passing_case_are_named():
+    rows = synthetic_rows(seqs=(32,))
+    for row in rows:
+        if row["threads"] == 2 and row["status"] == "ok":
+            row["interference"] = {"contaminated": True}
+    verdict = only(verdicts(rows))
+    assert verdict.undecided == ["seq 32, batch 1, 2 threads"] and len(verdict.ship.wins) == 1
+    assert "No case is trusted and passing at: seq 32, batch 1, 2 threads" in "\n".join(markdown_lines([verdict], cell))

@@ -73,7 +73,7 @@ def verdict_context(report: Report) -> list[dict]:
     return [
         {"model": v.model, "task": v.task, "notes": verdict_section.notes(v),
          "table": table(verdict_section.HEADER, verdict_section.cells(v), ["fastest", ""])}
-        for v in verdicts([entry.row for entry in report.entries])
+        for v in verdicts(report.rows)
     ]  # fmt: skip
 
 
@@ -97,7 +97,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         plots=[plot_context(p) for p in plots],
         skipped=skipped,
         machine=environment.machine_items(report.manifest),
-        environments=table(environment.ENVIRONMENT_HEADER, environment.environment_rows([e.row for e in report.entries])),
+        environments=table(environment.ENVIRONMENT_HEADER, environment.environment_rows(report.rows)),
         peak=table(peak_header, peak_rows),
         peak_note=environment.peak_note(report.manifest.get("peak")),
     )

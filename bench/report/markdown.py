@@ -51,7 +51,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     notice = incomplete_notice(report)
     lines += [f"> **Incomplete run.** {cell(notice)}", ""] if notice else []
     lines += [summary_line(report), ""]
-    lines += verdict_section.markdown_lines(verdicts([e.row for e in report.entries]), cell)
+    lines += verdict_section.markdown_lines(verdicts(report.rows), cell)
     lines += attention_lines(found)
     lines += ["## Fastest passing configuration per shape", ""]
     lines += table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries))
@@ -69,7 +69,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     lines += ["## Machine and environment", ""]
     lines += table(["", ""], [[k, v] for k, v in environment.machine_items(report.manifest)])
     lines += ["### Environments the cases ran in", ""]
-    lines += table(environment.ENVIRONMENT_HEADER, environment.environment_rows([e.row for e in report.entries]))
+    lines += table(environment.ENVIRONMENT_HEADER, environment.environment_rows(report.rows))
     lines += ["### Matmul peak", ""]
     header, rows = environment.peak_rows(report.manifest.get("peak"))
     lines += table(header, rows) if rows else []

@@ -6,6 +6,7 @@ import csv
 import io
 
 from bench.report.data import Entry, accuracy_text, groups, sort_key
+from bench.table import count_text
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
 
@@ -60,8 +61,7 @@ def cv_text(entry: Entry) -> str:
     """CV with the sample count beside it (and the rounds, when several); no CV from fewer than 2 samples."""
     if not entry.ok:
         return "-"
-    rounds = entry.row.get("round_samples_ms")
-    count = f"n={sample_count(entry)}" + (f", {len(rounds)} rounds" if isinstance(rounds, list) and len(rounds) > 1 else "")
+    count = count_text(entry.row)
     return f"- ({count})" if sample_count(entry) < 2 else f"{number(_cv(entry), 1)} ({count})"
 
 
@@ -140,8 +140,8 @@ def summary_note(members: list[Entry]) -> str:
 
 
 CSV_FIELDS = (
-    "case_id", "model", "task", "backend", "backend_type", "environment", "precision", "seq_len", "batch_size", "threads",
-    "padding_ratio", "baseline", "status", "reason",
+    "case_id", "model", "task", "backend", "backend_type", "environment", "precision", "seq_len", "batch_size",
+    "threads", "padding_ratio", "baseline", "status", "reason",
 )  # fmt: skip
 CSV_LATENCY = ("median", "p90", "p95", "p99", "mean", "min", "max", "std", "cv", "iqr")
 UNITLESS = {"cv"}

@@ -18,6 +18,8 @@ INTRO = (
 def duration(ms: float | None) -> str:
     if ms is None:
         return "-"
+    if ms < 1:
+        return "under 1 ms"
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
@@ -46,6 +48,8 @@ def notes(verdict: ModelVerdict) -> list[str]:
         if choice and choice.losses:
             where = "; ".join(f"{shape} (fastest there: {best})" for shape, best in choice.losses)
             found.append(f"{title} {choice.label} is not fastest or tied at: {where}.")
+    if verdict.undecided:
+        found.append(f"No case is trusted and passing at: {'; '.join(verdict.undecided)} (see Needs attention).")
     ship, fp32 = verdict.ship, verdict.fp32
     if ship and fp32 and ship.label == fp32.label:
         found.append(f"Shipping {ship.label} keeps fp32 outputs: no accuracy trade.")
