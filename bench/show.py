@@ -29,7 +29,7 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
     data_only = fmt in ("csv", "json")
     status = sys.stderr if data_only else out
     if not data_only:
-        print(done.summary(), file=out)
+        print(done.summary() + ("\n" if summary else ""), file=out)
     if summary:
         print(verdict_markdown(rows), file=out)
     else:
