@@ -13,6 +13,8 @@ WARNING_KINDS = {
     " rerun on a quieter machine or raise measure.min_seconds.",
     "imprecise": "the median's 95% interval did not reach measure.target_ci before measure.max_seconds: raise it.",
     "capped": "fewer than measure.min_iterations calls fit in measure.max_seconds: raise it for a firmer number.",
+    "busy before": "the case's CPUs were still busy with other processes when it started (after --quiet-wait):"
+    " its numbers may be slower than on a quiet machine.",
     "short samples": f"calls under {SHORT_SAMPLE_MS:g} ms, where timer and scheduling noise weigh:"
     " use a larger batch or sequence.",
 }
@@ -31,6 +33,8 @@ class Group:
 
 def warning_kind(text: str) -> tuple[str, str]:
     """(kind, detail): the kind a warning opens with and its particulars, without the advice its kind repeats."""
+    if text.startswith("CPUs ") and " were busy before the case " in text:
+        return "busy before", text
     head, sep, rest = text.partition(": ")
     if sep and head in WARNING_KINDS:
         return head, rest.split("; ")[0]
@@ -50,7 +54,7 @@ def groups(found: Warnings) -> list[Group]:
         Group("not-compared", "Not compared", "measured and accurate, but not trusted: no speedup, not ranked, no %"
               " of peak.", "warn", [(c, t.split(":")[0]) for c, t in found.untrusted]),
     ]  # fmt: skip
-    by_kind = {kind: Group(kind, kind.capitalize(), why, "warn") for kind, why in WARNING_KINDS.items()}
+    by_kind = {k: Group(k.replace(" ", "-"), k.capitalize(), why, "warn") for k, why in WARNING_KINDS.items()}
     by_kind["other"] = Group("other", "Other warnings", "as the worker or backend reported them.", "warn")
     for case_id, text in found.measurement:
         kind, detail = warning_kind(text)
