@@ -6,13 +6,13 @@ Rendered with rich; colour only when asked (a terminal), plain text otherwise. 1
 from __future__ import annotations
 
 import io
+import textwrap
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.compare import distrust_reasons, fastest_or_tied, median_ci, shape_key, speedups
-from bench.results import row_is_good
+from bench.compare import fastest_or_tied, median_ci, shape_key, speedups
 from bench.stats import CV_WARNING
 
 WIDTH = 120
@@ -125,34 +125,22 @@ def render(rows: list[dict], sort: str = "speed", color: bool = False, width: in
     return "\n".join([*lines, *notes(rows)])
 
 
+def wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False)
+
+
 def notes(rows: list[dict]) -> list[str]:
-    """Needs attention, not compared, warnings: plain lines under the tables."""
-    out = []
-    problems = [r for r in rows if not row_is_good(r)]
-    if problems:
-        out += ["", "Needs attention:"] + [f"  {r['case_id']}: {problem_of(r)}" for r in problems]
-    untrusted = [(r, distrust_reasons(r)) for r in rows if row_is_good(r) and distrust_reasons(r)]
-    if untrusted:
-        out += ["", "Not compared (no speedup, not ranked):"]
-        out += [f"  {r['case_id']}: {', '.join(reasons)}" for r, reasons in untrusted]
-    warned = [r for r in rows if r.get("warnings")]
-    if warned:
-        out += ["", "Warnings:"] + [f"  {r['case_id']}: {w}" for r in warned for w in r["warnings"]]
+    """Needs attention, by kind: each kind explained once, then its cases (as in the report)."""
+    from bench.report.attention import groups
+    from bench.report.data import annotate, collect_warnings
+
+    found = groups(collect_warnings(annotate(rows, None)))
+    out = ["", "Needs attention:"] if found else []
+    for group in found:
+        out += wrap(f"{group.title} ({len(group.items)}): {group.explanation}", "  ")
+        for case_id, detail in group.items:
+            out += wrap(case_id + (f": {detail}" if detail else ""), "    ")
     return out
-
-
-def problem_of(row: dict) -> str:
-    """Why a row keeps the run from exiting 0, in one line."""
-    if row["status"] != "ok":
-        return f"{row['status']}: {row['reason']}"
-    accuracy = row.get("accuracy") or {}
-    if not accuracy.get("passed"):
-        return "accuracy: " + "; ".join(accuracy.get("failures", []))
-    interference = row.get("interference") or {}
-    if interference.get("contaminated"):
-        return "contaminated: " + "; ".join(interference.get("reasons") or []) + "; rerun it on a quiet machine"
-    levels = (row.get("rounds_agreement") or {}).get("levels_ms") or []
-    return "unstable across rounds: medians at " + " and ".join(f"{m:.4g} ms" for m in levels)
 
 
 def terminal_width(is_terminal: bool) -> int:

@@ -35,6 +35,8 @@ def warning_kind(text: str) -> tuple[str, str]:
     """(kind, detail): the kind a warning opens with and its particulars, without the advice its kind repeats."""
     if text.startswith("CPUs ") and " were busy before the case " in text:
         return "busy before", text
+    if text.startswith("unstable across rounds: "):
+        return "unstable", text.removeprefix("unstable ").split("; ")[0]
     head, sep, rest = text.partition(": ")
     if sep and head in WARNING_KINDS:
         return head, rest.split("; ")[0]
