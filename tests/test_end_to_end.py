@@ -51,14 +51,23 @@ def test_a_tiny_suite_runs_and_writes_complete_rows(tmp_path):
             expected = re.escape("— " + (", ".join(own) if own else "baseline " + ", ".join(base)))
         else:
             expected = re.escape("1.00x (baseline)") if row["baseline"] else r"\d+\.\d\dx "
-        (line,) = [line for line in shown.stdout.splitlines() if table_backend(line) == row["backend"]]
+        line = table_lines(shown.stdout)[(row["backend"], row["threads"])]
         assert re.search(expected, line), (expected, line)
 
 
-def table_backend(line: str) -> str | None:
-    """The backend column of a line of `bench show`'s table (after the ★ or ≈ mark, if any)."""
-    words = [w for w in line.split() if w not in ("★", "≈")]
-    return words[0] if len(words) > 4 and words[1] in ("fp32", "bf16", "int8") else None
+def table_lines(text: str) -> dict[tuple[str, int], str]:
+    """`bench show`'s table lines by (backend, threads): the threads from each shape's title line."""
+    found, threads = {}, None
+    for line in text.splitlines():
+        title = re.search(r"  (\d+) threads?  padding", line)
+        if title:
+            threads = int(title.group(1))
+            continue
+        words = [w for w in line.split() if w not in ("★", "≈")]
+        if threads is not None and len(words) > 4 and words[1] in ("fp32", "bf16", "int8"):
+            assert (words[0], threads) not in found, line
+            found[(words[0], threads)] = line
+    return found
 
 
 FAULTS = TINY_SUITE.split("backends:")[0] + """\
