@@ -20,8 +20,13 @@ def install_main(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (real workers on tiny models; the browser test needs Debian's chromium)."""
+    """The whole test suite: real workers on tiny models, the intel backends in their own environment.
+
+    The `intel` environment is built on first use and reused while requirements/intel.txt is unchanged (the first
+    build downloads about 3.7 GB); the browser test needs Debian's chromium (apt-get install chromium).
+    """
     install_main(session)
+    session.run("bench", "env", "create", "intel")
     session.run("pytest", *session.posargs)
 
 

@@ -10,6 +10,7 @@ from bench.errors import BenchError, SuiteError
 from bench.quiet import QUIET_WAIT_S
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader went away
 
 
 def cmd_validate(args) -> int:
@@ -86,18 +87,9 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
 
 def print_results(run_dir) -> bool:
     """The table between the run's completeness (planned, measured, failed, not run) and the cases not run."""
-    from bench.completeness import Completeness
-    from bench.results import latest_rows, row_is_good
-    from bench.table import render
+    from bench.show import show
 
-    manifest = run_dir.read_manifest()
-    rows = latest_rows(run_dir.rows())
-    done = Completeness.of(manifest, rows)
-    print(done.summary())
-    print(render(rows))
-    if not done.complete:
-        print(f"\nIncomplete: {done.missing_text()}\ncontinue with: bench run --resume {run_dir.path}")
-    return done.complete and all(row_is_good(r) for r in rows)
+    return show(run_dir)
 
 
 def after_run(args, run_dir) -> None:
@@ -131,16 +123,40 @@ def cmd_peak(args) -> int:
 
 def cmd_show(args) -> int:
     from bench.results import RunDir
+    from bench.show import show
 
-    return EXIT_OK if print_results(RunDir(args.run_dir)) else EXIT_FAILED
+    good = show(RunDir(args.run_dir), args.format, args.sort, args.filter, args.summary)
+    return EXIT_OK if good else EXIT_FAILED
+
+
+SUITE_HELP = "suite file (YAML), e.g. suites/default.yaml"
+RUN_DIR_HELP = "run folder written by bench run, e.g. results/default-20260101-120000"
+DESCRIPTION = """\
+Benchmark transformer inference on this CPU: every backend and precision of a suite runs in its own pinned worker,
+is timed until its median is firm, and is checked against eager fp32. The report says which configuration to ship."""
+EXAMPLES = """\
+examples:
+  bench validate suites/default.yaml          check a suite, count its cases
+  bench run suites/default.yaml               run it; results/ and reports/ get a folder each
+  bench run --resume results/default-...      run the cases an interrupted run did not finish
+  bench show results/default-... --summary    the verdict per model, as Markdown for a pull request
+  bench show RUN --filter backend=onnx --format csv > onnx.csv
+  bench env create intel && bench doctor      build the intel environment, see which backends import where
+
+bench COMMAND --help describes a command's options."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    from bench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bench", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check a suite file; every problem on one line, exit 2 if any")
-    p.add_argument("suite")
+    p.add_argument("suite", help=SUITE_HELP)
     add_allow_large(p)
     p.set_defaults(func=cmd_validate)
 
@@ -151,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("run", help="run a suite: one isolated, pinned worker per case")
-    p.add_argument("suite", nargs="?")
+    p.add_argument("suite", nargs="?", help=SUITE_HELP + " (omit it with --resume)")
     p.add_argument("--out", help="run folder (default results/<suite>-<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="run only the cases of DIR that have no row yet")
     p.add_argument(
@@ -177,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write a run folder's report: Markdown, HTML, CSV tables and plots")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--out", help="report folder (default reports/<run folder name>)")
     p.set_defaults(func=cmd_report)
 
@@ -186,8 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")
     p.set_defaults(func=cmd_peak)
 
+    from bench.show import FORMATS
+    from bench.table import SORT_KEYS
+
     p = sub.add_parser("show", help="print the table of a run folder; exit 1 if a case failed or has not run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("--format", choices=FORMATS, default="table", help="table (terminal), md, csv or json")
+    p.add_argument("--sort", choices=list(SORT_KEYS), default="speed", help="order within each shape (table, json)")
+    p.add_argument(
+        "--filter", action="append", default=[], metavar="FIELD=VALUE",
+        help="show matching cases only; repeat it: values of one field are alternatives, fields must all match",
+    )  # fmt: skip
+    p.add_argument("--summary", action="store_true", help="print the verdict per model (Markdown) instead of the table")
     p.set_defaults(func=cmd_show)
 
     from bench import cache_cli
@@ -210,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        return closed_pipe()
     except SuiteError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -219,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def closed_pipe() -> int:
+    """The reader of stdout went away (bench schema | head): stop quietly, as other command-line tools do."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush of stdout must not fail again
+    return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

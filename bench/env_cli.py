@@ -27,7 +27,7 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("env", help="build and list the Python environments backends run in")
     env_sub = p.add_subparsers(dest="env_command", required=True, metavar="ACTION")
     q = env_sub.add_parser("create", help="build an environment from requirements/NAME.txt (nothing if up to date)")
-    q.add_argument("name")
+    q.add_argument("name", help="environment name: main or intel (built from requirements/NAME.txt)")
     q.add_argument("--root", help="where environments live (default $BENCH_ENV_DIR, else ~/.cache/bench/envs)")
     q.add_argument("--rebuild", action="store_true", help="delete the environment first and build it from nothing")
     q.set_defaults(func=cmd_env_create)
@@ -121,11 +121,15 @@ def describe(name: str, python, report: dict, own: list[str]) -> str:
     backends = report["backends"]
     width = max(map(len, backends), default=0)
     for backend in own + sorted(set(backends) - set(own)):
-        result = backends[backend]
-        verdict = "imports" if result["ok"] else f"does not import: {result['error']}"
-        home = "" if backend in own else f"  [runs in {result['environment']}]"
-        lines.append(f"  {backend.ljust(width)}  {verdict}{home}")
+        lines.append(f"  {backend.ljust(width)}  {import_verdict(backends[backend], backend in own)}")
     return "\n".join(lines)
+
+
+def import_verdict(result: dict, own: bool) -> str:
+    """A backend that is not meant to import here and does not is no failure: n/a, with where it runs."""
+    if own:
+        return "imports" if result["ok"] else f"does not import: {result['error']}"
+    return f"imports (runs in {result['environment']})" if result["ok"] else f"n/a (runs in {result['environment']})"
 
 
 def render_columns(rows: list[tuple]) -> str:

@@ -1,7 +1,13 @@
-"""Progress on stderr: case n of N, the case running, elapsed time and an ETA from the cases so far."""
+"""Progress on stderr: case n of N, the case running, elapsed time and an ETA from the cases so far.
+
+On a terminal it is a live rich progress bar with each finished case printed above it; elsewhere (CI logs, files)
+plain lines, one per event.
+"""
 
 from __future__ import annotations
 
+import atexit
+import sys
 import time
 
 BAR_WIDTH = 20
@@ -14,17 +20,44 @@ def clock_text(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, stream, clock=time.monotonic):
-        self.stream = stream
+    def __init__(self, stream, clock=time.monotonic, live: bool | None = None):
+        self._stream = stream
         self.clock = clock
         self.total = 0
         self.done = 0
         self.started = 0.0
+        self.live = stream.isatty() if live is None else live
+        self._bar = None
+        self._label = ""
+
+    @property
+    def stream(self):
+        """Where other messages go: while the live bar runs, the stderr it redirects above itself."""
+        return sys.stderr if self._bar is not None else self._stream
 
     def start(self, total: int) -> None:
         self.total, self.done, self.started = total, 0, self.clock()
         if total == 0:
             self._say("nothing to run: every case already has a row")
+        elif self.live:
+            self._start_bar(total)
+
+    def _start_bar(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        columns = (BarColumn(bar_width=BAR_WIDTH), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), TextColumn("{task.description}"))  # fmt: skip
+        self._bar = Bar(*columns, console=Console(file=self._stream), redirect_stdout=False)
+        self._task = self._bar.add_task("", total=total)
+        self._bar.start()
+        atexit.register(self._stop_bar)  # an interrupted run must not leave the terminal's cursor hidden
+
+    def _stop_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     def line(self, label: str) -> str:
         elapsed = self.clock() - self.started
@@ -43,26 +76,39 @@ class Progress:
             + (f" pad{case.padding_ratio:g}" if case.padding_ratio else "")
             + (f"  round {round_index + 1}/{rounds}" if rounds > 1 else "")
         )
-        self._say(self.line(label))
+        self._label = label
+        if self._bar is not None:
+            self._bar.update(self._task, description=label)
+        else:
+            self._say(self.line(label))
 
     def case_skipped(self) -> None:
         """A later round of a case whose earlier round failed: nothing to run."""
         self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
 
     def case_finished(self, row: dict) -> None:
         self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
         if row["status"] == "ok":
             latency, accuracy = row["latency_ms"], row["accuracy"] or {}
             verdict = "accuracy ok" if accuracy.get("passed") else "ACCURACY FAILED: " + "; ".join(
                 accuracy.get("failures", [])
             )
-            self._say(f"    ok  median {latency['median']:.2f} ms  p90 {latency['p90']:.2f} ms  {verdict}")
+            text = f"    ok  median {latency['median']:.2f} ms  p90 {latency['p90']:.2f} ms  {verdict}"
         else:
-            self._say(f"    {row['status'].upper()}: {row['reason']}")
+            text = f"    {row['status'].upper()}: {row['reason']}"
+        self._say(f"{self._label}\n{text}" if self._bar is not None else text)
 
     def finish(self) -> None:
+        self._stop_bar()
         if self.total:
             self._say(f"{self.done} case(s) in {clock_text(self.clock() - self.started)}")
 
     def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self._stream, flush=True)

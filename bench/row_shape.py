@@ -79,7 +79,8 @@ def measured_problem(row: dict) -> str | None:
         if latency.get(key) is not None and not is_number(latency[key]):
             return f"latency_ms.{key}: expected a number, got {type_name(latency[key])}"
     interval = latency.get("median_ci")
-    if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(map(is_number, interval))):
+    pair = isinstance(interval, list) and len(interval) == 2 and all(map(is_number, interval))
+    if interval is not None and not pair:
         return f"latency_ms.median_ci: expected [low, high] or null, got {type_name(interval)}"
     if not all(is_number(v) for v in row.get("samples_ms") or []):
         return "samples_ms: expected finite numbers"

@@ -84,7 +84,8 @@ def test_an_untrusted_case_has_no_speedup_rank_or_share_of_peak():
         assert not entry.fastest and not entry.tied and entry.pct_peak is None and entry.gflops is not None
     assert entries[eager["case_id"]].fastest and entries[eager["case_id"]].pct_peak is not None
     shown = render(rows)
-    assert "Not compared (no speedup, not ranked):" in shown and f"{contaminated['case_id']}: contaminated" in shown
+    assert "Not compared (2): measured and accurate, but not trusted" in shown
+    assert f"    {contaminated['case_id']}: contaminated\n" in shown
 
 
 def test_fastest_or_tied_takes_every_trusted_case_whose_interval_overlaps_the_fastests():
@@ -111,9 +112,9 @@ def test_the_report_shows_intervals_ties_and_why_a_case_is_not_compared(tmp_path
     rows[-1]["rounds_agreement"] = {"verdict": "unstable"}
     written = build_report(write_run(tmp_path / "run", rows, manifest()), tmp_path / "out")
     md = written.markdown.read_text()
-    assert "| ★ fastest | 32 | 1 | 1 | ort | fp32 | 8.00 | 7.60–8.40 |" in md
+    assert "| ★ fastest | 32 | 1 | 1 | ort | fp32 | main | 8.00 | 7.60–8.40 |" in md
     assert "| ★ tied |" not in md  # eager [9.5, 10.5] and sdpa [9.7, 10.7] do not reach ort's [7.6, 8.4]
-    assert "≈ 0.98x \\[" in md and "— unstable" in md and "**not compared**" in md
+    assert "≈ 0.98x \\[" in md and "— unstable" in md and "**Not compared** (1)" in md
     page = written.html.read_text()
     assert "Not compared" in page and "— unstable" in page
     csv_text = written.csv.read_text()

@@ -159,4 +159,4 @@ def test_env_list_and_doctor_with_nothing_built(tmp_path):
     assert f"intel: not built ({tmp_path / 'intel' / 'bin' / 'python'}); build it with: bench env create intel" in out
     assert "  pytorch" in out and "cannot run ipex (intel): environment 'intel' is not built" in out
     ipex_in_main = next(line for line in out.splitlines() if line.strip().startswith("ipex "))
-    assert "does not import: ModuleNotFoundError" in ipex_in_main and "[runs in intel]" in ipex_in_main
+    assert ipex_in_main.split()[1:] == ["n/a", "(runs", "in", "intel)"]  # expected there: not a failure

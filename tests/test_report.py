@@ -126,6 +126,8 @@ def test_report_writes_markdown_html_csv_and_plots(tmp_path):
     assert "## Machine and environment" in md and "Test CPU" in md and "AVX-512: yes (avx512f)" in md
     records = list(csv.DictReader(written.csv.open()))
     assert len(records) == len(rows)
+    assert "latency_cv" in records[0] and "latency_cv_ms" not in records[0] and "latency_median_ms" in records[0]
+    assert {r["environment"] for r in records} == {"main"} and records[0]["samples"] == "20"
     flagged = [r["case_id"] for r in records if r["faster_but_fails_accuracy"] == "True"]
     assert flagged == ["bert-ort-int8-s128-b1-t1-0000"]
     names = {p.name for p in written.plots}
@@ -199,3 +201,22 @@ def test_bench_report_command(tmp_path):
     manifest_path = tmp_path / "nowhere" / "manifest.json"
     expected = f"error: {manifest_path}: expected a run folder with a manifest.json, got no such file"
     assert missing.stderr.strip() == expected
+
+
+def test_needs_attention_groups_warnings_by_kind_with_one_explanation_each(tmp_path):
+    from bench.report.attention import groups
+
+    rows = synthetic_rows()
+    unstable = "unstable: the standard deviation is 12% of the mean (over 10%); rerun on a quieter machine"
+    busy = "CPUs [1] were busy before the case (waited 0 s): 98% busy with other processes"
+    for row in rows[:3]:
+        row["warnings"] = [unstable, busy, "something else entirely"]
+    found = {g.kind: g for g in groups(data.collect_warnings(data.annotate(rows, None)))}
+    details = [detail for _, detail in found["unstable"].items]
+    assert details == ["the standard deviation is 12% of the mean (over 10%)"] * 3
+    assert len(found["busy-before"].items) == 3 and len(found["other"].items) == 3
+    assert {"failed", "accuracy", "faster-but-failing"} <= set(found)
+    written = build_report(write_run(tmp_path / "run", rows), tmp_path / "out")
+    assert written.markdown.read_text().count("rerun on a quieter machine") == 1  # the advice once, for its kind
+    records = {r["case_id"]: r for r in csv.DictReader(written.csv.open())}
+    assert records[rows[0]["case_id"]]["warnings"] == "; ".join(rows[0]["warnings"])  # plain text, not JSON

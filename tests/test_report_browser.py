@@ -67,6 +67,9 @@ def test_the_report_renders_with_its_tables_and_escaped_names(tmp_path):
     dom = check_rendered(written.html, tmp_path, len(rows))
     assert "<script" not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert "★ fastest" in dom and "⚠ fails accuracy" in dom and "SIGSEGV" in dom
+    verdict = dom[dom.index('<section id="verdict">') : dom.index("</section>")]
+    assert "<h2>Verdict</h2>" in verdict and verdict.count("<tr") == 3  # header, ship, fastest fp32
+    assert "ort int8" in verdict and "sdpa fp32" in verdict and "of the allowance used" in verdict
 
 
 @pytest.mark.slow
@@ -84,6 +87,6 @@ def test_a_real_run_ends_with_a_report_that_renders(tmp_path):
     page = tmp_path / "reports" / "tiny-run" / "report.html"
     assert f"report: {Path('reports/tiny-run/report.html')}" in result.stderr
     dom = check_rendered(page, tmp_path, len(rows))
-    assert "sdpa" in dom and "% peak" in dom
+    assert "sdpa" in dom and "% peak" in dom and '<section id="verdict">' in dom
     csv_text = (page.parent / "results.csv").read_text()
     assert csv_text.count("\n") == len(rows) + 1 and ",True," in csv_text

@@ -127,6 +127,10 @@ def thread_scaling(entries: list[Entry], palette: dict):
     return figure, "Each configuration against itself at its fewest threads; dotted: perfect linear scaling." + note
 
 
+LOG_SCALE_RANGE = 3
+"""Distributions whose calls span more than this factor are drawn on a log axis, so fast boxes keep their width."""
+
+
 def distributions(entries: list[Entry], palette: dict):
     sampled = [e for e in measured(entries) if e.row.get("samples_ms")]
     if not sampled:
@@ -147,12 +151,15 @@ def distributions(entries: list[Entry], palette: dict):
             patch.set_alpha(0.7)
         ax.set_yticks(range(1, len(members) + 1), [safe(f"{e.label}  {shape_label(e)}") for e in members])
         values = [v for e in members for v in e.row["samples_ms"]]
-        if max(values) > 20 * min(values):
+        if max(values) > LOG_SCALE_RANGE * min(values):
             ax.set_xscale("log")
         ax.set(title=facet_title(key, ("model", "task")), xlabel="latency per call (ms)")
         ax.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    return figure, "Every measured call of each case: box p25 to p75, median line, whiskers to 1.5 IQR, dots beyond."
+    return figure, (
+        "Every measured call of each case: box p25 to p75, median line, whiskers to 1.5 IQR, dots beyond;"
+        f" log axis where the calls span more than {LOG_SCALE_RANGE}x."
+    )
 
 
 def tokens_per_second(entries: list[Entry], palette: dict):

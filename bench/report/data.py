@@ -72,6 +72,10 @@ class Report:
     completeness: Completeness | None = None
 
     @property
+    def rows(self) -> list[dict]:
+        return [e.row for e in self.entries]
+
+    @property
     def models(self) -> list[str]:
         return list(dict.fromkeys(str(e.row.get("model")) for e in self.entries))
 

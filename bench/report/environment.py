@@ -71,3 +71,24 @@ def peak_note(peak: dict | None) -> str:
     if peak.get("notes"):
         note += " " + "; ".join(map(str, peak["notes"])) + "."
     return note
+
+
+ENVIRONMENT_HEADER = ["environment", "cases", "Python", "packages"]
+
+
+def environment_rows(rows: list[dict]) -> list[list[str]]:
+    """One line per environment the cases ran in: its Python and package versions, as its workers reported them."""
+    found: dict[str, dict] = {}
+    for row in rows:
+        name = str(row.get("environment") or "main")
+        seen = found.setdefault(name, {"cases": 0, "python": None, "versions": {}})
+        seen["cases"] += 1
+        effective = row.get("effective") or {}
+        seen["python"] = seen["python"] or effective.get("python")
+        for package, version in (effective.get("versions") or {}).items():
+            seen["versions"].setdefault(package, version)
+    return [
+        [name, str(seen["cases"]), str(seen["python"] or "not recorded"),
+         ", ".join(f"{k} {v}" for k, v in seen["versions"].items() if v) or "not recorded"]
+        for name, seen in sorted(found.items())
+    ]  # fmt: skip

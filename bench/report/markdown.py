@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report import environment, tables
+from bench.report import attention, environment, tables
+from bench.report import verdict as verdict_section
 from bench.report.data import Report, Warnings, incomplete_notice
 from bench.report.plots import Plot, Skipped
+from bench.verdict import verdicts
 
 LEGEND = (
     f"{tables.FASTEST}: the fastest configuration of its shape and thread count among those that pass the accuracy"
@@ -34,13 +36,13 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + [""]
 
 
-def attention(found: Warnings) -> list[str]:
-    items = [f"- **failed** `{cell(c)}`: {cell(s)}: {cell(r)}" for c, s, r in found.failed]
-    items += [f"- **accuracy** `{cell(c)}`: {cell(t)}" for c, t in found.accuracy]
-    items += [f"- **not ranked** `{cell(c)}`: {cell(t)}" for c, t in found.faster_but_failing]
-    items += [f"- **not compared** `{cell(c)}`: {cell(t)}" for c, t in found.untrusted]
-    items += [f"- `{cell(c)}`: {cell(w)}" for c, w in found.measurement]
-    return ["## Needs attention", "", *(items or ["Nothing: every case ran, passed and was stable."]), ""]
+def attention_lines(found: Warnings) -> list[str]:
+    """One paragraph per kind with its explanation, then each case with what is particular to it."""
+    lines = ["## Needs attention", ""]
+    for group in attention.groups(found):
+        lines += [f"**{group.title}** ({len(group.items)}): {cell(group.explanation)}", ""]
+        lines += [f"- `{cell(c)}`" + (f": {cell(detail)}" if detail else "") for c, detail in group.items] + [""]
+    return lines if len(lines) > 2 else lines + ["Nothing: every case ran, passed and was stable.", ""]
 
 
 def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped], out_dir: Path) -> str:
@@ -49,7 +51,8 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     notice = incomplete_notice(report)
     lines += [f"> **Incomplete run.** {cell(notice)}", ""] if notice else []
     lines += [summary_line(report), ""]
-    lines += attention(found)
+    lines += verdict_section.markdown_lines(verdicts(report.rows), cell)
+    lines += attention_lines(found)
     lines += ["## Fastest passing configuration per shape", ""]
     lines += table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries))
     lines += ["## Results", "", cell(LEGEND), ""]
@@ -65,6 +68,8 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         lines += ["Not drawn:", ""] + [f"- {cell(s.title)}: {cell(s.reason)}" for s in skipped] + [""]
     lines += ["## Machine and environment", ""]
     lines += table(["", ""], [[k, v] for k, v in environment.machine_items(report.manifest)])
+    lines += ["### Environments the cases ran in", ""]
+    lines += table(environment.ENVIRONMENT_HEADER, environment.environment_rows(report.rows))
     lines += ["### Matmul peak", ""]
     header, rows = environment.peak_rows(report.manifest.get("peak"))
     lines += table(header, rows) if rows else []

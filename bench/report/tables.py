@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 from bench.report import roofline
 from bench.report.data import Entry, accuracy_text, groups, sort_key
+from bench.table import count_text
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
 
@@ -54,6 +54,18 @@ def _cv(entry: Entry):
     return None if cv is None else 100 * cv
 
 
+def sample_count(entry: Entry) -> int:
+    return len(entry.row.get("samples_ms") or [])
+
+
+def cv_text(entry: Entry) -> str:
+    """CV with the sample count beside it (and the rounds, when several); no CV from fewer than 2 samples."""
+    if not entry.ok:
+        return "-"
+    count = count_text(entry.row)
+    return f"- ({count})" if sample_count(entry) < 2 else f"{number(_cv(entry), 1)} ({count})"
+
+
 COLUMNS = (
     ("", mark),
     ("seq", lambda e: str(e.row.get("seq_len"))),
@@ -62,10 +74,11 @@ COLUMNS = (
     ("padding", lambda e: f"{e.row.get('padding_ratio') or 0:g}"),
     ("backend", lambda e: str(e.row.get("backend"))),
     ("precision", lambda e: str(e.row.get("precision"))),
+    ("env", lambda e: str(e.row.get("environment") or "main")),
     ("median ms", lambda e: number(_latency(e, "median"))),
     ("95% CI ms", lambda e: interval(e.median_ci) if e.ok else "-"),
     ("p90 ms", lambda e: number(_latency(e, "p90"))),
-    ("CV %", lambda e: number(_cv(e), 1)),
+    ("CV % (n)", cv_text),
     ("samples/s", lambda e: number((e.row.get("throughput") or {}).get("samples_per_s"), 1)),
     ("speedup [95% CI]", speedup_text),
     ("accuracy", accuracy_text),
@@ -129,16 +142,18 @@ def summary_note(members: list[Entry]) -> str:
 
 
 CSV_FIELDS = (
-    "case_id", "model", "task", "backend", "backend_type", "precision", "seq_len", "batch_size", "threads",
-    "padding_ratio", "baseline", "status", "reason",
+    "case_id", "model", "task", "backend", "backend_type", "environment", "precision", "seq_len", "batch_size",
+    "threads", "padding_ratio", "baseline", "status", "reason",
 )  # fmt: skip
 CSV_LATENCY = ("median", "p90", "p95", "p99", "mean", "min", "max", "std", "cv", "iqr")
+UNITLESS = {"cv"}
 
 
 def csv_record(entry: Entry) -> dict:
     row = entry.row
     record = {k: row.get(k) for k in CSV_FIELDS}
-    record.update({f"latency_{k}_ms": _latency(entry, k) for k in CSV_LATENCY})
+    record.update({f"latency_{k}" if k in UNITLESS else f"latency_{k}_ms": _latency(entry, k) for k in CSV_LATENCY})
+    record["samples"] = sample_count(entry) if entry.ok else None
     low, high = entry.median_ci or (None, None)
     record.update(latency_median_ci_low_ms=low, latency_median_ci_high_ms=high)
     throughput = row.get("throughput") or {}
@@ -164,7 +179,7 @@ def csv_record(entry: Entry) -> dict:
         tied_with_fastest=entry.tied,
         not_compared_because="; ".join(entry.distrust) if entry.ok else None,
         faster_but_fails_accuracy=entry.beats_fastest_but_fails,
-        warnings=json.dumps(row.get("warnings") or []),
+        warnings="; ".join(map(str, row.get("warnings") or [])),
     )
     return record
 
