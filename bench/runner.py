@@ -19,7 +19,8 @@ from bench.progress import Progress
 from bench.results import RESULTS_SCHEMA, RunDir
 from bench.threads import available_cpus, pick_cpus, thread_settings
 
-REFERENCE_FORMAT = 1
+REFERENCE_FORMAT = 2
+"""2: the last hidden state of models with a head, and the inputs digest."""
 
 
 class Runner:
