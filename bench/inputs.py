@@ -34,3 +34,15 @@ def make_inputs(
 
 def padding_share(attention_mask: np.ndarray) -> float:
     return float(1 - attention_mask.mean())
+
+
+def inputs_digest(inputs: dict[str, np.ndarray]) -> str:
+    """sha256 (first 16 hex digits) of the token ids and the mask: their names, shapes and int64 values."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("input_ids", "attention_mask"):
+        values = np.ascontiguousarray(inputs[name], dtype="<i8")
+        digest.update(f"{name}{list(values.shape)}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()[:16]

@@ -94,10 +94,8 @@ def accuracy_problem(accuracy: dict) -> str | None:
     """The figures the tables print, when the comparison produced figures (NaN is a figure: it is reported)."""
     if not isinstance(accuracy.get("failures") or [], list):
         return f"accuracy.failures: expected a list, got {type_name(accuracy['failures'])}"
-    if accuracy.get("max_abs_diff") is None:
-        return None
-    for key in ("max_abs_diff", "cosine", "argmax_agreement"):
+    for key in ("relative_error", "max_abs_diff", "cosine", "argmax_agreement"):
         value = accuracy.get(key)
-        if not (value is None and key == "argmax_agreement") and not isinstance(value, (int, float)):
+        if value is not None and not isinstance(value, (int, float)):
             return f"accuracy.{key}: expected a number, got {type_name(value)}"
     return None

@@ -23,7 +23,8 @@ from bench.provenance import Provenance
 from bench.results import RESULTS_SCHEMA, RunDir
 from bench.threads import available_cpus, core_sharing, pick_cpus, thread_settings
 
-REFERENCE_FORMAT = 1
+REFERENCE_FORMAT = 2
+"""2: the last hidden state of models with a head, and the inputs digest."""
 
 
 class Runner:

@@ -35,14 +35,17 @@ SORT_KEYS = {
 
 
 def accuracy_text(row: dict) -> str:
+    """The verdict, the gated relative error, top-1 agreement, and whether the hidden state went uncompared."""
     accuracy = row.get("accuracy")
     if not accuracy:
         return "-"
-    if accuracy.get("max_abs_diff") is None:
-        return "FAIL " + "; ".join(accuracy.get("failures", []))
-    text = f"{'pass' if accuracy['passed'] else 'FAIL'} |d| {accuracy['max_abs_diff']:.0e} cos {accuracy['cosine']:.5f}"
+    if accuracy.get("relative_error") is None:
+        return "pass" if accuracy.get("passed") else "FAIL " + "; ".join(accuracy.get("failures", []))
+    text = f"{'pass' if accuracy['passed'] else 'FAIL'} err {accuracy['relative_error']:.1e}"
     if accuracy.get("argmax_agreement") is not None:
-        text += f" argmax {accuracy['argmax_agreement']:.0%}"
+        text += f" top1 {accuracy['argmax_agreement']:.0%}"
+    if accuracy.get("not_compared"):
+        text += " (no hidden state)"
     return text
 
 

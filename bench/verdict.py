@@ -86,15 +86,12 @@ def margin_of(row: dict) -> tuple[float, str]:
     accuracy = row.get("accuracy") or {}
     tolerance = accuracy.get("tolerance") or {}
     found: list[tuple[float, str]] = []
-    bound, value = tolerance.get("max_abs_diff"), accuracy.get("max_abs_diff")
+    bound, value = tolerance.get("max_relative_error"), accuracy.get("relative_error")
     if bound and value is not None:
-        found.append((value / bound, f"max |diff| {value:.2g} (limit {bound:g})"))
-    bound, value = tolerance.get("min_cosine"), accuracy.get("cosine")
+        found.append((value / bound, f"relative error {value:.2g} (limit {bound:g})"))
+    bound, value = tolerance.get("min_top1_agreement"), (accuracy.get("top1") or {}).get("decided_agreement")
     if bound is not None and bound < 1 and value is not None:
-        found.append(((1 - value) / (1 - bound), f"cosine {value:.6f} (limit {bound:g})"))
-    bound, value = tolerance.get("min_argmax_agreement"), accuracy.get("argmax_agreement")
-    if bound is not None and bound < 1 and value is not None:
-        found.append(((1 - value) / (1 - bound), f"argmax agreement {value:.1%} (limit {bound:.0%})"))
+        found.append(((1 - value) / (1 - bound), f"top-1 agreement {value:.1%} (limit {bound:.0%})"))
     if not found:
         return 0.0, "no gated figure"
     used, text = max(found, key=lambda f: f[0])

@@ -43,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_job(job: dict) -> dict:
-    from bench.accuracy import compare, load_reference, save_reference
+    from bench.accuracy import compare
     from bench.backends import backend_class
     from bench.flops import try_count_flops
+    from bench.hidden_state import accuracy_outputs
     from bench.inputs import make_inputs, padding_share
     from bench.interference import warnings_of
+    from bench.reference import check_inputs, load_reference, save_reference
     from bench.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
     from bench.timing import timed
 
@@ -58,17 +60,19 @@ def run_job(job: dict) -> dict:
     inputs = make_inputs(
         case["batch_size"], case["seq_len"], vocab["size"], vocab["pad_token_id"], case["padding_ratio"], case["seed"]
     )
+    reference = load_reference(job["reference"]) if job["mode"] == "measure" else None
+    if reference is not None:
+        check_inputs(reference, inputs, job["reference"])
     _, prepare_ms = timed(lambda: backend.prepare(inputs))
     _, first_ms = timed(backend.run)
     for _ in range(measure_cfg["warmup"]):
         backend.run()
     if job["mode"] == "reference":
-        save_reference(job["reference"], backend.outputs(backend.run()), inputs["attention_mask"])
+        save_reference(job["reference"], accuracy_outputs(backend)[0], inputs)
         return {"reference": job["reference"], "effective": effective(backend)}
     samples_ns, interference = measure_until_clean(backend.run, measure_cfg)
     backend.after_measurement()
-    outputs = backend.outputs(backend.run())
-    reference, mask = load_reference(job["reference"])
+    outputs, not_compared = accuracy_outputs(backend)
     samples_ms = [ns / 1e6 for ns in samples_ns]
     latency = latency_summary(samples_ms)
     latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
@@ -76,7 +80,9 @@ def run_job(job: dict) -> dict:
         "latency_ms": latency,
         "samples_ms": samples_ms,
         "throughput": throughput(latency["median"], case["batch_size"], int(inputs["attention_mask"].sum())),
-        "accuracy": compare(outputs, reference, mask, case["task"], case["tolerance"]),
+        "accuracy": compare(
+            outputs, reference.outputs, reference.mask, case["task"], case["tolerance"], not_compared
+        ),
         "effective": effective(backend),
         "timings_ms": {"load": load_ms, "prepare": prepare_ms, "first_call": first_ms, **backend.timings},
         "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},

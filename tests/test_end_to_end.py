@@ -34,10 +34,13 @@ def test_a_tiny_suite_runs_and_writes_complete_rows(tmp_path):
         latency = row["latency_ms"]
         assert latency["min"] <= latency["median"] <= latency["p90"] <= latency["p99"] <= latency["max"]
         assert row["throughput"]["samples_per_s"] == pytest.approx(2000 / latency["median"])
-        assert row["accuracy"]["passed"] and row["accuracy"]["argmax_agreement"] == 1.0
+        assert set(row["accuracy"]["outputs"]) == {"logits", "last_hidden_state"}
         assert {"load", "prepare", "first_call"} <= set(row["timings_ms"])
         assert row["memory"]["peak_rss_mb"] > 50
     assert {r["backend"] for r in rows if r["baseline"]} == {"eager"}
+    for row in rows:  # the baseline is the reference's own code on the same inputs; sdpa's kernels differ a little
+        error = row["accuracy"]["relative_error"]
+        assert error == 0.0 if row["baseline"] else 0 < error <= row["accuracy"]["tolerance"]["max_relative_error"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["schema"] == 1 and manifest["suite"]["name"] == "tiny"
     assert "avx512f" in manifest["machine"]["cpu"]["isa"] and manifest["runs"][0]["finished"]

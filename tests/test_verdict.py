@@ -53,13 +53,13 @@ def test_costs_come_from_the_rows_and_the_backend_type():
 
 def test_the_margin_is_the_figure_closest_to_its_limit():
     row = make_row("bert", "ov", "int8", 32, 1, 4.0)
-    row["accuracy"].update(cosine=0.995, max_abs_diff=0.0005, argmax_agreement=1.0)
-    row["accuracy"]["tolerance"] = {"max_abs_diff": 0.001, "min_cosine": 0.98, "min_argmax_agreement": 0.9}
+    row["accuracy"].update(relative_error=0.09, top1={"decided_agreement": 0.975})
+    row["accuracy"]["tolerance"] = {"max_relative_error": 0.18, "min_top1_agreement": 0.9}
     used, text = margin_of(row)
-    assert used == pytest.approx(0.5) and text.startswith("max |diff| 0.0005 (limit 0.001)") and "50%" in text
-    row["accuracy"]["tolerance"]["max_abs_diff"] = None
+    assert used == pytest.approx(0.5) and text.startswith("relative error 0.09 (limit 0.18)") and "50%" in text
+    row["accuracy"]["tolerance"]["max_relative_error"] = None
     used, text = margin_of(row)
-    assert used == pytest.approx(0.25) and text.startswith("cosine 0.995000 (limit 0.98)")
+    assert used == pytest.approx(0.25) and text.startswith("top-1 agreement 97.5% (limit 90%)")
 
 
 def test_the_report_opens_with_the_verdict(tmp_path):

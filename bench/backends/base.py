@@ -40,6 +40,13 @@ class Backend:
     def outputs(self, raw: Any) -> dict[str, np.ndarray]:
         return select_outputs(self.case["task"], raw)
 
+    def hidden_state(self):
+        """For the accuracy call of a model with a head: a BaseModelHook that sees the last hidden state, or why none.
+
+        The default is a reason; torch backends that run the transformers model return a hook on it.
+        """
+        return f"the {self.case['backend_type']} backend does not expose the last hidden state"
+
     def effective(self) -> dict:
         """Settings as the library reports them back, not as they were asked for."""
         return {}

@@ -16,6 +16,7 @@ from bench.backends.torch_common import (
     to_tensors,
     torch_effective,
 )
+from bench.hidden_state import hook_or_reason
 from bench.loading import load_model
 from bench.timing import timed
 
@@ -37,6 +38,9 @@ class BetterTransformerBackend(Backend):
     def run(self):
         with inference_context(self.case["precision"]):
             return self.model(**self.inputs)
+
+    def hidden_state(self):
+        return hook_or_reason(self.model)
 
     def effective(self) -> dict:
         import torch

@@ -18,7 +18,8 @@ from bench.backends.torch_common import (
     to_tensors,
     torch_effective,
 )
-from bench.backends.torchscript import trace_context, traceable_job
+from bench.backends.torchscript import FROZEN_OUTPUTS, trace_context, traceable_job
+from bench.hidden_state import hook_or_reason
 from bench.loading import load_model
 from bench.timing import timed
 
@@ -66,6 +67,9 @@ class IpexBackend(Backend):
     def run(self):
         with inference_context(self.case["precision"]):
             return self.module(**self.inputs, **self.call_kwargs)
+
+    def hidden_state(self):
+        return FROZEN_OUTPUTS if self.options["jit"] else hook_or_reason(self.module)
 
     def effective(self) -> dict:
         import torch

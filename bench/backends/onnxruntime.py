@@ -67,6 +67,10 @@ class OnnxruntimeBackend(Backend):
     def run(self):
         return self.model(**self.inputs)
 
+    def hidden_state(self):
+        names = [output.name for output in self.session.get_outputs()]
+        return f"the ONNX graph's outputs are {names}: no last hidden state among them"
+
     def read_back(self) -> dict:
         """The session's own record of its options; a mismatch with what was asked becomes a warning."""
         options = self.session.get_session_options()

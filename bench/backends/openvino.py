@@ -77,6 +77,10 @@ class OpenvinoBackend(Backend):
     def run(self):
         return self.model(**self.inputs)
 
+    def hidden_state(self):
+        names = [output.get_any_name() for output in self.model.model.outputs]
+        return f"the OpenVINO IR's outputs are {names}: no last hidden state among them"
+
     def compiled_model(self):
         request = self.model.request
         return request if isinstance(request, self.openvino.CompiledModel) else request.get_compiled_model()

@@ -10,6 +10,7 @@ from bench.backends.torch_common import (
     to_tensors,
     torch_effective,
 )
+from bench.hidden_state import hook_or_reason
 from bench.loading import load_model
 
 
@@ -24,6 +25,9 @@ class PytorchBackend(Backend):
     def run(self):
         with inference_context(self.case["precision"]):
             return self.model(**self.inputs)
+
+    def hidden_state(self):
+        return hook_or_reason(self.model)
 
     def effective(self) -> dict:
         return {**torch_effective(), "attn_implementation": self.model.config._attn_implementation}

@@ -24,6 +24,7 @@ from bench.backends.torch_common import (
 )
 from bench.backends.torchscript import case_cache_parts
 from bench.cache import RECORD, get_or_build
+from bench.hidden_state import hook_or_reason
 from bench.loading import load_model
 from bench.timing import timed
 
@@ -42,6 +43,7 @@ class TorchCompileBackend(Backend):
         import torch
 
         self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case["task"])}
+        self.hidden = self.hidden_state_hook()
         self.compiled = torch.compile(
             self.model,
             backend="inductor",
@@ -85,6 +87,16 @@ class TorchCompileBackend(Backend):
                 "the samples include compilation; check for a guard that changes between calls"
             )
 
+    def hidden_state_hook(self):
+        """Attached before compiling, so the graph measured is the graph checked (it returns one tensor more)."""
+        if self.case["task"] == "feature-extraction":
+            return None
+        hook = hook_or_reason(self.model, persistent=True)
+        return hook if isinstance(hook, str) else hook.attach()
+
+    def hidden_state(self):
+        return self.hidden
+
     def effective(self) -> dict:
 
         return {
@@ -105,6 +117,7 @@ def cache_parts(job: dict) -> dict:
     parts = case_cache_parts(job, "torch_compile")
     parts["threads"] = job["case"]["threads"]
     parts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    parts["hidden_state_hook"] = job["case"]["task"] != "feature-extraction"
     return parts
 
 

@@ -24,6 +24,7 @@ MODULE_FILE = "module.pt"
 TRACED_FILE = "traced.json"
 """What the model reported when it was traced (its attention), for effective() when no model is built."""
 VERSIONED = ("torch", "transformers")
+FROZEN_OUTPUTS = "the frozen TorchScript module returns only the task outputs it was traced with"
 
 
 class TorchScriptBackend(Backend):
@@ -74,6 +75,9 @@ class TorchScriptBackend(Backend):
     def run(self):
         with self.torch.inference_mode():
             return self.module(**self.inputs)
+
+    def hidden_state(self):
+        return FROZEN_OUTPUTS
 
     def effective(self) -> dict:
         torch = self.torch

@@ -15,6 +15,8 @@ import tempfile
 from bench.backends.base import Backend
 from bench.backends.ipex import child_processes, import_ipex
 from bench.backends.torch_common import configure_torch, torch_effective
+from bench.backends.torchscript import FROZEN_OUTPUTS
+from bench.hidden_state import hook_or_reason
 from bench.loading import load_model, select_outputs
 from bench.timing import timed
 
@@ -58,6 +60,11 @@ class TrainerBackend(Backend):
 
     def outputs(self, raw):
         return select_outputs(self.case["task"], raw if isinstance(raw, (tuple, list)) else (raw,))
+
+    def hidden_state(self):
+        import torch
+
+        return FROZEN_OUTPUTS if isinstance(self.module, torch.jit.ScriptModule) else hook_or_reason(self.module)
 
     def effective(self) -> dict:
         import torch

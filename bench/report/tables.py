@@ -164,6 +164,7 @@ def csv_record(entry: Entry) -> dict:
         speedup=entry.speedup,
         **speedup_record(entry),
         accuracy_passed=accuracy.get("passed") if entry.ok else None,
+        relative_error=accuracy.get("relative_error"),
         max_abs_diff=accuracy.get("max_abs_diff"),
         cosine=accuracy.get("cosine"),
         argmax_agreement=accuracy.get("argmax_agreement"),
