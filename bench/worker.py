@@ -126,6 +126,7 @@ def measure_until_clean(call, measure_cfg: dict) -> tuple[list[int], dict]:
 def effective(backend) -> dict:
     """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
     from bench.machine import PACKAGES, installed_versions
+    from bench.threads import thread_variables
 
     versions = installed_versions(PACKAGES)
     backend_reported = backend.effective()
@@ -133,7 +134,7 @@ def effective(backend) -> dict:
         "threads": backend_reported.get("threads", backend_reported.get("torch_threads")),
         "cpus": sorted(os.sched_getaffinity(0)),
         "pid": os.getpid(),
-        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "env": thread_variables(os.environ),
         "python": sys.executable,
         "versions": versions,
         "backend": backend_reported,
