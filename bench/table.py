@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.compare import distrust_reasons, median_ci, shape_key, speedups
+from bench.compare import distrust_reasons, main_baseline_label, median_ci, shape_key, speedups, speedups_vs_main
 from bench.results import row_is_good
 
 COLUMNS = (
@@ -23,12 +23,20 @@ def accuracy_text(row: dict) -> str:
     return text
 
 
+def columns(rows: list[dict]) -> list[str]:
+    """COLUMNS, and the ratio against main's eager fp32 when some row ran in another environment."""
+    if any((r.get("environment") or "main") != "main" for r in rows):
+        return [*COLUMNS[:-1], main_baseline_label(rows), COLUMNS[-1]]
+    return list(COLUMNS)
+
+
 def table_rows(rows: list[dict]) -> list[list[str]]:
-    factors = speedups(rows)
+    factors, across = speedups(rows), speedups_vs_main(rows)
+    shown_across = len(columns(rows)) > len(COLUMNS)
     lines = []
     for row in sorted(rows, key=lambda r: (*map(str, shape_key(r)[:2]), *shape_key(r)[2:], r["backend"], r["precision"])):
         ok = row["status"] == "ok"
-        factor = factors[row["case_id"]]
+        factor, versus_main = factors[row["case_id"]], across[row["case_id"]]
         lines.append([
             row["model"], row["backend"], row["precision"], str(row["seq_len"]), str(row["batch_size"]),
             str(row["threads"]), row["status"],
@@ -37,6 +45,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
             f"{row['latency_ms']['p90']:.2f}" if ok else "-",
             f"{row['throughput']['samples_per_s']:.1f}" if ok else "-",
             factor.text() if factor else "-",
+            *([versus_main.text() if versus_main else "-"] if shown_across else []),
             accuracy_text(row) if ok else "-",
         ])  # fmt: skip
     return lines
@@ -47,9 +56,9 @@ def interval_text(interval: list[float] | None) -> str:
 
 
 def render(rows: list[dict]) -> str:
-    body = table_rows(rows)
-    widths = [max(len(c), *(len(line[i]) for line in body)) if body else len(c) for i, c in enumerate(COLUMNS)]
-    out = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))]
+    body, header = table_rows(rows), columns(rows)
+    widths = [max(len(c), *(len(line[i]) for line in body)) if body else len(c) for i, c in enumerate(header)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(header, widths))]
     out.append("  ".join("-" * w for w in widths))
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in body]
     problems = [r for r in rows if not row_is_good(r)]

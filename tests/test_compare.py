@@ -118,3 +118,31 @@ def test_the_report_shows_intervals_ties_and_why_a_case_is_not_compared(tmp_path
     assert "Not compared" in page and "— unstable" in page
     csv_text = written.csv.read_text()
     assert "speedup_ci_low" in csv_text and ",same," in csv_text
+
+
+def test_rows_of_another_environment_are_divided_by_that_environments_eager_and_also_shown_against_mains():
+    main_eager = case("eager", BASE)
+    intel_eager = case("eager@intel", [1.25 * v for v in BASE])
+    ipex = case("ipex", [0.5 * v for v in BASE])
+    for row in (intel_eager, ipex):
+        row.update(environment="intel")
+    intel_eager["baseline"] = True
+    rows = [main_eager, intel_eager, ipex]
+    own, across = compare.speedups(rows), compare.speedups_vs_main(rows)
+    assert own[ipex["case_id"]].ratio == pytest.approx(12.5 / 5.0)
+    assert across[ipex["case_id"]].ratio == pytest.approx(10.0 / 5.0)
+    assert own[intel_eager["case_id"]].is_baseline
+    assert across[intel_eager["case_id"]].ratio == pytest.approx(10.0 / 12.5)
+    assert own[main_eager["case_id"]].is_baseline and across[main_eager["case_id"]] is None
+    main_eager["effective"]["versions"] = {"torch": "2.13.0"}
+    shown = render(rows)
+    assert "vs eager fp32 (main, torch 2.13.0)" in shown.splitlines()[0]
+    assert "2.50x [" in shown and "2.00x [" in shown
+
+
+def test_without_its_own_environments_eager_a_row_has_no_speedup_rather_than_a_cross_environment_one():
+    ipex = case("ipex", [0.5 * v for v in BASE])
+    ipex["environment"] = "intel"
+    rows = [case("eager", BASE), ipex]
+    assert compare.speedups(rows)[ipex["case_id"]] is None
+    assert compare.speedups_vs_main(rows)[ipex["case_id"]].ratio == pytest.approx(2.0)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from bench.compare import main_baseline_label
 from bench.report.data import Entry, accuracy_text, groups, sort_key
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
@@ -48,6 +49,14 @@ def speedup_text(entry: Entry) -> str:
     return entry.comparison.text() if entry.comparison else "-"
 
 
+def versus_main_text(entry: Entry) -> str:
+    return entry.versus_main.text() if entry.versus_main else "-"
+
+
+VERSUS_MAIN = "vs main"
+"""Placeholder name of the cross-environment column, headed by main_baseline_label in `columns`."""
+
+
 def _cv(entry: Entry):
     cv = _latency(entry, "cv")
     return None if cv is None else 100 * cv
@@ -67,6 +76,7 @@ COLUMNS = (
     ("CV %", lambda e: number(_cv(e), 1)),
     ("samples/s", lambda e: number((e.row.get("throughput") or {}).get("samples_per_s"), 1)),
     ("speedup [95% CI]", speedup_text),
+    (VERSUS_MAIN, versus_main_text),
     ("accuracy", accuracy_text),
     ("prepare ms", lambda e: number(_timing(e, "prepare"))),
     ("1st call ms", lambda e: number(_timing(e, "first_call"))),
@@ -77,9 +87,13 @@ COLUMNS = (
 
 
 def columns(entries: list[Entry]) -> list[tuple]:
-    """The table's columns; padding only when some case is padded."""
+    """The table's columns; padding only when some case is padded; the speedup against main's eager fp32 only when
+    some case ran in another environment (its own speedup is against its own environment's eager fp32)."""
     padded = any(e.row.get("padding_ratio") for e in entries)
-    return [c for c in COLUMNS if c[0] != "padding" or padded]
+    across = any(e.versus_main is not None for e in entries)
+    chosen = [c for c in COLUMNS if (c[0] != "padding" or padded) and (c[0] != VERSUS_MAIN or across)]
+    label = main_baseline_label([e.row for e in entries])
+    return [(label, c[1]) if c[0] == VERSUS_MAIN else c for c in chosen]
 
 
 def by_model(entries: list[Entry]) -> dict[tuple[str, str], list[Entry]]:
@@ -146,6 +160,8 @@ def csv_record(entry: Entry) -> dict:
         tokens_per_s=throughput.get("tokens_per_s"),
         speedup=entry.speedup,
         **speedup_record(entry),
+        environment=row.get("environment"),
+        speedup_vs_main=entry.versus_main.shown if entry.versus_main else None,
         accuracy_passed=accuracy.get("passed") if entry.ok else None,
         max_abs_diff=accuracy.get("max_abs_diff"),
         cosine=accuracy.get("cosine"),
