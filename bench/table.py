@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.compare import distrust_reasons, main_baseline_label, median_ci, shape_key, speedups, speedups_vs_main
+from bench.precision_mode import row_label
 from bench.results import row_is_good
 
 COLUMNS = (
@@ -34,11 +35,11 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     factors, across = speedups(rows), speedups_vs_main(rows)
     shown_across = len(columns(rows)) > len(COLUMNS)
     lines = []
-    for row in sorted(rows, key=lambda r: (*map(str, shape_key(r)[:2]), *shape_key(r)[2:], r["backend"], r["precision"])):
+    for row in sorted(rows, key=lambda r: (*map(str, shape_key(r)[:2]), *shape_key(r)[2:], r["backend"], row_label(r))):
         ok = row["status"] == "ok"
         factor, versus_main = factors[row["case_id"]], across[row["case_id"]]
         lines.append([
-            row["model"], row["backend"], row["precision"], str(row["seq_len"]), str(row["batch_size"]),
+            row["model"], row["backend"], row_label(row), str(row["seq_len"]), str(row["batch_size"]),
             str(row["threads"]), row["status"],
             f"{row['latency_ms']['median']:.2f}" if ok else "-",
             interval_text(median_ci(row)) if ok else "-",

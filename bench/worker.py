@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -48,6 +47,7 @@ def run_job(job: dict) -> dict:
     from bench.flops import try_count_flops
     from bench.inputs import make_inputs, padding_share
     from bench.interference import warnings_of
+    from bench.memory import LoopMemory
     from bench.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
     from bench.timing import timed
 
@@ -59,6 +59,8 @@ def run_job(job: dict) -> dict:
         case["batch_size"], case["seq_len"], vocab["size"], vocab["pad_token_id"], case["padding_ratio"], case["seed"]
     )
     _, prepare_ms = timed(lambda: backend.prepare(inputs))
+    memory = LoopMemory()
+    memory.prepared()
     _, first_ms = timed(backend.run)
     for _ in range(measure_cfg["warmup"]):
         backend.run()
@@ -66,6 +68,7 @@ def run_job(job: dict) -> dict:
         save_reference(job["reference"], backend.outputs(backend.run()), inputs["attention_mask"])
         return {"reference": job["reference"], "effective": effective(backend)}
     samples_ns, interference = measure_until_clean(backend.run, measure_cfg)
+    memory.looped()
     backend.after_measurement()
     outputs = backend.outputs(backend.run())
     reference, mask = load_reference(job["reference"])
@@ -79,7 +82,8 @@ def run_job(job: dict) -> dict:
         "accuracy": compare(outputs, reference, mask, case["task"], case["tolerance"]),
         "effective": effective(backend),
         "timings_ms": {"load": load_ms, "prepare": prepare_ms, "first_call": first_ms, **backend.timings},
-        "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        "memory": memory.figures(),
+        "precision_mode": backend.precision_mode(),
         "padding": padding_share(inputs["attention_mask"]),
         "details": backend.details,
         "flops": try_count_flops(job),

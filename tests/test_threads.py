@@ -139,7 +139,8 @@ def test_child_environment_sizes_every_pool_and_leaves_the_parent_alone():
 
 
 def test_every_variable_the_worker_environment_sets_is_recorded():
-    base = {"PATH": "/bin", "OMP_PROC_BIND": "close", "KMP_BLOCKTIME": "1", "ONEDNN_VERBOSE": "0"}
+    base = {"PATH": "/bin", "OMP_PROC_BIND": "close", "KMP_BLOCKTIME": "1", "ONEDNN_VERBOSE": "0",
+            "TORCHINDUCTOR_COMPILE_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": "/tmp/x"}  # fmt: skip
     env = child_environment(base, 3)
     changed = {k: v for k, v in env.items() if base.get(k) != v}
     recorded = thread_variables(env)
@@ -148,7 +149,8 @@ def test_every_variable_the_worker_environment_sets_is_recorded():
     assert {k: recorded[k] for k in ("OMP_PROC_BIND", "KMP_BLOCKTIME", "ONEDNN_VERBOSE")} == {
         "OMP_PROC_BIND": "close", "KMP_BLOCKTIME": "1", "ONEDNN_VERBOSE": "0"
     }
-    assert "PATH" not in recorded and "HF_HUB_OFFLINE" not in recorded
+    assert recorded["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
+    assert not {"PATH", "HF_HUB_OFFLINE", "TORCHINDUCTOR_CACHE_DIR"} & set(recorded)
 
 
 def test_worker_environment_puts_this_checkout_first_on_the_path():

@@ -38,6 +38,11 @@ class BetterTransformerBackend(Backend):
         with inference_context(self.case["precision"]):
             return self.model(**self.inputs)
 
+    def precision_mode(self) -> dict:
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+
     def effective(self) -> dict:
         import torch
 

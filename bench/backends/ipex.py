@@ -67,6 +67,12 @@ class IpexBackend(Backend):
         with inference_context(self.case["precision"]):
             return self.module(**self.inputs, **self.call_kwargs)
 
+    def precision_mode(self) -> dict:
+        """ipex.optimize(dtype=bf16) converts the weights; the calls (traced or not) also run under autocast."""
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+
     def effective(self) -> dict:
         import torch
 

@@ -85,6 +85,11 @@ class TorchCompileBackend(Backend):
                 "the samples include compilation; check for a guard that changes between calls"
             )
 
+    def precision_mode(self) -> dict:
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+
     def effective(self) -> dict:
 
         return {

@@ -59,6 +59,11 @@ class TrainerBackend(Backend):
     def outputs(self, raw):
         return select_outputs(self.case["task"], raw if isinstance(raw, (tuple, list)) else (raw,))
 
+    def precision_mode(self) -> dict:
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=bool(self.trainer.use_cpu_amp))
+
     def effective(self) -> dict:
         import torch
 

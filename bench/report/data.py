@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench import compare
 from bench.completeness import Completeness, plural
+from bench.precision_mode import row_label
 from bench.report import roofline
 from bench.results import RunDir, latest_rows
 
@@ -57,8 +58,8 @@ class Entry:
 
     @property
     def label(self) -> str:
-        """backend and precision: the series name in tables and plots."""
-        return f"{self.row.get('backend')} {self.row.get('precision')}"
+        """backend and what it computed (its precision mode's label): the series name in tables and plots."""
+        return f"{self.row.get('backend')} {row_label(self.row)}"
 
     @property
     def group(self) -> tuple:

@@ -7,6 +7,7 @@ import io
 import json
 
 from bench.compare import main_baseline_label
+from bench.precision_mode import row_label
 from bench.report.data import Entry, accuracy_text, groups, sort_key
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
@@ -69,7 +70,7 @@ COLUMNS = (
     ("threads", lambda e: str(e.row.get("threads"))),
     ("padding", lambda e: f"{e.row.get('padding_ratio') or 0:g}"),
     ("backend", lambda e: str(e.row.get("backend"))),
-    ("precision", lambda e: str(e.row.get("precision"))),
+    ("precision", lambda e: row_label(e.row)),
     ("median ms", lambda e: number(_latency(e, "median"))),
     ("95% CI ms", lambda e: interval(e.median_ci) if e.ok else "-"),
     ("p90 ms", lambda e: number(_latency(e, "p90"))),
@@ -161,6 +162,7 @@ def csv_record(entry: Entry) -> dict:
         speedup=entry.speedup,
         **speedup_record(entry),
         environment=row.get("environment"),
+        **precision_record(row),
         speedup_vs_main=entry.versus_main.shown if entry.versus_main else None,
         accuracy_passed=accuracy.get("passed") if entry.ok else None,
         max_abs_diff=accuracy.get("max_abs_diff"),
@@ -187,6 +189,11 @@ def speedup_record(entry: Entry) -> dict:
     comparison = entry.comparison
     low, high = comparison.interval if comparison and comparison.interval else (None, None)
     return {"speedup_ci_low": low, "speedup_ci_high": high, "speedup_verdict": comparison and comparison.verdict}
+
+
+def precision_record(row: dict) -> dict:
+    recorded = row.get("precision_mode") if isinstance(row.get("precision_mode"), dict) else {}
+    return {f"precision_{k}": recorded.get(k) for k in ("weights", "compute", "how", "label")}
 
 
 def to_csv(entries: list[Entry]) -> str:
