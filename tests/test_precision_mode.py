@@ -74,3 +74,31 @@ def test_a_reset_that_does_not_take_is_not_taken_for_a_loop_peak(tmp_path):
     memory.looped()
     assert memory.figures()["peak_rss_loop_mb"] is None
     assert "did not reset VmHWM" in memory.figures()["peak_rss_loop_unavailable"]
+
+
+OTHERS = TINY_SUITE.split("backends:")[0] + """\
+backends:
+  - name: torchscript
+    type: torchscript
+    precisions: [bf16]
+  - name: onnxruntime
+    type: onnxruntime
+    precisions: [int8]
+  - name: openvino
+    type: openvino
+    precisions: [fp32, bf16, int8]
+"""
+
+
+def test_traced_casts_dynamic_int8_a_runtime_hint_and_weight_only_int8_are_read_from_what_was_built(tmp_path):
+    out = tmp_path / "run"
+    result = bench_cli("run", write_suite(tmp_path, OTHERS), "--out", out)
+    rows = {(r["backend"], r["precision"]): r for r in map(json.loads, (out / "results.jsonl").open())}
+    assert {r["status"] for r in rows.values()} == {"ok"}, result.stderr
+    modes = {key: row["precision_mode"] for key, row in rows.items()}
+    assert modes["torchscript", "bf16"]["how"] == FROZEN_CASTS and modes["torchscript", "bf16"]["compute"] == "bf16"
+    assert modes["onnxruntime", "int8"]["label"] == "int8 dynamic"
+    assert modes["openvino", "fp32"]["label"] == "fp32"
+    assert modes["openvino", "int8"]["label"] == "int8 weight-only" and modes["openvino", "int8"]["weights"] == "int8"
+    hint = rows["openvino", "bf16"]["effective"]["backend"]["INFERENCE_PRECISION_HINT"]
+    assert modes["openvino", "bf16"]["label"] == ("bf16 hint" if hint == "bf16" else "fp32")
