@@ -55,11 +55,20 @@ def label_of(weights: str | None, compute: str | None, how: str) -> str:
 
 
 def torch_weights_dtype(model) -> str | None:
-    """The dtype most of the model's floating-point parameter elements are stored in."""
+    """The dtype most elements of the matrix products' weights are stored in: every floating-point parameter but
+    the embeddings' (looked up, not multiplied; autocast leaves them fp32), unless there is nothing else."""
+    import torch
+
+    embedded = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    parameters = [p for p in model.parameters() if p.is_floating_point()]
+    return dominant(parameters, lambda p: id(p) not in embedded) or dominant(parameters, lambda p: True)
+
+
+def dominant(tensors, keep) -> str | None:
     counts: Counter = Counter()
-    for parameter in model.parameters():
-        if parameter.is_floating_point():
-            counts[str(parameter.dtype)] += parameter.numel()
+    for tensor in tensors:
+        if keep(tensor):
+            counts[str(tensor.dtype)] += tensor.numel()
     return short_dtype(counts.most_common(1)[0][0]) if counts else None
 
 
@@ -73,15 +82,22 @@ def torch_mode(model, precision: str, autocast: bool) -> dict:
     return mode(weights, "bf16" if autocast else weights, AUTOCAST if autocast else NATIVE)
 
 
+MATRIX_OPS = ("aten::linear", "aten::matmul", "aten::addmm", "aten::mm", "aten::bmm", "ipex", "mkldnn")
+
+
 def graph_constants_dtype(graph) -> str | None:
-    """The dtype most floating-point tensor constants of a frozen TorchScript graph are stored in (its weights)."""
-    counts: Counter = Counter()
+    """The dtype of a frozen TorchScript graph's weights: its floating-point tensor constants that feed a matrix
+    product (the embeddings and norms stay fp32 under autocast), or all of them when none does."""
+    constants = []
     for node in graph.nodes():
         if node.kind() == "prim::Constant" and "value" in node.attributeNames() and node.kindOf("value") == "t":
             tensor = node.t("value")
             if tensor.is_floating_point():
-                counts[str(tensor.dtype)] += tensor.numel()
-    return short_dtype(counts.most_common(1)[0][0]) if counts else None
+                feeds = any(use.user.kind().startswith(MATRIX_OPS) for use in node.output().uses())
+                constants.append((tensor, feeds))
+    tensors = [tensor for tensor, _ in constants]
+    feeding = {id(tensor) for tensor, feeds in constants if feeds}
+    return dominant(tensors, lambda t: id(t) in feeding) or dominant(tensors, lambda t: True)
 
 
 def openvino_constants(ov_model) -> Counter:
