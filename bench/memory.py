@@ -3,9 +3,9 @@
 - `peak_rss_mb`: ru_maxrss, the process's high-water mark since it started: loading, export or compilation included.
 - `rss_after_prepare_mb`: the resident set right after preparation (from /proc/self/statm): the prepared model and
   whatever preparation left allocated.
-- `peak_rss_loop_mb`: the high-water mark of the first call, warm-up and the timed loop alone. Linux (≥ 4.0) resets the mark
-  (VmHWM in /proc/self/status) to the current RSS when "5" is written to /proc/self/clear_refs; it is read back
-  after the loop. Where the reset is not possible, the figure is null and `peak_rss_loop_unavailable` says why.
+- `peak_rss_loop_mb`: the high-water mark of the first call, warm-up and the timed loop alone. Linux (≥ 4.0) resets
+  the mark (VmHWM in /proc/self/status) to the current RSS when "5" is written to /proc/self/clear_refs; it is read
+  back after the loop. Where the reset is not possible, the figure is null and `peak_rss_loop_unavailable` says why.
 """
 
 from __future__ import annotations
