@@ -12,7 +12,7 @@ from bench.report.plots import Plot, Skipped
 from bench.stats import CV_WARNING
 
 NUMERIC = {"seq", "batch", "threads", "padding", "median ms", "95% CI ms", "p90 ms", "CV %", "samples/s",
-           "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "GFLOP/s", "% peak"}  # fmt: skip
+           "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "loop peak MB", "GFLOP/s", "% peak"}  # fmt: skip
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #1d232a; margin: 24px auto; max-width: 1500px; padding: 0 16px; }
 h1 { font-size: 24px; } h2 { margin-top: 32px; border-bottom: 2px solid #d0d7de; padding-bottom: 4px; }

@@ -17,7 +17,8 @@ LEGEND = (
     " with its interval; for cases of another environment, the column headed vs eager fp32 (main, ...) gives the"
     " cross-environment ratio against main's eager fp32, a change of library included; ≈ marks a speedup whose"
     " interval contains 1 (no measurable difference); — says why a case is not compared. GFLOP/s counts the"
-    " model's matrix products at the median latency; % peak compares it with the matmul probe at the same"
+    " model's matrix products at the median latency; peak MB is the worker's peak RSS (export or compilation"
+    " included), loop peak MB that of the first call, warm-up and timed loop alone; % peak compares it with the matmul probe at the same"
     " precision and thread count."
 )
 

@@ -38,8 +38,8 @@ def _timing(entry: Entry, key: str):
     return (entry.row.get("timings_ms") or {}).get(key)
 
 
-def _peak_mb(entry: Entry):
-    return (entry.row.get("memory") or {}).get("peak_rss_mb")
+def _peak_mb(entry: Entry, key: str = "peak_rss_mb"):
+    return (entry.row.get("memory") or {}).get(key)
 
 
 def interval(values, digits: int = 2) -> str:
@@ -82,6 +82,7 @@ COLUMNS = (
     ("prepare ms", lambda e: number(_timing(e, "prepare"))),
     ("1st call ms", lambda e: number(_timing(e, "first_call"))),
     ("peak MB", lambda e: number(_peak_mb(e), 0)),
+    ("loop peak MB", lambda e: number(_peak_mb(e, "peak_rss_loop_mb"), 0)),
     ("GFLOP/s", lambda e: number(e.gflops, 1)),
     ("% peak", lambda e: number(e.pct_peak, 1)),
 )
@@ -172,6 +173,8 @@ def csv_record(entry: Entry) -> dict:
         prepare_ms=_timing(entry, "prepare"),
         first_call_ms=_timing(entry, "first_call"),
         peak_rss_mb=_peak_mb(entry),
+        rss_after_prepare_mb=_peak_mb(entry, "rss_after_prepare_mb"),
+        peak_rss_loop_mb=_peak_mb(entry, "peak_rss_loop_mb"),
         flops=entry.flops,
         gflops_per_s=entry.gflops,
         peak_gflops_per_s=entry.peak_gflops,
