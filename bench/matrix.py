@@ -106,16 +106,18 @@ def expand(suite: Suite) -> list[Case]:
             case = Case(**params, case_id=case_id(params))
             if not any(_matches_exclude(case, ex) for ex in suite.exclude):
                 cases.append(case)
-    return cases + environment_baselines(cases, defaults)
+    return cases + environment_baselines(cases, suite)
 
 
 def baseline_label(environment: str) -> str:
     return f"eager@{environment}"
 
 
-def environment_baselines(cases: list[Case], defaults) -> list[Case]:
+def environment_baselines(cases: list[Case], suite: Suite) -> list[Case]:
     """An eager fp32 PyTorch case in each environment other than main, at each model and shape where the suite has
-    cases there but no baseline: speedups then divide by a baseline run on the same software."""
+    cases there but no baseline: speedups then divide by a baseline run on the same software. It is measured as
+    the suite and its model say (not as the backend it stands beside)."""
+    models = {model.name: model for model in suite.models}
     have = {c.baseline_key for c in cases if c.is_baseline}
     added: dict[tuple, Case] = {}
     for case in cases:
@@ -128,7 +130,8 @@ def environment_baselines(cases: list[Case], defaults) -> list[Case]:
             "backend_type": "pytorch",
             "backend_options": BACKENDS["pytorch"].options(attn_implementation="eager").model_dump(),
             "precision": "fp32",
-            "tolerance": _tolerance(defaults, "fp32"),
+            "measure": _merge_measure(suite.defaults, models[case.model]),
+            "tolerance": _tolerance(suite.defaults, "fp32"),
         }
         added[key] = Case(**params, case_id=case_id(params))
     return list(added.values())
@@ -142,8 +145,7 @@ def baseline_notes(cases: list[Case]) -> list[str]:
             added[case.environment] = added.get(case.environment, 0) + 1
     return [
         f"{baseline_label(env)}: eager fp32 PyTorch added in environment {env!r} at {count} {plural('shape', count)},"
-        " so that"
-        f" {env}'s cases are compared with a baseline measured on the same software"
+        f" so that {env}'s cases are compared with a baseline measured on the same software"
         for env, count in added.items()
     ]
 

@@ -143,3 +143,10 @@ def test_the_intel_suite_has_an_eager_fp32_of_intel_at_every_shape_it_measures_t
     shapes = lambda env, pick: {c.baseline_key[1:] for c in cases if c.environment == env and pick(c)}  # noqa: E731
     assert shapes("intel", lambda c: c.is_baseline) == shapes("intel", lambda c: True)
     assert shapes("main", lambda c: c.is_baseline) == shapes("intel", lambda c: True)
+
+
+def test_an_added_baseline_is_measured_as_the_suite_says_not_as_the_backend_beside_it(tmp_path):
+    text = ENVIRONMENTS_SUITE.replace("    batch_sizes: [4]\n", "    batch_sizes: [4]\n    measure: {warmup: 9}\n")
+    cases = expand(load_suite(write_suite(tmp_path, text))[0])
+    (added, *_) = [c for c in cases if c.backend == "eager@intel"]
+    assert added.measure["warmup"] == 3 and {c.measure["warmup"] for c in cases if c.backend == "ipex"} == {9}
