@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.environments import MAIN
 from bench.intervals import median_interval
 from bench.stats import CV_WARNING
 
@@ -18,6 +19,15 @@ SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_rati
 def shape_key(row: dict) -> tuple:
     """What a speedup is measured at: the same model, task, shape and threads as its baseline."""
     return tuple(row.get(k) for k in SHAPE_KEYS)
+
+
+def environment_of(row: dict) -> str:
+    return row.get("environment") or MAIN
+
+
+def baseline_key(row: dict) -> tuple:
+    """A baseline stands for one environment at one shape: a row is divided by its own environment's."""
+    return (environment_of(row), *shape_key(row))
 
 
 def measured(row: dict) -> bool:
@@ -101,13 +111,14 @@ class Speedup:
 
 
 def baselines(rows: list[dict]) -> dict[tuple, dict]:
-    """The baseline row of each shape; a trusted one when the shape has several."""
+    """The baseline row of each environment and shape (see baseline_key); a trusted one when there are several."""
     found: dict[tuple, dict] = {}
     for row in rows:
         if row.get("baseline"):
-            current = found.get(shape_key(row))
+            key = baseline_key(row)
+            current = found.get(key)
             if current is None or (not row_is_trusted(current) and row_is_trusted(row)):
-                found[shape_key(row)] = row
+                found[key] = row
     return found
 
 
@@ -132,9 +143,19 @@ def speedup(row: dict, baseline: dict | None) -> Speedup | None:
 
 
 def speedups(rows: list[dict]) -> dict[str, Speedup | None]:
-    """Every row's speedup over the baseline of its shape, by case_id."""
+    """Every row's speedup over the baseline of its own environment at its shape, by case_id."""
     base = baselines(rows)
-    return {row["case_id"]: speedup(row, base.get(shape_key(row))) for row in rows}
+    return {row["case_id"]: speedup(row, base.get(baseline_key(row))) for row in rows}
+
+
+def speedups_vs_main(rows: list[dict]) -> dict[str, Speedup | None]:
+    """The cross-environment ratio: each row of an environment other than main over main's baseline at its shape
+    (a change of library included); None for main's own rows, whose speedup already is this."""
+    base = baselines(rows)
+    return {
+        row["case_id"]: None if environment_of(row) == MAIN else speedup(row, base.get((MAIN, *shape_key(row))))
+        for row in rows
+    }
 
 
 def fastest_or_tied(rows: list[dict]) -> tuple[dict | None, list[dict]]:
@@ -145,3 +166,13 @@ def fastest_or_tied(rows: list[dict]) -> tuple[dict | None, list[dict]]:
     best = min(trusted, key=lambda r: r["latency_ms"]["median"])
     best_ci = median_ci(best)
     return best, [r for r in trusted if r is not best and overlaps(best_ci, median_ci(r))]
+
+
+def main_baseline_label(rows: list[dict]) -> str:
+    """How the cross-environment column is headed: main's eager fp32, with the torch it ran on when recorded."""
+    for row in rows:
+        if row.get("baseline") and environment_of(row) == MAIN:
+            torch = ((row.get("effective") or {}).get("versions") or {}).get("torch")
+            if torch:
+                return f"vs eager fp32 (main, torch {torch})"
+    return "vs eager fp32 (main)"

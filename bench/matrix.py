@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.backends import BACKENDS
+from bench.completeness import plural
+from bench.environments import MAIN
 from bench.errors import BenchError
 from bench.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite
 
@@ -46,13 +48,17 @@ class Case:
 
     @property
     def is_baseline(self) -> bool:
-        """The eager fp32 PyTorch case in `main` that every other case at the same shape is compared with."""
+        """The eager fp32 PyTorch case that every other case of its environment at the same shape is compared with."""
         return (
             self.backend_type == "pytorch"
-            and self.environment == "main"
             and self.backend_options.get("attn_implementation", "eager") == "eager"
             and self.precision == "fp32"
         )
+
+    @property
+    def baseline_key(self) -> tuple:
+        """What a baseline stands for: the environment, model and shape at a thread count."""
+        return (self.environment, self.model, self.seq_len, self.batch_size, self.threads, self.padding_ratio)
 
 
 def case_id(params: dict) -> str:
@@ -100,7 +106,48 @@ def expand(suite: Suite) -> list[Case]:
             case = Case(**params, case_id=case_id(params))
             if not any(_matches_exclude(case, ex) for ex in suite.exclude):
                 cases.append(case)
-    return cases
+    return cases + environment_baselines(cases, suite)
+
+
+def baseline_label(environment: str) -> str:
+    return f"eager@{environment}"
+
+
+def environment_baselines(cases: list[Case], suite: Suite) -> list[Case]:
+    """An eager fp32 PyTorch case in each environment other than main, at each model and shape where the suite has
+    cases there but no baseline: speedups then divide by a baseline run on the same software. It is measured as
+    the suite and its model say (not as the backend it stands beside)."""
+    models = {model.name: model for model in suite.models}
+    have = {c.baseline_key for c in cases if c.is_baseline}
+    added: dict[tuple, Case] = {}
+    for case in cases:
+        key = case.baseline_key
+        if case.environment == MAIN or key in have or key in added:
+            continue
+        params = {
+            **{k: v for k, v in case.to_dict().items() if k != "case_id"},
+            "backend": baseline_label(case.environment),
+            "backend_type": "pytorch",
+            "backend_options": BACKENDS["pytorch"].options(attn_implementation="eager").model_dump(),
+            "precision": "fp32",
+            "measure": _merge_measure(suite.defaults, models[case.model]),
+            "tolerance": _tolerance(suite.defaults, "fp32"),
+        }
+        added[key] = Case(**params, case_id=case_id(params))
+    return list(added.values())
+
+
+def baseline_notes(cases: list[Case]) -> list[str]:
+    """Said in the run's notes: which baselines the plan added, and why."""
+    added: dict[str, int] = {}
+    for case in cases:
+        if case.backend == baseline_label(case.environment) and case.is_baseline and case.environment != MAIN:
+            added[case.environment] = added.get(case.environment, 0) + 1
+    return [
+        f"{baseline_label(env)}: eager fp32 PyTorch added in environment {env!r} at {count} {plural('shape', count)},"
+        f" so that {env}'s cases are compared with a baseline measured on the same software"
+        for env, count in added.items()
+    ]
 
 
 def dropped_combinations(suite: Suite) -> list[str]:

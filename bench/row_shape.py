@@ -17,6 +17,7 @@ OPTIONAL_TYPES = {
     "throughput": (dict,),
     "timings_ms": (dict,),
     "memory": (dict,),
+    "precision_mode": (dict,),
     "samples_ms": (list,),
     "latency_ms": (dict,),
 }

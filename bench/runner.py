@@ -206,7 +206,7 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
     }
     result = outcome.result or {}
     for key in ("latency_ms", "samples_ms", "throughput", "accuracy", "effective", "timings_ms", "memory",
-                "padding", "details", "flops", "interference"):  # fmt: skip
+                "padding", "details", "flops", "interference", "precision_mode"):  # fmt: skip
         row[key] = result.get(key)
     row["warnings"] = (
         list(result.get("warnings", []))

@@ -12,7 +12,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.compare import fastest_or_tied, median_ci, shape_key, speedups
+from bench.compare import fastest_or_tied, main_baseline_label, median_ci, shape_key, speedups, speedups_vs_main
+from bench.precision_mode import row_label
 from bench.stats import CV_WARNING
 
 WIDTH = 120
@@ -78,7 +79,8 @@ def cv_cell(row: dict) -> tuple[str, str]:
     return f"{100 * cv:.1f} ({count})", "yellow" if cv > CV_WARNING else "green"
 
 
-def shape_table(members: list[dict], factors: dict, sort: str) -> Table:
+def shape_table(members: list[dict], factors: dict, sort: str, across: dict | None = None) -> Table:
+    """One shape's cases; `across`, when some case ran outside main, adds the ratio over main's eager fp32."""
     best, tied = fastest_or_tied(members)
     tied_ids = {id(r) for r in tied}
     table = Table(
@@ -86,20 +88,23 @@ def shape_table(members: list[dict], factors: dict, sort: str) -> Table:
     )
     for name, justify in (("", "left"), ("backend", "left"), ("precision", "left"), ("env", "left"),
                           ("median ms", "right"), ("95% CI ms", "right"), ("CV % (n)", "right"),
-                          ("speedup [95% CI]", "left"), ("accuracy", "left")):  # fmt: skip
+                          ("speedup [95% CI]", "left"), *((("vs main [95% CI]", "left"),) if across else ()),
+                          ("accuracy", "left")):  # fmt: skip
         table.add_column(name, justify=justify, overflow="fold")
     for row in sorted(members, key=SORT_KEYS[sort]):
         mark = FASTEST if row is best else TIED if id(row) in tied_ids else ""
         style = "bold green" if row is best else "red" if row.get("status") != "ok" else None
-        common = [mark, str(row["backend"]), str(row["precision"]), str(row.get("environment") or "main")]
+        common = [mark, str(row["backend"]), row_label(row), str(row.get("environment") or "main")]
+        versus_main = [(across[row["case_id"]].text() if across[row["case_id"]] else "-")] if across else []
         if row.get("status") != "ok":
-            table.add_row(*common, "-", "-", "-", str(row["status"]), "-", style=style)
+            table.add_row(*common, "-", "-", "-", str(row["status"]), *versus_main, "-", style=style)
             continue
         factor = factors[row["case_id"]]
         cv_text, cv_style = cv_cell(row)
         table.add_row(
             *common, f"{row['latency_ms']['median']:.2f}", interval_text(median_ci(row)),
-            f"[{cv_style}]{cv_text}[/]", factor.text() if factor else "-", accuracy_text(row), style=style,
+            f"[{cv_style}]{cv_text}[/]", factor.text() if factor else "-", *versus_main, accuracy_text(row),
+            style=style,
         )  # fmt: skip
     return table
 
@@ -121,8 +126,11 @@ def render(rows: list[dict], sort: str = "speed", color: bool = False, width: in
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=color, no_color=not color, highlight=False)
     factors = speedups(rows)
+    across = speedups_vs_main(rows) if any((r.get("environment") or "main") != "main" for r in rows) else None
     for members in by_shape(rows):
-        console.print(shape_table(members, factors, sort))
+        console.print(shape_table(members, factors, sort, across))
+    if across:
+        console.print(f"vs main: the cross-environment ratio, {main_baseline_label(rows)}, a change of library included")
     console.print(f"{FASTEST}: fastest trusted case of its shape; {TIED}: tied with it (the 95% intervals overlap)")
     lines = [line.rstrip() for line in out.getvalue().rstrip("\n").splitlines()]
     return "\n".join([*lines, *notes(rows)])

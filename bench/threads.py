@@ -8,6 +8,14 @@ from collections.abc import Mapping
 from bench.topology import cpu_places
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+"""The pools the worker sizes to the case's threads."""
+THREAD_ENV_PREFIXES = ("OMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "GOMP_", "ONEDNN_", "DNNL_")
+THREAD_ENV_NAMES = ("TORCHINDUCTOR_COMPILE_THREADS",)
+"""Every variable named here or with one of these prefixes can change how many threads run, where, or on which
+kernels: the worker records each one it runs with (those it sets and those inherited), so the row says what the
+thread pools were told."""
+NOT_THREAD_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONUNBUFFERED")
+"""What the worker's environment sets besides the thread pools."""
 
 
 def thread_settings(family: str, threads: int) -> dict:
@@ -92,6 +100,15 @@ def child_environment(base: dict[str, str], threads: int) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("KMP_AFFINITY", None)
     return env
+
+
+def thread_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The thread-related variables of `environ`: each sized pool (None when unset) and every other one set."""
+    recorded: dict[str, str | None] = {var: environ.get(var) for var in THREAD_ENV_VARS}
+    for name in sorted(environ):
+        if name.startswith(THREAD_ENV_PREFIXES) or name in THREAD_ENV_NAMES:
+            recorded[name] = environ[name]
+    return recorded
 
 
 def available_cpus(within=None) -> dict[int, tuple[int, int]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -50,6 +49,7 @@ def run_job(job: dict) -> dict:
     from bench.inputs import make_inputs, padding_share
     from bench.interference import warnings_of
     from bench.reference import check_inputs, load_reference, save_reference
+    from bench.memory import LoopMemory
     from bench.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
     from bench.timing import timed
 
@@ -64,6 +64,8 @@ def run_job(job: dict) -> dict:
     if reference is not None:
         check_inputs(reference, inputs, job["reference"])
     _, prepare_ms = timed(lambda: backend.prepare(inputs))
+    memory = LoopMemory()
+    memory.prepared()
     _, first_ms = timed(backend.run)
     for _ in range(measure_cfg["warmup"]):
         backend.run()
@@ -71,6 +73,7 @@ def run_job(job: dict) -> dict:
         save_reference(job["reference"], accuracy_outputs(backend)[0], inputs)
         return {"reference": job["reference"], "effective": effective(backend)}
     samples_ns, interference = measure_until_clean(backend.run, measure_cfg)
+    memory.looped()
     backend.after_measurement()
     outputs, not_compared = accuracy_outputs(backend)
     samples_ms = [ns / 1e6 for ns in samples_ns]
@@ -85,7 +88,8 @@ def run_job(job: dict) -> dict:
         ),
         "effective": effective(backend),
         "timings_ms": {"load": load_ms, "prepare": prepare_ms, "first_call": first_ms, **backend.timings},
-        "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        "memory": memory.figures(),
+        "precision_mode": backend.precision_mode(),
         "padding": padding_share(inputs["attention_mask"]),
         "details": backend.details,
         "flops": try_count_flops(job),
@@ -132,6 +136,7 @@ def measure_until_clean(call, measure_cfg: dict) -> tuple[list[int], dict]:
 def effective(backend) -> dict:
     """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
     from bench.machine import PACKAGES, installed_versions
+    from bench.threads import thread_variables
 
     versions = installed_versions(PACKAGES)
     backend_reported = backend.effective()
@@ -139,7 +144,7 @@ def effective(backend) -> dict:
         "threads": backend_reported.get("threads", backend_reported.get("torch_threads")),
         "cpus": sorted(os.sched_getaffinity(0)),
         "pid": os.getpid(),
-        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "env": thread_variables(os.environ),
         "python": sys.executable,
         "versions": versions,
         "backend": backend_reported,

@@ -11,7 +11,7 @@ from bench.errors import BenchError
 from bench.locks import Held, lock_cpus, lock_folder, parse_cpus
 from bench.machine import git_state, machine_info, software_info
 from bench.manifest_check import checked_for_resume
-from bench.matrix import dropped_combinations, expand, parse_filters, select
+from bench.matrix import baseline_notes, dropped_combinations, expand, parse_filters, select
 from bench.preflight import check_suite
 from bench.provenance import differences
 from bench.quiet import QUIET_WAIT_S
@@ -27,7 +27,7 @@ def default_out_dir(suite_name: str) -> Path:
 
 def plan(suite: Suite, filters: list[str]):
     cases = select(expand(suite), parse_filters(filters))
-    return cases, dropped_combinations(suite)
+    return cases, dropped_combinations(suite) + baseline_notes(cases)
 
 
 def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: str | None = None,

@@ -13,6 +13,7 @@ import pytest
 
 from bench.environments import environment
 from bench.suite import DEFAULT_TOLERANCES
+from bench.precision_mode import CONVERTED_AUTOCAST, NATIVE, mode
 from conftest import PROJECT, bench_cli, write_suite
 
 INTEL = environment("intel")
@@ -65,10 +66,10 @@ def test_every_intel_backend_runs_in_intel_and_passes_the_accuracy_gate(intel_ru
     result, rows, _ = intel_run
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(rows) == {("eager", "fp32"), ("ipex", "fp32"), ("ipex", "bf16"), ("ipex-nojit", "fp32"),
-                         ("bt", "fp32"), ("trainer", "fp32")}  # fmt: skip
+                         ("bt", "fp32"), ("trainer", "fp32"), ("eager@intel", "fp32")}  # fmt: skip
     for (backend, precision), row in rows.items():
         assert row["status"] == "ok" and row["accuracy"]["passed"], (backend, row["reason"], row["accuracy"])
-        expected = str(INTEL.python) if backend != "eager" else sys.executable
+        expected = str(INTEL.python) if row["environment"] == "intel" else sys.executable
         assert row["effective"]["python"] == expected
         assert row["effective"]["threads"] == 1
     torch_versions = {key: row["effective"]["versions"]["torch"] for key, row in rows.items()}
@@ -98,6 +99,24 @@ def test_each_step_is_timed_and_what_took_effect_is_recorded(intel_run):
     assert trainer["details"] == {"torchscript": True, "autocast_per_call": False}
     assert {"wrap_model_ms", "trainer_jit_ms", "predict_ms"} <= set(trainer["timings_ms"])
     assert trainer["effective"]["backend"]["use_ipex"] and trainer["effective"]["backend"]["jit_mode_eval"]
+
+
+@needs_intel
+@pytest.mark.slow
+def test_intel_rows_are_divided_by_an_eager_fp32_of_intel_and_say_what_they_computed(intel_run):
+    _, rows, _ = intel_run
+    from bench import compare
+
+    own = rows["eager@intel", "fp32"]
+    assert own["baseline"] and own["environment"] == "intel" and rows["eager", "fp32"]["baseline"]
+    assert own["effective"]["versions"]["torch"] == rows["ipex", "fp32"]["effective"]["versions"]["torch"]
+    listed = list(rows.values())
+    assert compare.baselines(listed)[compare.baseline_key(rows["ipex", "fp32"])] is own
+    assert compare.baselines(listed)[("main", *compare.shape_key(rows["ipex", "fp32"]))] is rows["eager", "fp32"]
+    modes = {key: row["precision_mode"] for key, row in rows.items()}
+    assert modes["ipex", "bf16"] == mode("bf16", "bf16", CONVERTED_AUTOCAST)
+    assert modes["ipex", "fp32"]["label"] == modes["trainer", "fp32"]["label"] == "fp32"
+    assert modes["eager@intel", "fp32"] == mode("fp32", "fp32", NATIVE)
 
 
 @needs_intel

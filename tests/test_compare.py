@@ -4,6 +4,7 @@ import pytest
 
 from bench import compare
 from bench.report import build_report, data
+from bench.report.markdown import cell
 from bench.stats import latency_summary
 from bench.table import render
 from test_report import PEAK, make_row, manifest, write_run
@@ -119,3 +120,52 @@ def test_the_report_shows_intervals_ties_and_why_a_case_is_not_compared(tmp_path
     assert "Not compared" in page and "— unstable" in page
     csv_text = written.csv.read_text()
     assert "speedup_ci_low" in csv_text and ",same," in csv_text
+
+
+def test_rows_of_another_environment_are_divided_by_that_environments_eager_and_also_shown_against_mains():
+    main_eager = case("eager", BASE)
+    intel_eager = case("eager@intel", [1.25 * v for v in BASE])
+    ipex = case("ipex", [0.5 * v for v in BASE])
+    for row in (intel_eager, ipex):
+        row.update(environment="intel")
+    intel_eager["baseline"] = True
+    rows = [main_eager, intel_eager, ipex]
+    own, across = compare.speedups(rows), compare.speedups_vs_main(rows)
+    assert own[ipex["case_id"]].ratio == pytest.approx(12.5 / 5.0)
+    assert across[ipex["case_id"]].ratio == pytest.approx(10.0 / 5.0)
+    assert own[intel_eager["case_id"]].is_baseline
+    assert across[intel_eager["case_id"]].ratio == pytest.approx(10.0 / 12.5)
+    assert own[main_eager["case_id"]].is_baseline and across[main_eager["case_id"]] is None
+    main_eager["effective"]["versions"] = {"torch": "2.13.0"}
+    shown = render(rows)
+    assert "vs eager fp32 (main, torch 2.13.0)" in shown.splitlines()[0]
+    assert "2.50x [" in shown and "2.00x [" in shown
+
+
+def test_without_its_own_environments_eager_a_row_has_no_speedup_rather_than_a_cross_environment_one():
+    ipex = case("ipex", [0.5 * v for v in BASE])
+    ipex["environment"] = "intel"
+    rows = [case("eager", BASE), ipex]
+    assert compare.speedups(rows)[ipex["case_id"]] is None
+    assert compare.speedups_vs_main(rows)[ipex["case_id"]].ratio == pytest.approx(2.0)
+
+
+def test_the_report_shows_the_own_environment_speedup_and_the_one_against_main_labelled(tmp_path):
+    eager = make_row("bert", "eager", "fp32", 32, 1, 10.0)
+    eager["effective"]["versions"] = {"torch": "2.13.0"}
+    intel_eager = make_row("bert", "eager@intel", "fp32", 32, 1, 12.5, backend_type="pytorch")
+    ipex = make_row("bert", "ipex", "fp32", 32, 1, 5.0)
+    for row in (intel_eager, ipex):
+        row["environment"] = "intel"
+    intel_eager["baseline"] = True
+    rows = [eager, intel_eager, ipex]
+    own, across = compare.speedups(rows)[ipex["case_id"]], compare.speedups_vs_main(rows)[ipex["case_id"]]
+    assert own.ratio > 2.2 and across.ratio < 2.2  # 12.5 / 5 and 10 / 5, within the samples' ±5%
+    md = build_report(write_run(tmp_path / "run", rows, manifest()), tmp_path / "out").markdown.read_text()
+    speedup_header = cell("speedup [95% CI]")
+    header = next(line for line in md.splitlines() if speedup_header in line and "| backend |" in line)
+    assert cell("vs eager fp32 (main, torch 2.13.0)") in header
+    (line,) = [line for line in md.splitlines() if "| ipex |" in line]
+    cells = [c.strip() for c in line.split("|")]
+    position = [c.strip() for c in header.split("|")].index(speedup_header)
+    assert cells[position] == cell(own.text()) and cells[position + 1] == cell(across.text())

@@ -92,3 +92,61 @@ def test_padding_applies_only_to_batches(tmp_path):
     text = SUITE.replace("  measure: {min_seconds: 2}", "  batch_sizes: [1, 4]\n  padding_ratios: [0, 0.25]")
     cases = expand(load_suite(write_suite(tmp_path, text))[0])
     assert {(c.batch_size, c.padding_ratio) for c in cases} == {(1, 0), (4, 0), (4, 0.25)}
+
+
+ENVIRONMENTS_SUITE = """\
+defaults:
+  seq_lens: [32]
+  batch_sizes: [1, 4]
+  padding_ratios: [0.0, 0.25]
+  threads: [1]
+models:
+  - name: a
+    config: bert-tiny
+backends:
+  - name: eager
+    type: pytorch
+  - name: ipex
+    type: ipex
+    batch_sizes: [4]
+  - name: eager-intel
+    type: pytorch
+    environment: other
+    seq_lens: [64]
+"""
+
+
+def test_each_environment_gets_its_own_eager_fp32_baseline_added_where_missing(tmp_path):
+    suite = load_suite(write_suite(tmp_path, ENVIRONMENTS_SUITE))[0]
+    from bench.workflow import plan
+
+    cases, notes = plan(suite, [])
+    baselines = {(c.environment, c.backend, c.seq_len, c.batch_size, c.padding_ratio) for c in cases if c.is_baseline}
+    assert baselines == {
+        ("main", "eager", 32, 1, 0.0), ("main", "eager", 32, 4, 0.0), ("main", "eager", 32, 4, 0.25),
+        ("intel", "eager@intel", 32, 4, 0.0), ("intel", "eager@intel", 32, 4, 0.25),
+        ("other", "eager-intel", 64, 1, 0.0), ("other", "eager-intel", 64, 4, 0.0), ("other", "eager-intel", 64, 4, 0.25),
+    }  # fmt: skip
+    added = [c for c in cases if c.backend == "eager@intel"]
+    assert {c.backend_type for c in added} == {"pytorch"} and {c.precision for c in added} == {"fp32"}
+    assert all(c.backend_options["attn_implementation"] == "eager" for c in added)
+    assert len({c.case_id for c in cases}) == len(cases)
+    assert [n for n in notes if "eager@" in n] == [
+        "eager@intel: eager fp32 PyTorch added in environment 'intel' at 2 shapes, so that intel's cases are"
+        " compared with a baseline measured on the same software"
+    ]
+
+
+def test_the_intel_suite_has_an_eager_fp32_of_intel_at_every_shape_it_measures_there():
+    suite = load_suite("suites/intel.yaml")[0]
+    cases = expand(suite)
+    shapes = lambda env, pick: {c.baseline_key[1:] for c in cases if c.environment == env and pick(c)}  # noqa: E731
+    assert shapes("intel", lambda c: c.is_baseline) == shapes("intel", lambda c: True)
+    assert shapes("main", lambda c: c.is_baseline) == shapes("intel", lambda c: True)
+
+
+def test_an_added_baseline_is_measured_as_the_suite_says_not_as_the_backend_beside_it(tmp_path):
+    text = ENVIRONMENTS_SUITE.replace("    batch_sizes: [4]\n", "    batch_sizes: [4]\n    measure: {warmup: 9}\n")
+    cases = expand(load_suite(write_suite(tmp_path, text))[0])
+    (added, *_) = [c for c in cases if c.backend == "eager@intel"]
+    assert added.measure["warmup"] == 3 and {c.measure["warmup"] for c in cases if c.backend == "ipex"} == {9}

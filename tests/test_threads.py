@@ -7,7 +7,15 @@ import pytest
 
 from bench.launch import pin_and_tie, worker_environment
 from bench.paths import PROJECT_ROOT
-from bench.threads import THREAD_ENV_VARS, child_environment, core_sharing, pick_cpus, thread_settings
+from bench.threads import (
+    NOT_THREAD_VARS,
+    THREAD_ENV_VARS,
+    child_environment,
+    core_sharing,
+    pick_cpus,
+    thread_settings,
+    thread_variables,
+)
 from bench.topology import cpu_places, frequency_info, parse_cpu_list, topology_info
 
 
@@ -128,6 +136,21 @@ def test_child_environment_sizes_every_pool_and_leaves_the_parent_alone():
     assert {env[v] for v in THREAD_ENV_VARS} == {"2"}
     assert env["HF_HUB_OFFLINE"] == "1" and "KMP_AFFINITY" not in env and env["PATH"] == "/bin"
     assert dict(os.environ) == parent
+
+
+def test_every_variable_the_worker_environment_sets_is_recorded():
+    base = {"PATH": "/bin", "OMP_PROC_BIND": "close", "KMP_BLOCKTIME": "1", "ONEDNN_VERBOSE": "0",
+            "TORCHINDUCTOR_COMPILE_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": "/tmp/x"}  # fmt: skip
+    env = child_environment(base, 3)
+    changed = {k: v for k, v in env.items() if base.get(k) != v}
+    recorded = thread_variables(env)
+    unrecorded = {k for k, v in changed.items() if k not in NOT_THREAD_VARS and recorded.get(k) != v}
+    assert not unrecorded, f"set by child_environment but not recorded: {sorted(unrecorded)}"
+    assert {k: recorded[k] for k in ("OMP_PROC_BIND", "KMP_BLOCKTIME", "ONEDNN_VERBOSE")} == {
+        "OMP_PROC_BIND": "close", "KMP_BLOCKTIME": "1", "ONEDNN_VERBOSE": "0"
+    }
+    assert recorded["TORCHINDUCTOR_COMPILE_THREADS"] == "1"
+    assert not {"PATH", "HF_HUB_OFFLINE", "TORCHINDUCTOR_CACHE_DIR"} & set(recorded)
 
 
 def test_worker_environment_puts_this_checkout_first_on_the_path():

@@ -51,5 +51,12 @@ class Backend:
         """Settings as the library reports them back, not as they were asked for."""
         return {}
 
+    def precision_mode(self) -> dict:
+        """What was computed, read from what the backend built: {weights, compute, how, label}
+        (bench.precision_mode). This default only echoes the case's precision, marked as not read back."""
+        from bench.precision_mode import mode
+
+        return mode(None, self.case["precision"], "not read back")
+
     def after_measurement(self) -> None:
         """A hook for checks on what happened while measuring (e.g. recompilations)."""

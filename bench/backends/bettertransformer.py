@@ -42,6 +42,11 @@ class BetterTransformerBackend(Backend):
     def hidden_state(self):
         return hook_or_reason(self.model)
 
+    def precision_mode(self) -> dict:
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+
     def effective(self) -> dict:
         import torch
 

@@ -71,6 +71,12 @@ class IpexBackend(Backend):
     def hidden_state(self):
         return FROZEN_OUTPUTS if self.options["jit"] else hook_or_reason(self.module)
 
+    def precision_mode(self) -> dict:
+        """ipex.optimize(dtype=bf16) converts the weights; the calls (traced or not) also run under autocast."""
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+
     def effective(self) -> dict:
         import torch
 

@@ -92,6 +92,15 @@ class OnnxruntimeBackend(Backend):
             self.warnings.append(f"asked for CPUExecutionProvider only, the session has {reported['providers']}")
         return reported
 
+    def precision_mode(self) -> dict:
+        """int8 is Optimum's dynamic quantization (is_static=False): s8 weights, u8 activations quantized per call."""
+        from bench.backends.onnxruntime_artifacts import artifact_kind
+        from bench.precision_mode import DYNAMIC_INT8, NATIVE, mode
+
+        if artifact_kind(self.case["precision"], self.options) == "int8":
+            return mode("int8", "int8", DYNAMIC_INT8)
+        return mode("fp32", "fp32", NATIVE)
+
     def effective(self) -> dict:
         from importlib import metadata
 

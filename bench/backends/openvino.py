@@ -100,6 +100,12 @@ class OpenvinoBackend(Backend):
                 self.warnings.append(f"asked OpenVINO for {key}={asked[key]}, it reports {reported[key]}")
         return reported
 
+    def precision_mode(self) -> dict:
+        """From the IR's constants and nodes and the execution precision the compiled model reports."""
+        from bench.precision_mode import openvino_mode
+
+        return openvino_mode(self.model.model, self.reported["INFERENCE_PRECISION_HINT"], self.case["precision"])
+
     def effective(self) -> dict:
         from importlib import metadata
 

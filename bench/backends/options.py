@@ -15,6 +15,11 @@ class Options(BaseModel):
 
 class PytorchOptions(Options):
     attn_implementation: Literal["eager", "sdpa"] = "eager"
+    bf16: Literal["autocast", "weights"] = Field(
+        "autocast",
+        description="bf16: autocast over the fp32 weights (cast on every call), or the weights converted to bf16"
+        " once in preparation (model.to(torch.bfloat16)) and run without autocast.",
+    )
 
 
 class TorchscriptOptions(Options):

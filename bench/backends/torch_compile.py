@@ -97,6 +97,11 @@ class TorchCompileBackend(Backend):
     def hidden_state(self):
         return self.hidden
 
+    def precision_mode(self) -> dict:
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+
     def effective(self) -> dict:
 
         return {

@@ -79,6 +79,15 @@ class TorchScriptBackend(Backend):
     def hidden_state(self):
         return FROZEN_OUTPUTS
 
+    def precision_mode(self) -> dict:
+        """bf16 is traced under autocast: the casts are frozen into the graph, the weights are its constants."""
+        from bench.precision_mode import FROZEN_CASTS, NATIVE, graph_constants_dtype, mode
+
+        weights = graph_constants_dtype(self.module.graph)
+        if self.case["precision"] == "bf16":
+            return mode(weights, "bf16", FROZEN_CASTS)
+        return mode(weights, weights, NATIVE)
+
     def effective(self) -> dict:
         torch = self.torch
         return {

@@ -66,6 +66,11 @@ class TrainerBackend(Backend):
 
         return FROZEN_OUTPUTS if isinstance(self.module, torch.jit.ScriptModule) else hook_or_reason(self.module)
 
+    def precision_mode(self) -> dict:
+        from bench.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=bool(self.trainer.use_cpu_amp))
+
     def effective(self) -> dict:
         import torch
 

@@ -93,7 +93,8 @@ def speedup_bars(entries: list[Entry], palette: dict):
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     legend_below(figure, axes)
     caption = (
-        "Speedup over eager fp32 at the same shape and threads (s = sequence, b = batch, t = threads); whiskers: its"
+        "Speedup over eager fp32 of the case's own environment (the same software) at the same shape and threads"
+        " (s = sequence, b = batch, t = threads); whiskers: its"
         " 95% interval (one that crosses the dashed line at 1 is no measurable difference). Outlined: the fastest"
         " trusted configuration and those tied with it. Cases not compared (failed, failing accuracy, contaminated,"
         " unstable) are left out."

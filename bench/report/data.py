@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench import compare
 from bench.completeness import Completeness, plural
+from bench.precision_mode import row_label
 from bench.report import roofline
 from bench.results import RunDir, latest_rows
 
@@ -17,7 +18,9 @@ class Entry:
 
     row: dict
     comparison: compare.Speedup | None = None
-    """Against the baseline of its shape: the speedup and its interval, or why there is none."""
+    """Against the baseline of its environment at its shape: the speedup and its interval, or why there is none."""
+    versus_main: compare.Speedup | None = None
+    """Rows of another environment: the cross-environment ratio against main's baseline (a change of library too)."""
     flops: int | None = None
     gflops: float | None = None
     peak_gflops: float | None = None
@@ -55,8 +58,8 @@ class Entry:
 
     @property
     def label(self) -> str:
-        """backend and precision: the series name in tables and plots."""
-        return f"{self.row.get('backend')} {self.row.get('precision')}"
+        """backend and what it computed (its precision mode's label): the series name in tables and plots."""
+        return f"{self.row.get('backend')} {row_label(self.row)}"
 
     @property
     def group(self) -> tuple:
@@ -103,11 +106,11 @@ def incomplete_notice(report: Report) -> str | None:
 
 
 def annotate(rows: list[dict], peak: dict | None) -> list[Entry]:
-    comparisons = compare.speedups(rows)
+    comparisons, across = compare.speedups(rows), compare.speedups_vs_main(rows)
     counts = roofline.flops_by_shape(rows)
     entries = []
     for row in rows:
-        entry = Entry(row, comparison=comparisons[row["case_id"]])
+        entry = Entry(row, comparison=comparisons[row["case_id"]], versus_main=across[row["case_id"]])
         entry.flops = counts.get(roofline.flop_shape(row))
         entry.gflops = roofline.achieved_gflops(entry.flops, entry.median)
         entry.peak_gflops = roofline.peak_gflops(peak, str(row.get("precision")), row.get("threads"))

@@ -17,7 +17,7 @@ from bench.stats import CV_WARNING
 from bench.verdict import verdicts
 
 NUMERIC = {"seq", "batch", "threads", "padding", "median ms", "95% CI ms", "p90 ms", "CV % (n)", "samples/s",
-           "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "GFLOP/s", "% peak"}  # fmt: skip
+           "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "loop peak MB", "GFLOP/s", "% peak"}  # fmt: skip
 
 
 @cache

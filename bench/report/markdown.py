@@ -15,9 +15,12 @@ LEGEND = (
     f" check and are trusted (not contaminated, not unstable). {tables.TIED}: its median's 95% interval overlaps"
     f" the fastest's, so the two cannot be told apart. {tables.FAILS}: faster than the fastest, but its outputs"
     " differ from eager fp32 beyond tolerance. 95% CI: the range that holds the true median with 95% confidence."
-    " Speedup is over eager fp32 at the same shape and threads, with its interval; ≈ marks a speedup whose"
+    " Speedup is over eager fp32 of the case's own environment (the same software) at the same shape and threads,"
+    " with its interval; for cases of another environment, the column headed vs eager fp32 (main, ...) gives the"
+    " cross-environment ratio against main's eager fp32, a change of library included; ≈ marks a speedup whose"
     " interval contains 1 (no measurable difference); — says why a case is not compared. GFLOP/s counts the"
-    " model's matrix products at the median latency; % peak compares it with the matmul probe at the same"
+    " model's matrix products at the median latency; peak MB is the worker's peak RSS (export or compilation"
+    " included), loop peak MB that of the first call, warm-up and timed loop alone; % peak compares it with the matmul probe at the same"
     " precision and thread count."
 )
 

@@ -6,6 +6,8 @@ import csv
 import io
 
 from bench.report import roofline
+from bench.compare import main_baseline_label
+from bench.precision_mode import row_label
 from bench.report.data import Entry, accuracy_text, groups, sort_key
 from bench.table import count_text
 
@@ -37,8 +39,8 @@ def _timing(entry: Entry, key: str):
     return (entry.row.get("timings_ms") or {}).get(key)
 
 
-def _peak_mb(entry: Entry):
-    return (entry.row.get("memory") or {}).get("peak_rss_mb")
+def _peak_mb(entry: Entry, key: str = "peak_rss_mb"):
+    return (entry.row.get("memory") or {}).get(key)
 
 
 def interval(values, digits: int = 2) -> str:
@@ -47,6 +49,14 @@ def interval(values, digits: int = 2) -> str:
 
 def speedup_text(entry: Entry) -> str:
     return entry.comparison.text() if entry.comparison else "-"
+
+
+def versus_main_text(entry: Entry) -> str:
+    return entry.versus_main.text() if entry.versus_main else "-"
+
+
+VERSUS_MAIN = "vs main"
+"""Placeholder name of the cross-environment column, headed by main_baseline_label in `columns`."""
 
 
 def _cv(entry: Entry):
@@ -73,7 +83,7 @@ COLUMNS = (
     ("threads", lambda e: str(e.row.get("threads"))),
     ("padding", lambda e: f"{e.row.get('padding_ratio') or 0:g}"),
     ("backend", lambda e: str(e.row.get("backend"))),
-    ("precision", lambda e: str(e.row.get("precision"))),
+    ("precision", lambda e: row_label(e.row)),
     ("env", lambda e: str(e.row.get("environment") or "main")),
     ("median ms", lambda e: number(_latency(e, "median"))),
     ("95% CI ms", lambda e: interval(e.median_ci) if e.ok else "-"),
@@ -81,10 +91,12 @@ COLUMNS = (
     ("CV % (n)", cv_text),
     ("samples/s", lambda e: number((e.row.get("throughput") or {}).get("samples_per_s"), 1)),
     ("speedup [95% CI]", speedup_text),
+    (VERSUS_MAIN, versus_main_text),
     ("accuracy", accuracy_text),
     ("prepare ms", lambda e: number(_timing(e, "prepare"))),
     ("1st call ms", lambda e: number(_timing(e, "first_call"))),
     ("peak MB", lambda e: number(_peak_mb(e), 0)),
+    ("loop peak MB", lambda e: number(_peak_mb(e, "peak_rss_loop_mb"), 0)),
     ("GFLOP/s", lambda e: number(e.gflops, 1)),
     ("% peak", lambda e: number(e.pct_peak, 1) + (" mixed" if roofline.mixed(e.row) and e.pct_peak else "")
      + (" ⚠" if e.notes else "")),
@@ -92,9 +104,13 @@ COLUMNS = (
 
 
 def columns(entries: list[Entry]) -> list[tuple]:
-    """The table's columns; padding only when some case is padded."""
+    """The table's columns; padding only when some case is padded; the speedup against main's eager fp32 only when
+    some case ran in another environment (its own speedup is against its own environment's eager fp32)."""
     padded = any(e.row.get("padding_ratio") for e in entries)
-    return [c for c in COLUMNS if c[0] != "padding" or padded]
+    across = any(e.versus_main is not None for e in entries)
+    chosen = [c for c in COLUMNS if (c[0] != "padding" or padded) and (c[0] != VERSUS_MAIN or across)]
+    label = main_baseline_label([e.row for e in entries])
+    return [(label, c[1]) if c[0] == VERSUS_MAIN else c for c in chosen]
 
 
 def by_model(entries: list[Entry]) -> dict[tuple[str, str], list[Entry]]:
@@ -163,6 +179,9 @@ def csv_record(entry: Entry) -> dict:
         tokens_per_s=throughput.get("tokens_per_s"),
         speedup=entry.speedup,
         **speedup_record(entry),
+        environment=row.get("environment"),
+        **precision_record(row),
+        speedup_vs_main=entry.versus_main.shown if entry.versus_main else None,
         accuracy_passed=accuracy.get("passed") if entry.ok else None,
         relative_error=accuracy.get("relative_error"),
         max_abs_diff=accuracy.get("max_abs_diff"),
@@ -172,6 +191,8 @@ def csv_record(entry: Entry) -> dict:
         prepare_ms=_timing(entry, "prepare"),
         first_call_ms=_timing(entry, "first_call"),
         peak_rss_mb=_peak_mb(entry),
+        rss_after_prepare_mb=_peak_mb(entry, "rss_after_prepare_mb"),
+        peak_rss_loop_mb=_peak_mb(entry, "peak_rss_loop_mb"),
         flops=entry.flops,
         gflops_per_s=entry.gflops,
         peak_gflops_per_s=entry.peak_gflops,
@@ -189,6 +210,11 @@ def speedup_record(entry: Entry) -> dict:
     comparison = entry.comparison
     low, high = comparison.interval if comparison and comparison.interval else (None, None)
     return {"speedup_ci_low": low, "speedup_ci_high": high, "speedup_verdict": comparison and comparison.verdict}
+
+
+def precision_record(row: dict) -> dict:
+    recorded = row.get("precision_mode") if isinstance(row.get("precision_mode"), dict) else {}
+    return {f"precision_{k}": recorded.get(k) for k in ("weights", "compute", "how", "label")}
 
 
 def to_csv(entries: list[Entry]) -> str:
