@@ -138,7 +138,7 @@ def test_rows_of_another_environment_are_divided_by_that_environments_eager_and_
     assert own[main_eager["case_id"]].is_baseline and across[main_eager["case_id"]] is None
     main_eager["effective"]["versions"] = {"torch": "2.13.0"}
     shown = render(rows)
-    assert "vs eager fp32 (main, torch 2.13.0)" in shown.splitlines()[0]
+    assert "vs eager fp32 (main, torch 2.13.0)" in shown
     assert "2.50x [" in shown and "2.00x [" in shown
 
 
