@@ -11,6 +11,7 @@ from bench.matrix import dropped_combinations, expand, parse_filters, select
 from bench.quiet import QUIET_WAIT_S
 from bench.results import RESULTS_SCHEMA, RunDir, latest_rows, now, row_is_good
 from bench.runner import Runner
+from bench.shards import select_share, share_note
 from bench.suite import Suite, load_suite
 
 
@@ -23,10 +24,14 @@ def plan(suite: Suite, filters: list[str]):
     return cases, dropped_combinations(suite)
 
 
-def start_run(suite_path: str, out: str | None, filters: list[str]):
+def start_run(suite_path: str, out: str | None, filters: list[str], shard=None, costs_run=None):
     suite, path = load_suite(suite_path)
     cases, notes = plan(suite, filters)
-    run_dir = RunDir(Path(out) if out else default_out_dir(suite.name))
+    section = None
+    if shard is not None:
+        cases, section = select_share(cases, shard, costs_run)
+        notes = [*notes, share_note(section, len(cases))]
+    run_dir = RunDir(Path(out) if out else default_out_dir(suite.name + (f"-{shard.tag}" if shard else "")))
     if run_dir.rows_path.exists():
         raise BenchError(f"{run_dir.path}: expected a new folder, got one with results; use --resume {run_dir.path}")
     run_dir.create(
@@ -36,6 +41,7 @@ def start_run(suite_path: str, out: str | None, filters: list[str]):
             "suite": suite.model_dump(mode="json"),
             "filters": filters,
             "planned_cases": [c.case_id for c in cases],
+            **({"shard": section} if section else {}),
             "machine": machine_info(),
             "software": software_info(),
             "git": git_state(),
@@ -50,6 +56,9 @@ def resume_run(run_path: str, filters: list[str]):
     manifest = run_dir.read_manifest()
     suite = Suite.model_validate(manifest["suite"])
     cases, notes = plan(suite, manifest.get("filters", []) + filters)
+    if "shard" in manifest:
+        share = set(manifest.get("planned_cases", []))
+        cases = [c for c in cases if c.case_id in share]
     done = {row["case_id"] for row in run_dir.rows()}
     manifest["runs"].append({"started": now(), "finished": None, "resumed": True})
     run_dir.write_manifest(manifest)

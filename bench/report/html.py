@@ -133,10 +133,10 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     title = f"Benchmark report: {suite} ({report.path.name})"
     parts = [f"<h1>{e(title)}</h1><p>{e(summary_line(report))}</p>", attention(found)]
     parts.append("<h2>Fastest passing configuration per shape</h2>")
-    parts.append(html_table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries)))
+    parts.append(html_table(tables.summary_header(report.entries), tables.summary_cells(report.entries)))
     parts.append(f'<h2>Results</h2><p class="legend">{e(LEGEND)}</p>')
-    for (model, task), members in tables.by_model(report.entries).items():
-        parts.append(f"<h3>{e(model)} ({e(task)})</h3>{results_table(members)}")
+    for heading, members in tables.result_tables(report.entries).items():
+        parts.append(f"<h3>{e(heading)}</h3>{results_table(members)}")
     parts.append(plots_section(plots, skipped))
     parts.append(machine_section(report.manifest))
     return (
