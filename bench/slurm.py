@@ -32,6 +32,7 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str] | None]:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "slurm", help="submit a suite as a Slurm job array: one shard per task, each task on a whole node",
+        usage="bench slurm SUITE --shards N [options] [-- sbatch options...]",
         description="Options after -- go to sbatch as they are (e.g. -- --partition=cpu --time=04:00:00).",
     )  # fmt: skip
     p.add_argument("suite")
@@ -57,8 +58,11 @@ def cmd_slurm(args) -> int:
     script.write_text(batch_script(args, name, suite_path, out))
     command = [sbatch, "--parsable", *array_options(args.shards, out, name)]
     command += (["--wait"] if args.wait else []) + args.passthrough + [str(script)]
-    print(f"submitting {cases} cases in {args.shards} shards: {shlex.join(command)}", file=sys.stderr, flush=True)
-    job, returncode, error = submit(command)
+    try:
+        job, returncode = submit(command, f"{cases} cases in {args.shards} shards: {shlex.join(command)}")
+    except BenchError:
+        script.unlink()  # nothing was submitted: the same --out may be used again
+        raise
     merge = f"bench merge {out}/shard-* --out {out}/merged"
     print(f"shards: {out}/shard-K; when the array has ended: {merge}", file=sys.stderr)
     if not args.wait:
@@ -122,15 +126,17 @@ exec {bench} {shlex.join(fresh)} --shard "$SLURM_ARRAY_TASK_ID/{args.shards}" --
 """
 
 
-def submit(command: list[str]) -> tuple[str, int, str]:
-    """Submit; print the job id as soon as sbatch says it (before --wait returns). A refused job is bad input."""
+def submit(command: list[str], note: str) -> tuple[str, int]:
+    """Submit; print the job id (and the note) as soon as sbatch says it, before --wait returns. A refused job is
+    bad input."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = process.stdout.readline().strip()
     job = first.split(";")[0]
     if job:
         print(job, flush=True)
+        print(f"submitted job {job}: {note}", file=sys.stderr, flush=True)
     rest, error = process.communicate()
     error = " ".join(error.split())
     if not job:
         raise BenchError(f"slurm: sbatch refused the job (exit code {process.returncode}): {error or rest.strip()}")
-    return job, process.returncode, error
+    return job, process.returncode

@@ -29,7 +29,9 @@ def test_a_job_sbatch_refuses_is_bad_input(tmp_path):
     suite = write_suite(tmp_path, TINY_SUITE)
     result = bench_cli("slurm", suite, "--shards", 2, "--out", tmp_path / "array", "--", "--partition=no-such-partition")
     assert result.returncode == 2 and result.stdout == "", result.stderr
-    assert result.stderr.splitlines()[-1].startswith("error: slurm: sbatch refused the job (exit code 1): ")
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: slurm: sbatch refused the job (exit code 1): ") and "partition" in line
+    assert not (tmp_path / "array" / "bench-slurm.sh").exists()
 
 
 @pytest.mark.slow
