@@ -43,11 +43,18 @@ def cmd_run(args) -> int:
     if not 0 <= args.quiet_wait < float("inf"):
         raise BenchError(f"run: --quiet-wait: expected a number of seconds >= 0, got {args.quiet_wait:g}")
     if args.resume:
-        if args.suite or args.out:
-            raise BenchError("run: --resume DIR takes the suite and folder from DIR; give no SUITE or --out")
+        if args.suite or args.out or args.shard or args.costs:
+            raise BenchError(
+                "run: --resume DIR takes the suite, folder and shard from DIR; give no SUITE, --out, --shard or --costs"
+            )
         run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus, args.force)
     elif args.suite:
-        run_dir, cases, suite_dir, notes = workflow.start_run(args.suite, args.out, args.filter, args.cpus, args.allow_large)
+        from bench.shards import requested
+
+        shard = requested(args.shard, args.costs)
+        run_dir, cases, suite_dir, notes = workflow.start_run(
+            args.suite, args.out, args.filter, args.cpus, args.allow_large, shard, args.costs
+        )
     else:
         raise BenchError("run: expected a SUITE file or --resume DIR, got neither")
     try:
@@ -190,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         " (default %(default)g; 0: check and record only)",
     )  # fmt: skip
     add_allow_large(p)
+    p.add_argument(
+        "--shard", metavar="K/N",
+        help="run share K (0 to N-1) of N, balanced by expected cost; auto/N: K from the environment"
+        " (default: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX when set)",
+    )  # fmt: skip
+    p.add_argument("--costs", metavar="RUN_DIR", help="balance shards by the wall time of each case in this run")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write a run folder's report: Markdown, HTML, CSV tables and plots")
@@ -223,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.env_cli import add_subcommands
 
     add_subcommands(sub)
+
+    from bench import merge, slurm
+
+    slurm.add_parser(sub)
+    merge.add_parser(sub)
     return parser
 
 
@@ -232,8 +250,14 @@ def add_allow_large(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.slurm import split_passthrough
+
     parser = build_parser()
+    argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if passthrough is not None and args.command != "slurm":
+        parser.error(f"unrecognized arguments: -- {' '.join(passthrough)}")
+    args.passthrough = passthrough or []
     try:
         return args.func(args)
     except BrokenPipeError:

@@ -17,8 +17,16 @@ SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_rati
 
 
 def shape_key(row: dict) -> tuple:
-    """What a speedup is measured at: the same model, task, shape and threads as its baseline."""
-    return tuple(row.get(k) for k in SHAPE_KEYS)
+    """What a speedup is measured at: the same model, task, shape and threads as its baseline, and the same
+    machine when the row names one (rows gathered from several machines by `bench merge`)."""
+    machine = machine_of(row)
+    return tuple(row.get(k) for k in SHAPE_KEYS) + ((machine,) if machine else ())
+
+
+def machine_of(row: dict) -> str | None:
+    """The host a row was measured on, when the row says (merged rows do); None otherwise."""
+    machine = row.get("machine")
+    return str(machine.get("hostname")) if isinstance(machine, dict) and machine.get("hostname") else None
 
 
 def environment_of(row: dict) -> str:

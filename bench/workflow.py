@@ -17,6 +17,7 @@ from bench.provenance import differences
 from bench.quiet import QUIET_WAIT_S
 from bench.results import RESULTS_SCHEMA, RunDir, latest_rows, now, row_is_good
 from bench.runner import Runner
+from bench.shards import select_share, share_note
 from bench.suite import Suite
 from bench.threads import available_cpus
 
@@ -31,13 +32,17 @@ def plan(suite: Suite, filters: list[str]):
 
 
 def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: str | None = None,
-              allow_large: bool = False):
+              allow_large: bool = False, shard=None, costs_run=None):
     """A new run folder, created and locked by this process, and the CPUs it may use locked machine-wide."""
     checked = check_suite(suite_path, filters, allow_large)
     suite, path, cases = checked.suite, checked.path, checked.cases
     notes = dropped_combinations(suite) + [f"{path}: {warning}" for warning in checked.warnings]
+    section = None
+    if shard is not None:
+        cases, section = select_share(cases, shard, costs_run)
+        notes = [*notes, share_note(section, len(cases))]
     cpus = run_cpus(cpus_text, cases)
-    run_dir = RunDir(Path(out) if out else default_out_dir(suite.name))
+    run_dir = RunDir(Path(out) if out else default_out_dir(suite.name + (f"-{shard.tag}" if shard else "")))
     held, created = claim_new_folder(run_dir)
     try:
         held.add(lock_cpus(cpus, str(run_dir.path)))
@@ -48,6 +53,7 @@ def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: s
                 "suite": suite.model_dump(mode="json"),
                 "filters": filters,
                 "planned_cases": [c.case_id for c in cases],
+                **({"shard": section} if section else {}),
                 "machine": machine_info(),
                 "software": software_info(),
                 "git": git_state(),
@@ -122,6 +128,9 @@ def resume_run(run_path: str, filters: list[str], cpus_text: str | None = None, 
                 f" ({'; '.join(changed)}): its rows could not be compared; give --force to resume anyway"
             )
         cases, notes = plan(suite, manifest.get("filters", []) + filters)
+        if "shard" in manifest:
+            share = set(manifest.get("planned_cases", []))
+            cases = [c for c in cases if c.case_id in share]
         cpus = run_cpus(cpus_text, cases)
         held.add(lock_cpus(cpus, str(run_dir.path)))
         repaired = run_dir.repair_torn_tail()

@@ -23,7 +23,8 @@ def isa_text(isa: dict) -> str:
 
 def when_text(runs: list[dict]) -> str:
     spans = [f"{r.get('started')} to {r.get('finished') or 'unfinished'}" for r in runs]
-    return "; then resumed ".join(spans) or "unknown"
+    spans = [("resumed " if r.get("resumed") else "") + span for r, span in zip(runs, spans)]
+    return "; ".join(spans) or "unknown"
 
 
 def machine_items(manifest: dict) -> list[tuple[str, str]]:
@@ -34,7 +35,7 @@ def machine_items(manifest: dict) -> list[tuple[str, str]]:
     commit = git.get("commit") or "unknown"
     allowed = cpu.get("allowed_cpus") or []
     return [
-        ("CPU", str(cpu.get("model", "unknown"))),
+        ("CPU", str(cpu.get("model", "several: see Machines" if manifest.get("merged") else "unknown"))),
         ("ISA", isa_text(cpu.get("isa") or {})),
         ("Cores", f"{cpu.get('logical_cpus', '?')} logical CPUs, {len(allowed)} usable by the run"),
         ("Memory", f"{machine.get('memory_gib', '?')} GiB"),
@@ -45,6 +46,21 @@ def machine_items(manifest: dict) -> list[tuple[str, str]]:
         ("When", when_text(manifest.get("runs") or [])),
         ("Suite", f"{(manifest.get('suite') or {}).get('name', '?')} ({manifest.get('suite_file', '?')})"),
         ("Filters", " ".join(manifest.get("filters") or []) or "none"),
+        *merged_items(manifest.get("merged")),
+    ]
+
+
+def merged_items(merged: dict | None) -> list[tuple[str, str]]:
+    """For a folder made by `bench merge`: the folders and machines it gathers (the lines above are what all share)."""
+    if not merged:
+        return []
+    machines = merged.get("machines") or {}
+    hosts = [f"{host} ({(m.get('cpu') or {}).get('model', '?')})" for host, m in machines.items()]
+    folders = [f"{s.get('folder')} on {s.get('machine')}: {s.get('rows')} rows" for s in merged.get("shards") or []]
+    missing = len(merged.get("missing") or [])
+    return [
+        ("Machines", "; ".join(hosts) + (" (each with its own matmul peak, in its folder)" if len(hosts) > 1 else "")),
+        ("Merged from", "; ".join(folders) + (f"; {missing} planned cases have no row" if missing else "")),
     ]
 
 

@@ -88,11 +88,11 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         verdicts=verdict_context(report),
         attention=attention.groups(found),
         tails=found.stderr_tails,
-        summary_table=table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries)),
+        summary_table=table(tables.summary_header(report.entries), tables.summary_cells(report.entries)),
         legend=LEGEND,
         results=[
-            {"model": model, "task": task, "table": results_table(members)}
-            for (model, task), members in tables.by_model(report.entries).items()
+            {"heading": heading, "table": results_table(members)}
+            for heading, members in tables.result_tables(report.entries).items()
         ],
         plots=[plot_context(p) for p in plots],
         skipped=skipped,

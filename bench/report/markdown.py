@@ -57,10 +57,10 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     lines += verdict_section.markdown_lines(verdicts(report.rows), cell)
     lines += attention_lines(found)
     lines += ["## Fastest passing configuration per shape", ""]
-    lines += table(tables.SUMMARY_HEADER, tables.summary_cells(report.entries))
+    lines += table(tables.summary_header(report.entries), tables.summary_cells(report.entries))
     lines += ["## Results", "", cell(LEGEND), ""]
-    for (model, task), members in tables.by_model(report.entries).items():
-        lines += [f"### {cell(model)} ({cell(task)})", ""]
+    for heading, members in tables.result_tables(report.entries).items():
+        lines += [f"### {cell(heading)}", ""]
         lines += table(*tables.table_cells(members))
     lines += ["## Plots", ""]
     for plot in plots:
