@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.env_cli import add_subcommands
 
     add_subcommands(sub)
+
+    from bench import regression_cli
+
+    regression_cli.add_parser(sub)
     return parser
 
 
