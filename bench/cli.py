@@ -157,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_subcommands(sub)
 
-    from bench import regression_cli
+    from bench import baselines, regression_cli
 
     regression_cli.add_parser(sub)
+    baselines.add_parser(sub)
     return parser
 
 
