@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench import terminal
 from bench.errors import BenchError
 from bench.regression import ALPHA, SHOWN, SLOWER, THRESHOLD, CaseResult, Comparison, Settings, compare_runs
 from bench.run_files import Run, load_run
 
 EXIT_OK, EXIT_REGRESSION = 0, 1
-WIDTH_OFF_TERMINAL = 160
 COMPARISON_SCHEMA = 1
 
 
@@ -104,7 +104,6 @@ def summary_text(comparison: Comparison) -> str:
 
 
 def print_table(comparison: Comparison) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     styles = {"slower": "bold red", "faster": "green", "can't tell": "yellow"}
@@ -114,9 +113,7 @@ def print_table(comparison: Comparison) -> None:
     for case in comparison.cases:
         row = cells(case)
         table.add_row(*row, style=styles.get(row[0]))
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=WIDTH_OFF_TERMINAL)  # a log or a pipe: no reason to fold at 80 columns
+    console = terminal.console()
     console.print(table)
     for line in footnotes(comparison):
         console.print(line, highlight=False, markup=False)
