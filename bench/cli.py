@@ -157,11 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_subcommands(sub)
 
-    from bench import baselines, history, regression_cli
+    from bench import baselines, export, history, regression_cli
 
     regression_cli.add_parser(sub)
     baselines.add_parser(sub)
     history.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 
