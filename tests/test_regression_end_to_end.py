@@ -63,3 +63,22 @@ def test_a_backend_slowed_on_purpose_is_caught_and_the_unchanged_one_is_not_call
         assert data["cases"][0]["backend"] == "sdpa"
         return
     pytest.skip(f"the delayed case was flagged in all {ATTEMPTS} attempts on this busy machine: {flagged}")
+
+
+def test_the_delay_hook_wraps_only_the_matching_cases_run(monkeypatch):
+    import time
+
+    from bench.worker import DELAY_VAR, inject_delay
+
+    class Backend:
+        def run(self):
+            return "outputs"
+
+    monkeypatch.setenv(DELAY_VAR, "tiny-sdpa-:20,other:5")
+    untouched, slowed = Backend(), Backend()
+    inject_delay(untouched, "tiny-eager-fp32-s32-b8-t1-0000")
+    inject_delay(slowed, "tiny-sdpa-fp32-s32-b8-t1-0000")
+    assert "run" not in vars(untouched)
+    start = time.perf_counter()
+    assert slowed.run() == "outputs"
+    assert time.perf_counter() - start >= 0.020  # a floor the spin guarantees, not a speed
