@@ -93,9 +93,27 @@ def settings_text(comparison: Comparison) -> str:
     )
 
 
+def baseline_info(run: Run) -> dict | None:
+    """What `bench baseline save` recorded, when the run is a saved baseline."""
+    from bench.baselines import INFO
+
+    path = run.path / INFO
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def label(run: Run) -> str:
+    info = baseline_info(run)
+    return f"baseline {info.get('name')}" if info else run.name
+
+
 def run_text(run: Run) -> str:
     commit = (run.commit or "no commit")[:10] + (" (dirty)" if run.dirty else "")
-    return f"{run.path} (commit {commit}, started {run.started or 'unknown'})"
+    info = baseline_info(run)
+    saved = f"baseline {info.get('name')} saved {info.get('saved')} from {info.get('source')}: " if info else ""
+    return f"{saved}{run.path} (commit {commit}, started {run.started or 'unknown'})"
 
 
 def summary_text(comparison: Comparison) -> str:
@@ -107,7 +125,7 @@ def print_table(comparison: Comparison) -> None:
     from rich.table import Table
 
     styles = {"slower": "bold red", "faster": "green", "can't tell": "yellow"}
-    table = Table(title=f"{comparison.base.name} → {comparison.new.name}: {summary_text(comparison)}")
+    table = Table(title=f"{label(comparison.base)} → {label(comparison.new)}: {summary_text(comparison)}")
     for header in HEADERS:
         table.add_column(header, overflow="fold", no_wrap=header == "case")
     for case in comparison.cases:
@@ -153,7 +171,8 @@ def markdown(comparison: Comparison) -> str:
 
 def to_json(comparison: Comparison) -> dict:
     def run_entry(run: Run) -> dict:
-        return {"path": str(run.path), "commit": run.commit, "dirty": run.dirty, "started": run.started}
+        return {"path": str(run.path), "commit": run.commit, "dirty": run.dirty, "started": run.started,
+                "baseline": baseline_info(run)}  # fmt: skip
 
     s = comparison.settings
     return {
