@@ -6,8 +6,9 @@ series is kept per kind of machine (bench.identity): runs on different machines 
 A step is a lasting change. At run i, take the level before it: the trusted runs since the last step (at most the
 last STEP_LOOKBACK of them). Run i starts a step up when its median and the next run's (STEP_CONFIRM runs in all)
 are each above every one of those runs' 95% intervals and at least the threshold above the level's median (down:
-the mirror image); the step's size is the median of those runs against the level's. A single outlying run is not a step; a change in the latest run alone is not one
-yet. Runs that must not be compared (contaminated, unstable, failed) are shown but neither make nor break a step.
+the mirror image); the step's size is the median of those runs against the level's. A single outlying run is not
+a step; a change in the latest run alone is not one yet. Runs that must not be compared (contaminated, unstable,
+failed) are shown but neither make nor break a step.
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ def add_parser(sub) -> None:
 def cmd_history(args) -> int:
     from bench.matrix import parse_filters
 
+    if not 0 <= args.threshold < 1:
+        raise BenchError(f"history: --threshold: expected a share between 0 and 1 (0.05 is 5%), got {args.threshold:g}")
     filters = parse_filters(args.filter)
     runs, notes = find_runs(Path(args.results_dir))
     for note in notes:
@@ -179,6 +182,6 @@ def cmd_history(args) -> int:
         from bench.history_plot import plot_history
 
         skipped = plot_history(series_list, runs, Path(args.plot))
-        print(f"plot: {args.plot}" + (f" (first {len(series_list) - skipped} cases; narrow with --filter)" if skipped else ""),
-              file=sys.stderr)  # fmt: skip
+        drawn = f" (the first {len(series_list) - skipped} cases; narrow with --filter)" if skipped else ""
+        print(f"plot: {args.plot}{drawn}", file=sys.stderr)
     return EXIT_OK

@@ -140,7 +140,9 @@ class Comparison:
 def compare_runs(base: Run, new: Run, settings: Settings = Settings(), force: bool = False) -> Comparison:
     """Every case both runs have, judged and sorted: slower first, then can't tell, unchanged, faster."""
     if not 0 <= settings.threshold < 1:
-        raise BenchError(f"compare: --threshold: expected a share between 0 and 1 (0.05 is 5%), got {settings.threshold:g}")
+        raise BenchError(
+            f"compare: --threshold: expected a share between 0 and 1 (0.05 is 5%), got {settings.threshold:g}"
+        )
     if not 0 < settings.alpha < 1:
         raise BenchError(f"compare: --alpha: expected a probability between 0 and 1, got {settings.alpha:g}")
     differences = run_differences(base, new)

@@ -198,7 +198,8 @@ def test_runs_from_different_machines_or_software_are_refused_unless_forced(tmp_
     refused = bench_cli("compare", base, new)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    assert str(new / "manifest.json") in refused.stderr and "machine.cpu_model: 'Test CPU' (base) vs 'Other CPU'" in refused.stderr
+    assert str(new / "manifest.json") in refused.stderr
+    assert "machine.cpu_model: 'Test CPU' (base) vs 'Other CPU'" in refused.stderr
     forced = bench_cli("compare", base, new, "--force", "--json", tmp_path / "c.json")
     assert forced.returncode == 1 and "compared despite: machine.cpu_model" in forced.stdout
     assert json.loads((tmp_path / "c.json").read_text())["differences"] == [
@@ -249,3 +250,11 @@ def test_cases_in_one_run_only_are_listed_not_judged(tmp_path):
     result = bench_cli("compare", base, new, "--json", tmp_path / "c.json")
     data = json.loads((tmp_path / "c.json").read_text())
     assert result.returncode == 0 and data["only_in_base"] == ["bert-sdpa-t2"] and len(data["cases"]) == 3
+
+
+def test_settings_out_of_range_are_bad_input(tmp_path):
+    base, new = two_runs(tmp_path, suite_rows(), suite_rows())
+    for option, value in (("--threshold", "5"), ("--alpha", "0"), ("--threshold", "nan")):
+        result = bench_cli("compare", base, new, option, value)
+        assert result.returncode == 2 and f"compare: {option}: expected" in result.stderr
+    assert "expected two run folders" in bench_cli("compare", base).stderr
