@@ -1,9 +1,12 @@
-"""Sessions: tests, smoke, bench (the main job), benchmarks, report; environments for backends that need their own."""
+"""Sessions: tests, smoke, bench (the main job), scheduled (compare with a baseline), benchmarks, report; environments
+for backends that need their own."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import time
 
 import nox
 
@@ -64,6 +67,32 @@ def report(session: nox.Session) -> None:
     if not runs:
         session.error("no run under results/: run `nox -s bench` or `bench run SUITE` first")
     session.run("bench", "report", runs[-1], *session.posargs)
+
+
+@nox.session
+def scheduled(session: nox.Session) -> None:
+    """A scheduled performance run: run a suite, compare it with this machine's baseline, fail on a regression.
+
+    `nox -s scheduled [-- SUITE [bench run options]]`, SUITE by default suites/smoke.yaml. The baseline is named
+    `scheduled-<suite file name>` and kept for this kind of machine (`bench baseline list`); when there is none
+    yet, this run becomes it. The comparison goes beside the run's report: reports/<run>/comparison.md and .json.
+    The session fails when a case is significantly slower (or on bad input); see docs/scheduled.md.
+    """
+    install_main(session)
+    suite, *options = session.posargs or ["suites/smoke.yaml"]
+    name = "scheduled-" + os.path.splitext(os.path.basename(suite))[0]
+    run = os.path.join("results", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    session.run("bench", "run", suite, "--out", run, *options, success_codes=[0, 1])
+    listed = session.run("bench", "baseline", "list", "--run", run, "--json", silent=True, stderr=None)
+    if not any(entry["name"] == name for entry in json.loads(listed)):
+        session.log(f"no baseline {name!r} for this kind of machine yet: saving this run as it")
+        session.run("bench", "baseline", "save", run, name)
+        return
+    report = os.path.join("reports", os.path.basename(run))
+    session.run(
+        "bench", "compare", "--baseline", name, run,
+        "--markdown", os.path.join(report, "comparison.md"), "--json", os.path.join(report, "comparison.json"),
+    )  # fmt: skip
 
 
 @nox.session(name="env-intel")

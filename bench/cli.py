@@ -241,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     slurm.add_parser(sub)
     merge.add_parser(sub)
+
+    from bench import baselines, export, history, regression_cli
+
+    regression_cli.add_parser(sub)
+    baselines.add_parser(sub)
+    history.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 

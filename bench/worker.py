@@ -19,6 +19,8 @@ HIDDEN_MODULES = ("sklearn",)
 2 s of every worker's start. No backend uses it, so the worker hides it before anything imports transformers."""
 FAULT_VAR = "BENCH_FAULT"
 """Test hook: `SUBSTRING:abort|hang[,...]` makes a worker whose case id contains SUBSTRING crash or hang."""
+DELAY_VAR = "BENCH_DELAY_MS"
+"""Test hook: `SUBSTRING:MS[,...]` makes every call of a case whose id contains SUBSTRING MS ms slower."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +57,7 @@ def run_job(job: dict) -> dict:
 
     case, measure_cfg = job["case"], job["case"]["measure"]
     backend = backend_class(case["backend_type"])(job)
+    inject_delay(backend, case["case_id"])
     _, load_ms = timed(backend.load)
     vocab = job["vocab"]
     inputs = make_inputs(
@@ -175,6 +178,26 @@ def inject_fault(case_id: str) -> None:
         substring, _, fault = spec.partition(":")
         if substring in case_id:
             _fault(fault)
+
+
+def inject_delay(backend, case_id: str) -> None:
+    """Wrap backend.run in a fixed delay, spent spinning so that the CPU stays busy as a slower backend's would."""
+    delay_s = 0.0
+    for spec in filter(None, os.environ.get(DELAY_VAR, "").split(",")):
+        substring, _, ms = spec.rpartition(":")
+        if substring in case_id:
+            delay_s += float(ms) / 1000
+    if delay_s <= 0:
+        return
+    run = backend.run
+
+    def delayed_run(*args, **kwargs):
+        deadline = time.perf_counter() + delay_s
+        while time.perf_counter() < deadline:
+            pass
+        return run(*args, **kwargs)
+
+    backend.run = delayed_run
 
 
 def _fault(fault: str) -> None:
