@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from datetime import datetime, timezone
 
+from bench.identity import machine_identity as identity_of
+from bench.identity import machine_key
 from bench.machine import git_state, machine_info, software_info
 
 
 def machine_identity(machine: dict) -> str:
-    """A digest of what makes two machines the same kind for a benchmark: CPU model, ISA flags, CPUs, memory."""
-    cpu = machine.get("cpu") or {}
-    key = [cpu.get("model"), sorted(k for k, v in (cpu.get("isa") or {}).items() if v), cpu.get("logical_cpus"),
-           machine.get("memory_gib")]  # fmt: skip
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+    """The kind of machine (bench.identity): CPU model, ISA flags, CPUs and memory, the hostname left out."""
+    return machine_key(identity_of(machine))
 
 
 def load_now() -> list[float] | None:
@@ -46,10 +43,8 @@ def differences(manifest: dict) -> list[str]:
     """What differs between the run folder's machine, software and commit and this process's, one phrase each."""
     found = []
     then_machine, now_machine = manifest.get("machine") or {}, machine_info()
-    if machine_identity(then_machine) != machine_identity(now_machine):
-        found.append(
-            f"machine: {describe_machine(then_machine)} then, {describe_machine(now_machine)} now"
-        )
+    if identity_of(then_machine) != identity_of(now_machine):
+        found.append(f"machine: {describe_machine(then_machine)} then, {describe_machine(now_machine)} now")
     then_packages = (manifest.get("software") or {}).get("packages") or {}
     now_software = software_info()
     for package, version in sorted(now_software["packages"].items()):
