@@ -65,6 +65,9 @@ defaults:
   batch_sizes: [2]
   threads: [1]
   measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 1, timeout: 300}
+  # static int8 of a 2-layer random model, calibrated on synthetic inputs, lands near the default int8 bound (0.2
+  # against 0.18): this test is about the IR cache and the precision hints; the gate has tests of its own
+  tolerances: {int8: {max_relative_error: 0.3}}
 models:
   - name: tiny
     config: bert-tiny
