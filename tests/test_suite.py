@@ -66,7 +66,7 @@ def test_backend_options_are_checked_against_the_backend(tmp_path):
     text = GOOD.replace("  - type: pytorch", "  - type: pytorch\n    options: {attn_implementation: flash, foo: 1}")
     assert problems(tmp_path, text) == [
         "backends[0].options.attn_implementation: expected 'eager' or 'sdpa', got 'flash'",
-        "backends[0].options.foo: unknown field, expected one of attn_implementation, got 'foo'",
+        "backends[0].options.foo: unknown field, expected one of attn_implementation, bf16, got 'foo'",
     ]
 
 
