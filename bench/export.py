@@ -118,7 +118,7 @@ def format_version() -> str:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="write a run in another tool's format (pytest-benchmark's JSON)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run folder to export")
     p.add_argument("--format", choices=FORMATS, required=True, help="the format to write")
     p.add_argument("--out", metavar="FILE", help="write to FILE (default: print it)")
     p.set_defaults(func=cmd_export)

@@ -64,7 +64,7 @@ class Part:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("merge", help="gather run folders of one suite (e.g. shards) into one run folder")
-    p.add_argument("run_dirs", nargs="+", metavar="DIR")
+    p.add_argument("run_dirs", nargs="+", metavar="DIR", help="the shards' run folders")
     p.add_argument("--out", required=True, help="the merged run folder (a new one)")
     p.set_defaults(func=cmd_merge)
 

@@ -10,9 +10,9 @@ from bench.identity import machine_key
 from bench.machine import git_state, machine_info, software_info
 
 
-def machine_identity(machine: dict) -> str:
+def machine_identity(machine: dict) -> str | None:
     """The kind of machine (bench.identity): CPU model, ISA flags, CPUs and memory, the hostname left out."""
-    return machine_key(identity_of(machine))
+    return machine_key(identity_of(machine)) if (machine.get("cpu") or {}).get("model") else None
 
 
 def load_now() -> list[float] | None:

@@ -102,7 +102,7 @@ def merge(rows: list[dict]) -> dict:
     merged["rounds_agreement"] = agreement(merged["rounds"])
     dirty = next((r for r in rows if (r.get("interference") or {}).get("contaminated")), None)
     if dirty is not None:
-        merged["interference"] = {**dirty["interference"], "round": rows.index(dirty) + 1}
+        merged["interference"] = dirty["interference"]
     failing = next((r for r in rows if not (r.get("accuracy") or {}).get("passed", True)), None)
     if failing is not None:
         merged["accuracy"] = failing["accuracy"]

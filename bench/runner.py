@@ -39,7 +39,7 @@ class Runner:
         self.progress = progress or Progress(stream=sys.stderr)
         self.cpus = available_cpus(within=run_dir.cpus)
         self.quiet_wait = quiet_wait
-        self.provenance = Provenance(run_dir.read_manifest())
+        self.provenance = Provenance(run_dir.read_manifest() if run_dir.manifest_path.exists() else {})
         self._sources: dict[str, model_sources.ResolvedSource | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:

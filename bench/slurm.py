@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
         usage="bench slurm SUITE --shards N [options] [-- sbatch options...]",
         description="Options after -- go to sbatch as they are (e.g. -- --partition=cpu --time=04:00:00).",
     )  # fmt: skip
-    p.add_argument("suite")
+    p.add_argument("suite", help="the suite file to run, sharded over the job array")
     p.add_argument("--shards", type=int, required=True, metavar="N", help="tasks in the array, one shard each")
     p.add_argument("--out", help="folder for the script, the tasks' output and shard-K/ (default under results/)")
     p.add_argument("--wait", action="store_true", help="return when every task has ended (sbatch --wait)")
