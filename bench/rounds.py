@@ -29,10 +29,10 @@ def pass_order(cases: list, pass_index: int, seed: int) -> list:
 
 
 def passes(cases: list, done_rounds: dict[str, int], seed: int):
-    """Yield (pass_index, case) for every round still to run, pass after pass."""
+    """Yield (pass_index, case) for every round still to run, pass after pass; one pass keeps the plan's order."""
     most = max((c.measure.get("rounds", 1) for c in cases), default=0)
     for index in range(most):
-        for case in pass_order(cases, index, seed):
+        for case in pass_order(cases, index, seed) if most > 1 else cases:
             if index < case.measure.get("rounds", 1) and index >= done_rounds.get(case.case_id, 0):
                 yield index, case
 
