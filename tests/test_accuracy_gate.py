@@ -10,17 +10,17 @@ import json
 import numpy as np
 import pytest
 
-from bench.accuracy import HIDDEN_STATE, compare
-from bench.inputs import inputs_digest, make_inputs
-from bench.suite import DEFAULT_TOLERANCES
+from bench.measure.accuracy import HIDDEN_STATE, compare
+from bench.measure.inputs import inputs_digest, make_inputs
+from bench.plan.suite import DEFAULT_TOLERANCES
 from conftest import PROJECT, bench_cli, write_suite
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def load(config_or_package: str, task: str):
-    from bench.loading import load_model
-    from bench.model_sources import packaged_model_dir
+    from bench.measure.loading import load_model
+    from bench.plan.model_sources import packaged_model_dir
 
     if task == "feature-extraction":
         source = {"kind": "directory", "location": str(packaged_model_dir(config_or_package))}
@@ -33,7 +33,7 @@ def run(model, inputs, task):
     """The task outputs and, for a model with a head, the last hidden state, as the workers take them."""
     import torch
 
-    from bench.hidden_state import BaseModelHook
+    from bench.measure.hidden_state import BaseModelHook
 
     tensors = {name: torch.from_numpy(value) for name, value in inputs.items()}
     if task == "feature-extraction":
@@ -176,7 +176,7 @@ def test_the_hidden_state_is_compared_where_a_backend_shows_it_and_the_reason_is
 
 @pytest.mark.slow
 def test_a_reference_made_on_other_inputs_is_an_error_row_naming_both_digests(gate_run):
-    from bench.reference import load_reference, save_reference
+    from bench.measure.reference import load_reference, save_reference
 
     tmp, _, rows, cache = gate_run
     (path,) = (cache / "references").glob("tiny-*.npz")

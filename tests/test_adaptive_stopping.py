@@ -4,11 +4,11 @@ import random
 
 import pytest
 
-from bench.intervals import relative_half_width
-from bench.matrix import expand
-from bench.stats import ci_target, ci_target_warnings, latency_summary
-from bench.suite import load_suite
-from bench.timing import CHECK_SHARE, measure
+from bench.measure.intervals import relative_half_width
+from bench.plan.matrix import expand
+from bench.measure.stats import ci_target, ci_target_warnings, latency_summary
+from bench.plan.suite import load_suite
+from bench.measure.timing import CHECK_SHARE, measure
 from conftest import write_suite
 from test_suite import GOOD, problems
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from bench.backends.onnxruntime import feed
-from bench.backends.onnxruntime_artifacts import artifact_kind, cache_parts
+from bench.backends.onnxruntime.runtime import feed
+from bench.backends.onnxruntime.artifacts import artifact_kind, cache_parts
 from conftest import bench_cli, write_suite
 
 OPTIONS = {"optimization_level": None, "per_channel": True}

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.backends.openvino_ir import artifact_kind, cache_parts
+from bench.backends.openvino.ir import artifact_kind, cache_parts
 from conftest import bench_cli, write_suite
 
 OPTIONS = {

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from bench.environments import environment
-from bench.suite import DEFAULT_TOLERANCES
-from bench.precision_mode import CONVERTED_AUTOCAST, NATIVE, mode
+from bench.plan.suite import DEFAULT_TOLERANCES
+from bench.backends.precision_mode import CONVERTED_AUTOCAST, NATIVE, mode
 from conftest import PROJECT, bench_cli, write_suite
 
 INTEL = environment("intel")
@@ -105,7 +105,7 @@ def test_each_step_is_timed_and_what_took_effect_is_recorded(intel_run):
 @pytest.mark.slow
 def test_intel_rows_are_divided_by_an_eager_fp32_of_intel_and_say_what_they_computed(intel_run):
     _, rows, _ = intel_run
-    from bench import compare
+    from bench.results import compare
 
     own = rows["eager@intel", "fp32"]
     assert own["baseline"] and own["environment"] == "intel" and rows["eager", "fp32"]["baseline"]
@@ -147,8 +147,8 @@ def shape_of(value, skip=frozenset(), depth=0):
 @needs_intel
 def test_a_reference_written_in_main_reads_the_same_under_intel_and_its_inputs_match(tmp_path):
     """intel's NumPy makes the same seeded inputs as main's: the digest its workers check agrees."""
-    from bench.inputs import make_inputs
-    from bench.reference import load_reference, save_reference
+    from bench.measure.inputs import make_inputs
+    from bench.measure.reference import load_reference, save_reference
 
     inputs = make_inputs(8, 32, 30522, 0, padding_ratio=0.3, seed=0)
     outputs = {"logits": np.random.default_rng(0).standard_normal((8, 2)).astype(np.float32)}
@@ -156,8 +156,8 @@ def test_a_reference_written_in_main_reads_the_same_under_intel_and_its_inputs_m
     save_reference(path, outputs, inputs)
     code = (
         "import json, sys, numpy\n"
-        "from bench.inputs import inputs_digest, make_inputs\n"
-        "from bench.reference import check_inputs, load_reference\n"
+        "from bench.measure.inputs import inputs_digest, make_inputs\n"
+        "from bench.measure.reference import check_inputs, load_reference\n"
         "ref = load_reference(sys.argv[1])\n"
         "check_inputs(ref, make_inputs(8, 32, 30522, 0, padding_ratio=0.3, seed=0), sys.argv[1])\n"
         "print(json.dumps({'numpy': numpy.__version__, 'mask': ref.mask.tolist(), 'dtype': str(ref.mask.dtype),\n"
@@ -192,15 +192,15 @@ def test_only_the_ipex_backend_module_imports_ipex():
         for path in (PROJECT / "bench").rglob("*.py")
         if any(pattern.search(line) for line in path.read_text().splitlines())
     }
-    assert importers == {"bench/backends/ipex.py"}
+    assert importers == {"bench/backends/torch/ipex.py"}
 
 
 @needs_intel
 def test_loading_models_and_the_other_backends_leaves_ipex_unimported_in_intel():
     code = (
         "import sys\n"
-        "import bench.worker, bench.loading, bench.backends.torchscript, bench.backends.bettertransformer\n"
-        "import bench.backends.trainer, bench.backends.ipex, transformers, optimum.bettertransformer\n"
+        "import bench.worker.case, bench.measure.loading, bench.backends.torch.torchscript, bench.backends.torch.bettertransformer\n"
+        "import bench.backends.torch.trainer, bench.backends.torch.ipex, transformers, optimum.bettertransformer\n"
         "from transformers import Trainer, TrainingArguments, AutoModel\n"
         "print('intel_extension_for_pytorch' in sys.modules)"
     )

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.cache import artifacts_root
+from bench.backends.cache import artifacts_root
 from conftest import bench_cli, write_suite
 
 MEASURE = "measure: {warmup: 1, min_iterations: 3, min_seconds: 0.2, max_seconds: 2, timeout: 300}"
@@ -102,7 +102,8 @@ def key_of(module, **change):
 )
 def test_a_cached_module_serves_only_the_inputs_and_settings_it_was_made_for(change):
     pytest.importorskip("torch")
-    from bench.backends import torch_compile, torchscript
+    from bench.backends.torch import compile as torch_compile
+    from bench.backends.torch import torchscript
 
     for module in (torchscript, torch_compile):
         assert key_of(module, **change) != key_of(module)
@@ -110,7 +111,8 @@ def test_a_cached_module_serves_only_the_inputs_and_settings_it_was_made_for(cha
 
 def test_threads_key_a_compile_but_not_a_frozen_module():
     pytest.importorskip("torch")
-    from bench.backends import torch_compile, torchscript
+    from bench.backends.torch import compile as torch_compile
+    from bench.backends.torch import torchscript
 
     assert key_of(torchscript, threads=2) == key_of(torchscript)
     assert key_of(torch_compile, threads=2) != key_of(torch_compile)
@@ -179,7 +181,7 @@ def test_torch_compile_compiles_in_prepare_and_does_not_recompile_while_measurin
 
 def test_a_recompilation_while_measuring_is_counted_and_warned():
     torch = pytest.importorskip("torch")
-    from bench.backends.torch_compile import TorchCompileBackend, compile_counters
+    from bench.backends.torch.compile import TorchCompileBackend, compile_counters
 
     backend = TorchCompileBackend({"case": {"backend_options": {}}, "thread_settings": {}})
     double = torch.compile(lambda x: x * 2, backend="eager", dynamic=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.app import main
 from bench.environments import environment
 from bench.errors import MAX_LINE, MAX_PROBLEMS, BenchError
 from conftest import PROJECT, TINY_SUITE, bench_cli, write_suite
@@ -116,10 +116,10 @@ def test_environment_refuses_any_name_that_is_not_known(tmp_path, monkeypatch):
 
 def run_case_with(tmp_path: Path, **changes) -> dict:
     """One case of the tiny suite, changed after validation, through the runner (no worker starts for these)."""
-    from bench.matrix import expand
-    from bench.results import RunDir
-    from bench.runner import Runner
-    from bench.suite import load_suite
+    from bench.plan.matrix import expand
+    from bench.results.folder import RunDir
+    from bench.run.runner import Runner
+    from bench.plan.suite import load_suite
 
     suite, path = load_suite(write_suite(tmp_path, TINY_SUITE))
     case = dataclasses.replace(expand(suite)[0], **changes)
@@ -144,10 +144,10 @@ def test_a_config_damaged_after_validation_is_an_error_row_not_a_traceback(tmp_p
     config = json.loads((PROJECT / "bench" / "configs" / "bert-tiny" / "config.json").read_text())
     (tmp_path / "cfg.json").write_text(json.dumps(config))
     text = TINY_SUITE.replace("config: bert-tiny", "config: cfg.json")
-    from bench.matrix import expand
-    from bench.results import RunDir
-    from bench.runner import Runner
-    from bench.suite import load_suite
+    from bench.plan.matrix import expand
+    from bench.results.folder import RunDir
+    from bench.run.runner import Runner
+    from bench.plan.suite import load_suite
 
     suite, path = load_suite(write_suite(tmp_path, text))
     (tmp_path / "cfg.json").write_text('{"model_type": "bert", "vocab_size": ')
@@ -173,7 +173,7 @@ def test_what_will_not_run_here_is_a_warning_not_an_error(quiet_machine, capsys)
 
 
 def test_a_large_plan_needs_allow_large(quiet_machine, capsys):
-    from bench.preflight import PLAN_CAP
+    from bench.plan.preflight import PLAN_CAP
 
     path = Path(__file__).parent / "bad_suites" / "plan-over-cap.yaml"
     assert main(["validate", str(path), "--allow-large"]) == 0
@@ -194,7 +194,7 @@ def test_a_file_over_the_size_limit_is_not_read_whole(tmp_path, capsys):
 def test_validate_imports_nothing_heavy_and_writes_nothing(tmp_path):
     code = (
         "import sys\n"
-        "from bench.cli import main\n"
+        "from bench.cli.app import main\n"
         "code = main(['validate', 'suites/default.yaml'])\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'optimum', 'numpy'})\n"
         "print(code, heavy)\n"

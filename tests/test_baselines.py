@@ -2,8 +2,8 @@
 
 import json
 
-from bench.baselines import BASELINES_VAR
-from bench.identity import machine_identity, machine_key
+from bench.results.baselines import BASELINES_VAR
+from bench.results.identity import machine_identity, machine_key
 from conftest import bench_cli
 from test_regression import suite_rows
 from test_report import manifest, write_run

@@ -1,12 +1,12 @@
-"""The artifact cache (bench/cache.py) and `bench cache list|clear`."""
+"""The artifact cache (bench/backends/cache.py) and `bench cache list|clear`."""
 
 import json
 from importlib import metadata
 
 import pytest
 
-from bench import cache
-from bench.cache_cli import human_bytes, purpose, stale_versions
+from bench.backends import cache
+from bench.cli.cache import human_bytes, purpose, stale_versions
 from conftest import bench_cli
 
 PARTS = {"backend": "test", "model": "abc", "artifact": "export", "options": {"level": 2}}

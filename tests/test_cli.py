@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from bench import __version__
-from bench.cli import build_parser
-from bench.table import WIDTH, cv_cell, render
+from bench.cli.app import build_parser
+from bench.cli.table import WIDTH, cv_cell, render
 from conftest import PROJECT, bench_cli
 from test_report import make_row, synthetic_rows, write_run
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from bench import compare
+from bench.results import compare
 from bench.report import build_report, data
 from bench.report.markdown import cell
-from bench.stats import latency_summary
-from bench.table import render
+from bench.measure.stats import latency_summary
+from bench.cli.table import render
 from test_report import PEAK, make_row, manifest, write_run
 
 BASE = [9.0 + 0.1 * i for i in range(21)]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bench.launch import group_running
+from bench.run.launch import group_running
 from conftest import PROJECT, TINY_SUITE, bench_cli, write_suite
 
 HANGING = TINY_SUITE.split("backends:")[0] + """\

@@ -11,7 +11,7 @@ import venv
 
 import pytest
 
-from bench.compare import distrust_reasons
+from bench.results.compare import distrust_reasons
 from conftest import PROJECT, TINY_SUITE, bench_cli, write_suite
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.env_cli import run_probe
+from bench.cli.env import run_probe
 from bench.environments import MAIN, create, environment, environment_names
 from bench.errors import BenchError
 from conftest import TINY_SUITE, bench_cli, write_suite

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.stats import Stats
 
-from bench.export import benchmark_stats
+from bench.results.export import benchmark_stats
 from conftest import bench_cli
 from test_regression import suite_rows
 from test_report import make_row, write_run

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.history import collect, find_runs
+from bench.results.history import collect, find_runs
 from conftest import bench_cli
 from test_regression import grid, row_of
 from test_report import manifest, write_run

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from bench.accuracy import compare
-from bench.inputs import inputs_digest, make_inputs, padding_share
-from bench.reference import InputsMismatch, check_inputs, load_reference, save_reference
-from bench.suite import DEFAULT_TOLERANCES
+from bench.measure.accuracy import compare
+from bench.measure.inputs import inputs_digest, make_inputs, padding_share
+from bench.measure.reference import InputsMismatch, check_inputs, load_reference, save_reference
+from bench.plan.suite import DEFAULT_TOLERANCES
 
 FP32, BF16, INT8 = (DEFAULT_TOLERANCES[p] for p in ("fp32", "bf16", "int8"))
 PRECISIONS = pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
@@ -166,7 +166,7 @@ def test_shape_mismatch_and_missing_output_fail():
 def test_retired_bounds_are_refused_with_the_new_name():
     from pydantic import ValidationError
 
-    from bench.suite import Tolerance
+    from bench.plan.suite import Tolerance
 
     with pytest.raises(ValidationError, match="min_cosine is no longer a bound: the gate is max_relative_error"):
         Tolerance.model_validate({"min_cosine": 0.97})

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench.interference import (
+from bench.measure.interference import (
     FOREIGN_SHARE_MAX,
     OWN_FULL_SHARE,
     RESOLUTION_TICKS,
@@ -19,7 +19,7 @@ from bench.interference import (
     snapshot,
     warnings_of,
 )
-from bench.launch import pin_and_tie
+from bench.run.launch import pin_and_tie
 from bench.paths import PROJECT_ROOT
 
 HZ = 100
@@ -167,7 +167,7 @@ def test_a_real_snapshot_reads_every_counter():
 
 SPIN_AND_ASSESS = """
 import json, os, time
-from bench.interference import assess, snapshot
+from bench.measure.interference import assess, snapshot
 cpus = sorted(os.sched_getaffinity(0))
 before = snapshot(cpus)
 end = time.monotonic() + 1.0
@@ -226,7 +226,7 @@ def run_tiny_suite(tmp_path, hog_cpu=None):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux procfs")
 def test_a_real_case_measured_beside_a_busy_process_is_contaminated(tmp_path):
-    from bench.threads import available_cpus, pick_cpus
+    from bench.run.threads import available_cpus, pick_cpus
 
     (cpu,) = pick_cpus(1, available_cpus())  # where the tiny suite's 1-thread cases will be pinned
     rows, hog = run_tiny_suite(tmp_path, hog_cpu=cpu)

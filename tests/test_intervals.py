@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, quantile_test
 
-from bench.intervals import (
+from bench.measure.intervals import (
     ORDER_STATISTICS,
     ROUNDS_BOOTSTRAP,
     median_interval,
@@ -91,6 +91,6 @@ def test_one_round_or_rounds_that_agree_give_the_order_statistic_interval():
 
 def test_measuring_code_does_not_import_scipy():
     """The worker runs the interval between timed calls and in environments that may lack scipy."""
-    code = "import sys, bench.timing, bench.stats, bench.intervals; print('scipy' in sys.modules)"
+    code = "import sys, bench.measure.timing, bench.measure.stats, bench.measure.intervals; print('scipy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT, check=True)
     assert result.stdout.strip() == "False"

@@ -1,8 +1,8 @@
 import pytest
 
 from bench.errors import BenchError
-from bench.matrix import case_id, expand, parse_filters, select
-from bench.suite import load_suite
+from bench.plan.matrix import case_id, expand, parse_filters, select
+from bench.plan.suite import load_suite
 from conftest import write_suite
 
 SUITE = """\
@@ -118,7 +118,7 @@ backends:
 
 def test_each_environment_gets_its_own_eager_fp32_baseline_added_where_missing(tmp_path):
     suite = load_suite(write_suite(tmp_path, ENVIRONMENTS_SUITE))[0]
-    from bench.workflow import plan
+    from bench.run.workflow import plan
 
     cases, notes = plan(suite, [])
     baselines = {(c.environment, c.backend, c.seq_len, c.batch_size, c.padding_ratio) for c in cases if c.is_baseline}

@@ -4,8 +4,8 @@ are grouped by machine."""
 import csv
 import json
 
-from bench.compare import shape_key, speedups
-from bench.merge import merge_runs
+from bench.results.compare import shape_key, speedups
+from bench.results.merge import merge_runs
 from bench.report import build_report
 from test_report import manifest, synthetic_rows, write_run
 

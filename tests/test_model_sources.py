@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from bench import model_sources
-from bench.suite import ModelEntry
+from bench.plan import model_sources
+from bench.plan.suite import ModelEntry
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 

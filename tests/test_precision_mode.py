@@ -2,9 +2,9 @@
 
 import json
 
-from bench.memory import LoopMemory
-from bench.precision_mode import AUTOCAST, CONVERTED, FROZEN_CASTS, HINT, NATIVE, label_of, mode, row_label
-from bench.table import render
+from bench.measure.memory import LoopMemory
+from bench.backends.precision_mode import AUTOCAST, CONVERTED, FROZEN_CASTS, HINT, NATIVE, label_of, mode, row_label
+from bench.cli.table import render
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 SUITE = TINY_SUITE.split("backends:")[0] + """\

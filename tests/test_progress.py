@@ -3,7 +3,7 @@
 import io
 from types import SimpleNamespace
 
-from bench.progress import Progress
+from bench.run.progress import Progress
 from test_report import make_row
 
 

@@ -5,7 +5,7 @@ import json
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 from bench.machine import git_state, machine_info
-from bench.provenance import differences, machine_identity
+from bench.results.provenance import differences, machine_identity
 
 
 def run_tiny(tmp_path):

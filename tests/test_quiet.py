@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from bench.quiet import BUSY_SHARE_MAX, SAMPLE_S, sample, wait_for_quiet, warnings_of
+from bench.run.quiet import BUSY_SHARE_MAX, SAMPLE_S, sample, wait_for_quiet, warnings_of
 from conftest import TINY_SUITE, bench_cli, write_suite
 from test_interference import busy_process
 

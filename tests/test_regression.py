@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from bench import significance
-from bench.regression import CANT_TELL, FASTER, SLOWER, UNCHANGED, judge
-from bench.rounds import agreement
-from bench.stats import latency_summary, summarize
+from bench.results import significance
+from bench.results.regression import CANT_TELL, FASTER, SLOWER, UNCHANGED, judge
+from bench.run.rounds import agreement
+from bench.measure.stats import latency_summary, summarize
 from conftest import bench_cli
 from test_report import make_row, manifest, write_run
 
@@ -24,7 +24,7 @@ def grid(level, spread, n):
 
 
 def row_of(rounds, backend="sdpa", **kwargs):
-    """A measured row from its rounds' samples, merged as bench.rounds.merge does."""
+    """A measured row from its rounds' samples, merged as bench.run.rounds.merge does."""
     row = make_row("bert", backend, "fp32", 32, 1, 10.0, **kwargs)
     if row["status"] != "ok":
         return row
@@ -70,7 +70,7 @@ def test_a_significant_change_within_the_threshold_is_unchanged():
     base, new = row_of([grid(10.0, 0.005, 60)]), row_of([grid(10.2, 0.005, 60)])
     found = judge(base, new)
     assert found.p_value < 1e-10 and found.ratio_ci[0] > 1 and found.verdict == UNCHANGED
-    from bench.regression import Settings
+    from bench.results.regression import Settings
 
     assert judge(base, new, Settings(threshold=0.01)).verdict == SLOWER
 

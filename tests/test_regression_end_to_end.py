@@ -68,7 +68,7 @@ def test_a_backend_slowed_on_purpose_is_caught_and_the_unchanged_one_is_not_call
 def test_the_delay_hook_wraps_only_the_matching_cases_run(monkeypatch):
     import time
 
-    from bench.worker import DELAY_VAR, inject_delay
+    from bench.worker.case import DELAY_VAR, inject_delay
 
     class Backend:
         def run(self):

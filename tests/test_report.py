@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from bench.report import build_report, data
-from bench.stats import summarize, throughput
+from bench.measure.stats import summarize, throughput
 from conftest import bench_cli
 
 EVIL = "<script>alert(1)</script>"
@@ -25,7 +25,7 @@ PEAK = {
 
 def make_row(model, backend, precision, seq, threads, median, *, task="feature-extraction", batch=1, flops=None,
              passed=True, status="ok", reason=None, warnings=(), backend_type=None):  # fmt: skip
-    """A row as bench.runner.make_row writes it, with samples around `median` ms."""
+    """A row as bench.run.runner.make_row writes it, with samples around `median` ms."""
     case_id = f"{model}-{backend}-{precision}-s{seq}-b{batch}-t{threads}-0000"
     row = {
         "schema": 1, "case_id": case_id, "status": status, "reason": reason, "suite": "synthetic",

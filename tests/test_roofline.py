@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-from bench.flops import count_flops
+from bench.measure.flops import count_flops
 from bench.paths import PROJECT_ROOT
-from bench.peak import median_rate, busy_notes, probe_thread_counts, record_peak
+from bench.run.peak import median_rate, busy_notes, probe_thread_counts, record_peak
 from bench.report import roofline
-from bench.results import RunDir
+from bench.results.folder import RunDir
 from conftest import bench_cli
 
 BERT_TINY = PROJECT_ROOT / "bench" / "configs" / "bert-tiny" / "config.json"
@@ -75,7 +75,7 @@ def test_bench_peak_measures_pinned_at_one_and_all_cpus():
     cpus = sorted(os.sched_getaffinity(0))
     counts = {"1", str(len(cpus))}
     assert set(peak["gflops"]["fp32"]) == counts and all(v > 0 for v in peak["gflops"]["fp32"].values())
-    from bench.threads import available_cpus, pick_cpus
+    from bench.run.threads import available_cpus, pick_cpus
 
     assert peak["cpus"] == {t: pick_cpus(int(t), available_cpus()) for t in counts}  # the CPUs cases get
     assert peak["torch"] and peak["errors"] == []

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from conftest import PROJECT, TINY_SUITE, bench_cli, write_suite
 
-from bench.rounds import agreement, merge, pass_order, passes
+from bench.run.rounds import agreement, merge, pass_order, passes
 
 
 @dataclass
@@ -53,7 +53,7 @@ def test_rounds_within_their_own_spread_or_a_small_gap_are_stable():
 
 
 def round_row(samples, status="ok", reason=None):
-    from bench.stats import summarize
+    from bench.measure.stats import summarize
 
     return {
         "status": status, "reason": reason, "batch_size": 2, "measure": {"min_iterations": 3, "rounds": 2},

@@ -6,12 +6,13 @@ import os
 
 import pytest
 
-from bench import cli, workflow
+from bench.cli import app as cli
+from bench.run import workflow
 from bench.errors import BenchError
-from bench.locks import cpu_list_text, lock_folder, parse_cpus
-from bench.results import RunDir, parse_row
-from bench.row_shape import row_problem
-from bench.stats import summarize, throughput
+from bench.run.locks import cpu_list_text, lock_folder, parse_cpus
+from bench.results.folder import RunDir, parse_row
+from bench.results.shape import row_problem
+from bench.measure.stats import summarize, throughput
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 

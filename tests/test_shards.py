@@ -7,11 +7,11 @@ import random
 import pytest
 
 from bench.errors import BenchError
-from bench.matrix import expand
-from bench.shards import (
+from bench.plan.matrix import expand
+from bench.plan.shards import (
     Shard, costs, estimate, from_environment, layers, parse_shard, partition, requested, select_share,
 )  # fmt: skip
-from bench.suite import load_suite
+from bench.plan.suite import load_suite
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 SUITE = """\

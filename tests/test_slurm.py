@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from bench.matrix import expand
-from bench.suite import load_suite
+from bench.plan.matrix import expand
+from bench.plan.suite import load_suite
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 NO_SLURM = "sbatch is not on PATH: CI starts a single-node Slurm with .ci/slurm (Debian's slurm-wlm and munge)"

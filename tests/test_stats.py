@@ -4,7 +4,7 @@ import statistics
 import numpy as np
 import pytest
 
-from bench.stats import percentile, stability_warnings, summarize, throughput
+from bench.measure.stats import percentile, stability_warnings, summarize, throughput
 
 SAMPLES = [12.0, 10.0, 11.0, 13.0, 10.5, 30.0, 10.2, 10.8, 11.5, 10.1]
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from bench.cli import main
+from bench.cli.app import main
 from bench.errors import SuiteError
-from bench.suite import load_suite
+from bench.plan.suite import load_suite
 from conftest import write_suite
 
 GOOD = """\

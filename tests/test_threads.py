@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from bench.launch import pin_and_tie, worker_environment
+from bench.run.launch import pin_and_tie, worker_environment
 from bench.paths import PROJECT_ROOT
-from bench.threads import (
+from bench.run.threads import (
     NOT_THREAD_VARS,
     THREAD_ENV_VARS,
     child_environment,
@@ -177,7 +177,7 @@ def test_a_real_child_is_pinned_and_sized_while_the_parent_is_not():
 def test_waiting_blocks_until_exit_or_timeout():
     import time
 
-    from bench.launch import wait_blocking
+    from bench.run.launch import wait_blocking
 
     quick = subprocess.Popen([sys.executable, "-c", "pass"])
     assert wait_blocking(quick, timeout=60) is True

@@ -1,4 +1,4 @@
-from bench.timing import measure, timed
+from bench.measure.timing import measure, timed
 
 
 class FakeClock:

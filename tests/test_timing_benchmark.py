@@ -5,7 +5,7 @@ printed in the benchmark table as the mean divided by ITERATIONS, and stored as 
 executes it once as a plain test, with no timing assertion.
 """
 
-from bench.timing import measure
+from bench.measure.timing import measure
 
 ITERATIONS = 20_000
 

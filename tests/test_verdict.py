@@ -5,7 +5,7 @@ import pytest
 from bench.report import build_report
 from bench.report.markdown import cell
 from bench.report.verdict import markdown_lines
-from bench.verdict import margin_of, verdicts
+from bench.results.verdict import margin_of, verdicts
 from test_compare import BASE, case
 from test_report import make_row, synthetic_rows, write_run
 

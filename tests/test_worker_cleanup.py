@@ -7,7 +7,7 @@ import sys
 import time
 
 from bench import machine
-from bench.launch import group_running, stop_group
+from bench.run.launch import group_running, stop_group
 
 IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
 

@@ -21,28 +21,28 @@ class BackendInfo:
     precisions: tuple[str, ...]
     options: type[BaseModel]
     thread_family: str
-    """Which thread translation applies (see bench.threads.thread_settings)."""
+    """Which thread translation applies (see bench.run.threads.thread_settings)."""
 
 
 BACKENDS: dict[str, BackendInfo] = {
-    "pytorch": BackendInfo("bench.backends.pytorch", "main", ("fp32", "bf16"), opts.PytorchOptions, "torch"),
+    "pytorch": BackendInfo("bench.backends.torch.eager", "main", ("fp32", "bf16"), opts.PytorchOptions, "torch"),
     "torchscript": BackendInfo(
-        "bench.backends.torchscript", "main", ("fp32", "bf16"), opts.TorchscriptOptions, "torch"
+        "bench.backends.torch.torchscript", "main", ("fp32", "bf16"), opts.TorchscriptOptions, "torch"
     ),
     "torch_compile": BackendInfo(
-        "bench.backends.torch_compile", "main", ("fp32", "bf16"), opts.TorchCompileOptions, "torch"
+        "bench.backends.torch.compile", "main", ("fp32", "bf16"), opts.TorchCompileOptions, "torch"
     ),
     "onnxruntime": BackendInfo(
-        "bench.backends.onnxruntime", "main", ("fp32", "int8"), opts.OnnxruntimeOptions, "onnxruntime"
+        "bench.backends.onnxruntime.runtime", "main", ("fp32", "int8"), opts.OnnxruntimeOptions, "onnxruntime"
     ),
     "openvino": BackendInfo(
-        "bench.backends.openvino", "main", ("fp32", "bf16", "int8"), opts.OpenvinoOptions, "openvino"
+        "bench.backends.openvino.runtime", "main", ("fp32", "bf16", "int8"), opts.OpenvinoOptions, "openvino"
     ),
-    "ipex": BackendInfo("bench.backends.ipex", "intel", ("fp32", "bf16"), opts.IpexOptions, "torch"),
+    "ipex": BackendInfo("bench.backends.torch.ipex", "intel", ("fp32", "bf16"), opts.IpexOptions, "torch"),
     "bettertransformer": BackendInfo(
-        "bench.backends.bettertransformer", "intel", ("fp32",), opts.BetterTransformerOptions, "torch"
+        "bench.backends.torch.bettertransformer", "intel", ("fp32",), opts.BetterTransformerOptions, "torch"
     ),
-    "trainer": BackendInfo("bench.backends.trainer", "intel", ("fp32", "bf16"), opts.TrainerOptions, "torch"),
+    "trainer": BackendInfo("bench.backends.torch.trainer", "intel", ("fp32", "bf16"), opts.TrainerOptions, "torch"),
 }
 
 

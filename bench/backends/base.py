@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.loading import select_outputs
+from bench.measure.loading import select_outputs
 
 
 class Backend:
@@ -53,8 +53,8 @@ class Backend:
 
     def precision_mode(self) -> dict:
         """What was computed, read from what the backend built: {weights, compute, how, label}
-        (bench.precision_mode). This default only echoes the case's precision, marked as not read back."""
-        from bench.precision_mode import mode
+        (bench.backends.precision_mode). This default only echoes the case's precision, marked as not read back."""
+        from bench.backends.precision_mode import mode
 
         return mode(None, self.case["precision"], "not read back")
 

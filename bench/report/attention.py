@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.report.data import Warnings
-from bench.stats import CV_WARNING, SHORT_SAMPLE_MS
+from bench.measure.stats import CV_WARNING, SHORT_SAMPLE_MS
 
 WARNING_KINDS = {
     "contaminated": "other work ran on the case's CPUs while it was measured: rerun it on a quiet machine.",

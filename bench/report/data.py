@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import compare
-from bench.completeness import Completeness, plural
-from bench.precision_mode import row_label
+from bench.results import compare
+from bench.results.completeness import Completeness, plural
+from bench.backends.precision_mode import row_label
 from bench.report import roofline
-from bench.results import RunDir, latest_rows
+from bench.results.folder import RunDir, latest_rows
 
 
 @dataclass

@@ -13,8 +13,8 @@ from bench.report import verdict as verdict_section
 from bench.report.data import Entry, Report, Warnings, incomplete_notice
 from bench.report.markdown import LEGEND, summary_line
 from bench.report.plots import Plot, Skipped
-from bench.stats import CV_WARNING
-from bench.verdict import verdicts
+from bench.measure.stats import CV_WARNING
+from bench.results.verdict import verdicts
 
 NUMERIC = {"seq", "batch", "threads", "padding", "median ms", "95% CI ms", "p90 ms", "CV % (n)", "samples/s",
            "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "loop peak MB", "GFLOP/s", "% peak"}  # fmt: skip

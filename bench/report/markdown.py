@@ -8,7 +8,7 @@ from bench.report import attention, environment, tables
 from bench.report import verdict as verdict_section
 from bench.report.data import Report, Warnings, incomplete_notice
 from bench.report.plots import Plot, Skipped
-from bench.verdict import verdicts
+from bench.results.verdict import verdicts
 
 LEGEND = (
     f"{tables.FASTEST}: the fastest configuration of its shape and thread count among those that pass the accuracy"

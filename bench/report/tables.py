@@ -6,11 +6,11 @@ import csv
 import io
 
 from bench.report import roofline
-from bench.compare import main_baseline_label
-from bench.precision_mode import row_label
-from bench.compare import machine_of
+from bench.results.compare import main_baseline_label
+from bench.backends.precision_mode import row_label
+from bench.results.compare import machine_of
 from bench.report.data import Entry, accuracy_text, groups, sort_key
-from bench.table import count_text
+from bench.cli.table import count_text
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.verdict import Choice, ModelVerdict
+from bench.results.verdict import Choice, ModelVerdict
 
 HEADER = [
     "", "configuration", "fastest or tied at", "speedup over baseline", "accuracy margin", "prepare",

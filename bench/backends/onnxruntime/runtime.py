@@ -1,0 +1,136 @@
+"""ONNX Runtime through Optimum's ORTModelFor<task>: a cached ONNX export, one session sized to the case.
+
+The session gets the thread translation (intra-op threads, one inter-op thread, sequential execution, intra-op
+spinning), every graph optimization ORT has (ORT_ENABLE_ALL), the CPU provider and no I/O binding. What the row
+reports is read back from the created session, not echoed from the request.
+"""
+
+from __future__ import annotations
+
+from bench.backends.base import Backend
+from bench.backends.onnxruntime.artifacts import ArtifactBuilder
+from bench.measure.timing import timed
+
+ORT_CLASSES = {
+    "feature-extraction": "ORTModelForFeatureExtraction",
+    "text-classification": "ORTModelForSequenceClassification",
+    "question-answering": "ORTModelForQuestionAnswering",
+    "text-generation": "ORTModelForCausalLM",
+}
+SPINNING_KEY = "session.intra_op.allow_spinning"
+
+
+def ort_model_class(task: str):
+    import optimum.onnxruntime
+
+    return getattr(optimum.onnxruntime, ORT_CLASSES[task])
+
+
+class OnnxruntimeBackend(Backend):
+    def load(self) -> None:
+        import onnxruntime
+
+        self.ort = onnxruntime
+        ort_model_class(self.case["task"])  # optimum imports torch and transformers: that time belongs to load
+
+    def prepare(self, inputs) -> None:
+        builder = ArtifactBuilder(self.job)
+        folder = builder.get()
+        self.timings.update(builder.timings)
+        self.details.update(builder.details)
+        self.warnings += builder.warnings
+        self.model, self.timings["session_ms"] = timed(lambda: self.open_session(folder))
+        self.session = self.model.model
+        self.inputs = feed(self.model.input_names, inputs)
+        self.reported = self.read_back()
+
+    def session_options(self):
+        ort, settings = self.ort, self.threads
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings["intra_op_num_threads"]
+        options.inter_op_num_threads = settings["inter_op_num_threads"]
+        options.execution_mode = getattr(ort.ExecutionMode, settings["execution_mode"])
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry(SPINNING_KEY, "1" if settings["intra_op_spinning"] else "0")
+        return options
+
+    def open_session(self, folder):
+        extra = {"use_cache": False} if self.case["task"] == "text-generation" else {}
+        return ort_model_class(self.case["task"]).from_pretrained(
+            folder,
+            provider="CPUExecutionProvider",
+            session_options=self.session_options(),
+            use_io_binding=False,
+            **extra,
+        )
+
+    def run(self):
+        return self.model(**self.inputs)
+
+    def hidden_state(self):
+        names = [output.name for output in self.session.get_outputs()]
+        return f"the ONNX graph's outputs are {names}: no last hidden state among them"
+
+    def read_back(self) -> dict:
+        """The session's own record of its options; a mismatch with what was asked becomes a warning."""
+        options = self.session.get_session_options()
+        reported = {
+            "intra_op_num_threads": options.intra_op_num_threads,
+            "inter_op_num_threads": options.inter_op_num_threads,
+            "execution_mode": options.execution_mode.name,
+            "graph_optimization_level": options.graph_optimization_level.name,
+            "intra_op_spinning": options.get_session_config_entry(SPINNING_KEY),
+            "providers": self.session.get_providers(),
+            "use_io_binding": self.model.use_io_binding,
+        }
+        if reported["intra_op_num_threads"] == 0:
+            self.warnings.append("ORT reports intra_op_num_threads 0 (its own choice), not a thread count")
+        for key in ("intra_op_num_threads", "inter_op_num_threads", "execution_mode"):
+            if str(reported[key]) != str(self.threads[key]):
+                self.warnings.append(f"asked ONNX Runtime for {key}={self.threads[key]}, it reports {reported[key]}")
+        if reported["providers"] != ["CPUExecutionProvider"]:
+            self.warnings.append(f"asked for CPUExecutionProvider only, the session has {reported['providers']}")
+        return reported
+
+    def precision_mode(self) -> dict:
+        """int8 is Optimum's dynamic quantization (is_static=False): s8 weights, u8 activations quantized per call."""
+        from bench.backends.onnxruntime.artifacts import artifact_kind
+        from bench.backends.precision_mode import DYNAMIC_INT8, NATIVE, mode
+
+        if artifact_kind(self.case["precision"], self.options) == "int8":
+            return mode("int8", "int8", DYNAMIC_INT8)
+        return mode("fp32", "fp32", NATIVE)
+
+    def effective(self) -> dict:
+        from importlib import metadata
+
+        threads = self.reported["intra_op_num_threads"]
+        return {
+            "threads": threads or None,
+            **self.reported,
+            "onnxruntime": self.ort.__version__,
+            "optimum-onnx": metadata.version("optimum-onnx"),
+        }
+
+
+def feed(input_names, inputs: dict) -> dict:
+    """The arrays the graph declares, made once: token types 0, positions 0..seq-1 (as the eager reference uses)."""
+    import numpy as np
+
+    ids = inputs["input_ids"]
+    made = {
+        "token_type_ids": lambda: np.zeros_like(ids),
+        "position_ids": lambda: np.broadcast_to(np.arange(ids.shape[1], dtype=ids.dtype), ids.shape).copy(),
+    }
+    result = {}
+    for name in input_names:
+        if name in inputs:
+            result[name] = inputs[name]
+        elif name in made:
+            result[name] = made[name]()
+        else:
+            raise ValueError(f"the ONNX graph wants an input {name!r} that bench does not make")
+    return result
+
+
+BACKEND = OnnxruntimeBackend

@@ -1,0 +1,132 @@
+"""OpenVINO through optimum-intel: a cached IR, compiled with the settings a specialist sets for one latency stream.
+
+The execution precision is always set, never left to the device: on a CPU with AVX512_BF16 OpenVINO's default is
+bf16, so an fp32 case asks for f32. int8 runs its int8 IR with an f32 hint, so only the quantization differs from fp32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.backends.base import Backend
+from bench.backends.openvino.ir import IrBuilder, ov_model_class, read_ir
+from bench.measure.timing import timed
+
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+READ_BACK = (
+    "INFERENCE_NUM_THREADS",
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+    "INFERENCE_PRECISION_HINT",
+    "ENABLE_CPU_PINNING",
+    "EXECUTION_DEVICES",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE",  # not set: the CPU's default quantizes activations of int8-weight layers
+)
+
+
+class OpenvinoBackend(Backend):
+    def load(self) -> None:
+        import openvino
+
+        self.openvino = openvino
+        ov_model_class(self.case["task"])  # optimum-intel imports lazily: its import time belongs to load, not here
+
+    def prepare(self, inputs) -> None:
+        import torch
+
+        builder = IrBuilder(self.job)
+        folder = builder.get()
+        self.timings.update(builder.timings)
+        self.details.update(builder.details)
+        self.model, self.timings["read_ms"] = timed(lambda: read_ir(folder, self.case["task"], self.ov_config()))
+        self.apply_static_shape()
+        _, self.timings["compile_ms"] = timed(self.compile)
+        self.reported = self.read_back()
+        self.inputs = {name: torch.from_numpy(value) for name, value in inputs.items()}
+
+    def ov_config(self) -> dict:
+        """The thread translation plus the precision hint, and the compiled-blob cache if asked for."""
+        hint = PRECISION_HINTS[self.case["precision"]]
+        config = {**self.threads, "INFERENCE_PRECISION_HINT": hint}
+        if self.options["compiled_cache"]:
+            # one folder per hint: OpenVINO's blob key leaves the hint out, and an f32 blob loaded for bf16 gives NaN
+            config["CACHE_DIR"] = str(Path(self.job["cache_dir"]) / "openvino-compiled" / hint)
+        return config
+
+    def apply_static_shape(self) -> None:
+        if not self.options["static_shape"]:
+            return
+        if self.case["task"] == "text-generation":
+            self.warnings.append("static_shape is not applied: optimum-intel keeps causal LMs dynamic")
+            return
+        self.model.reshape(self.case["batch_size"], self.case["seq_len"])
+        self.details["static_shape"] = [self.case["batch_size"], self.case["seq_len"]]
+
+    def compile(self) -> None:
+        try:
+            self.model.compile()
+        except RuntimeError as exc:
+            if not self.details.get("static_shape"):
+                raise
+            first = next((line for line in str(exc).splitlines()[::-1] if line.strip()), "")
+            raise RuntimeError(
+                f"OpenVINO could not compile the IR reshaped to {self.details['static_shape']} ({first.strip()}); "
+                "the same IR may compile with static_shape: false"
+            ) from exc
+
+    def run(self):
+        return self.model(**self.inputs)
+
+    def hidden_state(self):
+        names = [output.get_any_name() for output in self.model.model.outputs]
+        return f"the OpenVINO IR's outputs are {names}: no last hidden state among them"
+
+    def compiled_model(self):
+        request = self.model.request
+        return request if isinstance(request, self.openvino.CompiledModel) else request.get_compiled_model()
+
+    def read_back(self) -> dict:
+        """The compiled model's own answer for each setting; a mismatch with what was asked becomes a warning."""
+        compiled = self.compiled_model()
+        reported = {key: plain(compiled.get_property(key)) for key in READ_BACK}
+        if self.options["compiled_cache"]:
+            self.details["compiled_from_cache"] = bool(compiled.get_property("LOADED_FROM_CACHE"))
+        asked = self.ov_config()
+        if reported["INFERENCE_NUM_THREADS"] == 0:
+            self.warnings.append("OpenVINO reports INFERENCE_NUM_THREADS 0 (chosen by the plugin), not a count")
+            asked.pop("INFERENCE_NUM_THREADS")
+        for key in READ_BACK:
+            if key in asked and str(reported[key]) != str(asked[key]):
+                self.warnings.append(f"asked OpenVINO for {key}={asked[key]}, it reports {reported[key]}")
+        return reported
+
+    def precision_mode(self) -> dict:
+        """From the IR's constants and nodes and the execution precision the compiled model reports."""
+        from bench.backends.precision_mode import openvino_mode
+
+        return openvino_mode(self.model.model, self.reported["INFERENCE_PRECISION_HINT"], self.case["precision"])
+
+    def effective(self) -> dict:
+        from importlib import metadata
+
+        return {
+            "threads": self.reported["INFERENCE_NUM_THREADS"],
+            **self.reported,
+            "openvino": self.openvino.get_version(),
+            "optimum-intel": metadata.version("optimum-intel"),
+            "nncf": metadata.version("nncf"),
+        }
+
+
+def plain(value):
+    """A property value as JSON: element types by their short name (f32, bf16), enums and lists as text."""
+    if hasattr(value, "get_type_name"):
+        return value.get_type_name()
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+BACKEND = OpenvinoBackend

@@ -1,0 +1,65 @@
+"""optimum's BetterTransformer: the model loaded with eager attention, then model.to_bettertransformer().
+
+Its encoder fast path (torch._transformer_encoder_layer_fwd on nested tensors) skips padding tokens, and runs only
+without autocast: under bf16 autocast every layer falls back to plain SDPA, so the backend offers fp32 only.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench.backends.base import Backend
+from bench.backends.torch.common import (
+    configure_torch,
+    inference_context,
+    model_call_kwargs,
+    to_tensors,
+    torch_effective,
+)
+from bench.measure.hidden_state import hook_or_reason
+from bench.measure.loading import load_model
+from bench.measure.timing import timed
+
+REQUIRES = ("torch", "transformers", "optimum.bettertransformer")
+
+
+class BetterTransformerBackend(Backend):
+    def load(self) -> None:
+        configure_torch(self.threads)
+        self.model = load_model(self.job, attn_implementation="eager")
+
+    def prepare(self, inputs) -> None:
+        self.model, self.timings["to_bettertransformer_ms"] = timed(self.model.to_bettertransformer)
+        self.details["converted_layers"] = converted_layers(self.model)
+        if not self.details["converted_layers"]:
+            self.warnings.append("to_bettertransformer() replaced no layer: this is the plain eager model")
+        self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case["task"])}
+
+    def run(self):
+        with inference_context(self.case["precision"]):
+            return self.model(**self.inputs)
+
+    def hidden_state(self):
+        return hook_or_reason(self.model)
+
+    def precision_mode(self) -> dict:
+        from bench.backends.precision_mode import torch_mode
+
+        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+
+    def effective(self) -> dict:
+        import torch
+
+        return {
+            **torch_effective(),
+            "threads": torch.get_num_threads(),
+            "bettertransformer": bool(getattr(self.model, "use_bettertransformer", False)),
+            "ipex_imported": "intel_extension_for_pytorch" in sys.modules,
+        }
+
+
+def converted_layers(model) -> int:
+    return sum(1 for module in model.modules() if type(module).__name__.endswith("BetterTransformer"))
+
+
+BACKEND = BetterTransformerBackend

@@ -1,0 +1,297 @@
+"""`bench` command line: parsing here, the work in callable modules; one place turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bench.errors import BenchError, SuiteError
+from bench.run.quiet import QUIET_WAIT_S
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader went away
+
+
+def cmd_validate(args) -> int:
+    from bench.plan.preflight import check_suite
+
+    checked = check_suite(args.suite, allow_large=args.allow_large)
+    for warning in checked.warnings:
+        print(f"{checked.path}: warning: {warning}", file=sys.stderr)
+    print(f"{checked.path}: ok, {len(checked.cases)} cases")
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from bench.plan.suite import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    from bench.plan.model_sources import shipped_configs
+
+    print("\n".join(shipped_configs()))
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from bench.run import workflow
+
+    if not 0 <= args.quiet_wait < float("inf"):
+        raise BenchError(f"run: --quiet-wait: expected a number of seconds >= 0, got {args.quiet_wait:g}")
+    if args.resume:
+        if args.suite or args.out or args.shard or args.costs:
+            raise BenchError(
+                "run: --resume DIR takes the suite, folder and shard from DIR; give no SUITE, --out, --shard or --costs"
+            )
+        run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus, args.force)
+    elif args.suite:
+        from bench.plan.shards import requested
+
+        shard = requested(args.shard, args.costs)
+        run_dir, cases, suite_dir, notes = workflow.start_run(
+            args.suite, args.out, args.filter, args.cpus, args.allow_large, shard, args.costs
+        )
+    else:
+        raise BenchError("run: expected a SUITE file or --resume DIR, got neither")
+    try:
+        return run_claimed(args, run_dir, cases, suite_dir, notes)
+    except KeyboardInterrupt:
+        hint = f"continue with: bench run --resume {run_dir.path}"
+        print(f"interrupted: finished cases are kept; {hint}", file=sys.stderr)
+        return 130
+    finally:
+        run_dir.release()
+
+
+def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
+    """The run itself, with the folder and its CPUs locked by this process; an interrupt still writes the report."""
+    from bench.run import workflow
+
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"results: {run_dir.path}" + (f" (CPUs {args.cpus})" if args.cpus else ""), file=sys.stderr)
+    try:
+        if not args.no_peak:
+            from bench.run.peak import record_peak, summary
+
+            print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
+        workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait)
+    except KeyboardInterrupt:
+        workflow.record_end(run_dir, interrupted=True)
+        try:
+            after_run(args, run_dir)
+        except Exception as exc:  # the interrupt is what the user must hear about
+            print(f"report not written: {exc}", file=sys.stderr)
+        raise
+    print_results(run_dir)
+    after_run(args, run_dir)
+    return EXIT_OK if workflow.all_good(run_dir) else EXIT_FAILED
+
+
+def print_results(run_dir) -> bool:
+    """The table between the run's completeness (planned, measured, failed, not run) and the cases not run."""
+    from bench.cli.show import show
+
+    return show(run_dir)
+
+
+def after_run(args, run_dir) -> None:
+    """Steps other modules hang after a run (reports)."""
+    if not args.no_report:
+        from bench.report import build_report
+
+        print(f"report: {build_report(run_dir.path).html}", file=sys.stderr)
+
+
+def cmd_report(args) -> int:
+    from bench.report import build_report
+
+    written = build_report(args.run_dir, args.out)
+    for path in (written.markdown, written.html, written.csv):
+        print(path)
+    for reason in written.skipped:
+        print(f"not drawn: {reason}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_peak(args) -> int:
+    from bench.run.peak import measure_peak, memo_path, probe_thread_counts, remember, render
+    from bench.run.threads import available_cpus
+
+    counts = probe_thread_counts(args.threads, available_cpus())
+    peak = remember(measure_peak(counts), memo_path(counts))
+    print(json.dumps(peak, indent=2) if args.json else render(peak))
+    return EXIT_OK if peak["gflops"] else EXIT_FAILED
+
+
+def cmd_show(args) -> int:
+    from bench.results.folder import RunDir
+    from bench.cli.show import show
+
+    good = show(RunDir(args.run_dir), args.format, args.sort, args.filter, args.summary)
+    return EXIT_OK if good else EXIT_FAILED
+
+
+SUITE_HELP = "suite file (YAML), e.g. suites/default.yaml"
+RUN_DIR_HELP = "run folder written by bench run, e.g. results/default-20260101-120000"
+DESCRIPTION = """\
+Benchmark transformer inference on this CPU: every backend and precision of a suite runs in its own pinned worker,
+is timed until its median is firm, and is checked against eager fp32. The report says which configuration to ship."""
+EXAMPLES = """\
+examples:
+  bench validate suites/default.yaml          check a suite, count its cases
+  bench run suites/default.yaml               run it; results/ and reports/ get a folder each
+  bench run --resume results/default-...      run the cases an interrupted run did not finish
+  bench show results/default-... --summary    the verdict per model, as Markdown for a pull request
+  bench show RUN --filter backend=onnx --format csv > onnx.csv
+  bench env create intel && bench doctor      build the intel environment, see which backends import where
+
+bench COMMAND --help describes a command's options."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bench", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a suite file; every problem on one line, exit 2 if any")
+    p.add_argument("suite", help=SUITE_HELP)
+    add_allow_large(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the suite's JSON Schema (for editors)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("models", help="list the architecture configs shipped with bench")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("run", help="run a suite: one isolated, pinned worker per case")
+    p.add_argument("suite", nargs="?", help=SUITE_HELP + " (omit it with --resume)")
+    p.add_argument("--out", help="run folder (default results/<suite>-<timestamp>)")
+    p.add_argument("--resume", metavar="DIR", help="run only the cases of DIR that have no row yet")
+    p.add_argument(
+        "--force", action="store_true",
+        help="with --resume: resume even on another machine, other package versions or another commit",
+    )  # fmt: skip
+    p.add_argument(
+        "--cpus", metavar="LIST",
+        help="use only these CPUs, e.g. 2,3 or 0-1 (cases are pinned within them; runs on disjoint CPUs can overlap)",
+    )  # fmt: skip
+    p.add_argument(
+        "--filter", action="append", default=[], metavar="FIELD=VALUE",
+        help="run matching cases only; repeat it: values of one field are alternatives, fields must all match",
+    )  # fmt: skip
+    p.add_argument("--no-peak", action="store_true", help="skip the matmul peak probe (no %% of peak in the report)")
+    p.add_argument("--no-report", action="store_true", help="do not write reports/<run folder>/ after the run")
+    p.add_argument(
+        "--quiet-wait", type=float, default=QUIET_WAIT_S, metavar="SECONDS",
+        help="before each case, wait up to this long for its CPUs to be free of other processes"
+        " (default %(default)g; 0: check and record only)",
+    )  # fmt: skip
+    add_allow_large(p)
+    p.add_argument(
+        "--shard", metavar="K/N",
+        help="run share K (0 to N-1) of N, balanced by expected cost; auto/N: K from the environment"
+        " (default: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX when set)",
+    )  # fmt: skip
+    p.add_argument("--costs", metavar="RUN_DIR", help="balance shards by the wall time of each case in this run")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write a run folder's report: Markdown, HTML, CSV tables and plots")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("--out", help="report folder (default reports/<run folder name>)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("peak", help="measure this machine's matmul peak (fp32, bf16, int8) at 1 and all CPUs")
+    p.add_argument("--threads", type=int, action="append", default=[], help="also at this thread count; repeat it")
+    p.add_argument("--json", action="store_true", help="print the measurement as JSON")
+    p.set_defaults(func=cmd_peak)
+
+    from bench.cli.show import FORMATS
+    from bench.cli.table import SORT_KEYS
+
+    p = sub.add_parser("show", help="print the table of a run folder; exit 1 if a case failed or has not run")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("--format", choices=FORMATS, default="table", help="table (terminal), md, csv or json")
+    p.add_argument("--sort", choices=list(SORT_KEYS), default="speed", help="order within each shape (table, json)")
+    p.add_argument(
+        "--filter", action="append", default=[], metavar="FIELD=VALUE",
+        help="show matching cases only; repeat it: values of one field are alternatives, fields must all match",
+    )  # fmt: skip
+    p.add_argument("--summary", action="store_true", help="print the verdict per model (Markdown) instead of the table")
+    p.set_defaults(func=cmd_show)
+
+    from bench.cli import cache as cache_cli
+
+    cache_cli.add_parser(sub)
+
+    from bench.cli.env import add_subcommands
+
+    add_subcommands(sub)
+
+    from bench.results import merge
+    from bench.run import slurm
+
+    slurm.add_parser(sub)
+    merge.add_parser(sub)
+
+    from bench.results import baselines
+    from bench.results import export
+    from bench.results import history
+    from bench.cli import compare as regression_cli
+
+    regression_cli.add_parser(sub)
+    baselines.add_parser(sub)
+    history.add_parser(sub)
+    export.add_parser(sub)
+    return parser
+
+
+def add_allow_large(parser: argparse.ArgumentParser) -> None:
+    text = "accept a plan of more than 5000 cases (bench.plan.preflight.PLAN_CAP; refused otherwise)"
+    parser.add_argument("--allow-large", action="store_true", help=text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.run.slurm import split_passthrough
+
+    parser = build_parser()
+    argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if passthrough is not None and args.command != "slurm":
+        parser.error(f"unrecognized arguments: -- {' '.join(passthrough)}")
+    args.passthrough = passthrough or []
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        return closed_pipe()
+    except SuiteError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def closed_pipe() -> int:
+    """The reader of stdout went away (bench schema | head): stop quietly, as other command-line tools do."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush of stdout must not fail again
+    return EXIT_CLOSED_PIPE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""`bench show RUN_DIR`: a run folder's results as a terminal table, Markdown, CSV or JSON, or its verdict."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench.results.completeness import Completeness
+from bench.plan.matrix import _text, parse_filters
+from bench.results.folder import RunDir, latest_rows, row_is_good
+
+FORMATS = ("table", "md", "csv", "json")
+
+
+def select_rows(rows: list[dict], filters: list[str]) -> list[dict]:
+    """The rows every --filter FIELD=VALUE matches (values of one field are alternatives)."""
+    wanted = parse_filters(filters)
+    return [r for r in rows if all(_text(r.get(k)) in values for k, values in wanted.items())]
+
+
+def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), summary: bool = False,
+         out=None, color: bool | None = None) -> bool:  # fmt: skip
+    """Print the run in `fmt`; True when the run is complete and every case passed."""
+    out = out or sys.stdout
+    manifest = run_dir.read_manifest()
+    all_rows = latest_rows(run_dir.rows())
+    rows = select_rows(all_rows, list(filters))
+    done = Completeness.of(manifest, all_rows)
+    data_only = fmt in ("csv", "json")
+    status = sys.stderr if data_only else out
+    if not data_only:
+        print(done.summary() + ("\n" if summary else ""), file=out)
+    if summary:
+        print(verdict_markdown(rows), file=out)
+    else:
+        print(formatted(rows, fmt, sort, out.isatty() if color is None else color), file=out)
+    if not done.complete:
+        where = run_dir.path
+        print(f"\nIncomplete: {done.missing_text()}\ncontinue with: bench run --resume {where}", file=status)
+    return done.complete and all(row_is_good(r) for r in all_rows)
+
+
+def formatted(rows: list[dict], fmt: str, sort: str, color: bool) -> str:
+    if fmt == "json":
+        from bench.cli.table import ordered
+
+        return json.dumps(ordered(rows, sort), indent=2)
+    if fmt == "table":
+        from bench.cli.table import render, terminal_width
+
+        return render(rows, sort=sort, color=color, width=terminal_width(color))
+    from bench.report import data, tables
+
+    entries = data.annotate(rows, None)
+    if fmt == "csv":
+        return tables.to_csv(entries).rstrip("\n")
+    from bench.report.markdown import table
+
+    lines = []
+    for (model, task), members in tables.by_model(entries).items():
+        lines += [f"### {model} ({task})", "", *table(*tables.table_cells(members))]
+    return "\n".join(lines).rstrip("\n")
+
+
+def verdict_markdown(rows: list[dict]) -> str:
+    from bench.report.markdown import cell
+    from bench.report.verdict import markdown_lines
+    from bench.results.verdict import verdicts
+
+    return "\n".join(markdown_lines(verdicts(rows), cell)).rstrip("\n")

@@ -1,0 +1,163 @@
+"""The results table that `bench show` prints: one table per shape, fastest first, speedup over its baseline.
+
+Rendered with rich; colour only when asked (a terminal), plain text otherwise. 120 columns wide by default.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from bench.results.compare import fastest_or_tied, main_baseline_label, median_ci, shape_key, speedups, speedups_vs_main
+from bench.backends.precision_mode import row_label
+from bench.measure.stats import CV_WARNING
+
+WIDTH = 120
+FASTEST, TIED = "★", "≈"
+
+
+def _median(row: dict) -> float:
+    return row["latency_ms"]["median"] if row.get("status") == "ok" and row.get("latency_ms") else float("inf")
+
+
+SORT_KEYS = {
+    "speed": _median,
+    "backend": lambda r: (str(r.get("backend")), str(r.get("precision"))),
+    "precision": lambda r: (str(r.get("precision")), _median(r)),
+    "environment": lambda r: (str(r.get("environment")), _median(r)),
+    "prepare": lambda r: (r.get("timings_ms") or {}).get("prepare") or float("inf"),
+    "memory": lambda r: (r.get("memory") or {}).get("peak_rss_mb") or float("inf"),
+}
+"""--sort: the order of the rows within each shape."""
+
+
+def accuracy_text(row: dict) -> str:
+    """The verdict, the gated relative error, top-1 agreement, and whether the hidden state went uncompared."""
+    accuracy = row.get("accuracy")
+    if not accuracy:
+        return "-"
+    if accuracy.get("relative_error") is None:
+        return "pass" if accuracy.get("passed") else "FAIL " + "; ".join(accuracy.get("failures", []))
+    text = f"{'pass' if accuracy['passed'] else 'FAIL'} err {accuracy['relative_error']:.1e}"
+    if accuracy.get("argmax_agreement") is not None:
+        text += f" top1 {accuracy['argmax_agreement']:.0%}"
+    if accuracy.get("not_compared"):
+        text += " (no hidden state)"
+    return text
+
+
+def interval_text(interval: list[float] | None) -> str:
+    return f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else "n/a"
+
+
+def shape_title(row: dict) -> str:
+    threads = row.get("threads")
+    return (
+        f"{row.get('model')} ({row.get('task')})  seq {row.get('seq_len')}  batch {row.get('batch_size')}"
+        f"  {threads} thread{'' if threads == 1 else 's'}  padding {row.get('padding_ratio') or 0:g}"
+    )
+
+
+def count_text(row: dict) -> str:
+    """n=<samples>, and the rounds when the row merges several."""
+    rounds = row.get("round_samples_ms")
+    several = isinstance(rounds, list) and len(rounds) > 1
+    return f"n={len(row.get('samples_ms') or [])}" + (f", {len(rounds)} rounds" if several else "")
+
+
+def cv_cell(row: dict) -> tuple[str, str]:
+    """CV with the sample count (and rounds) beside it, and its style: no colour when there is too little to judge."""
+    samples = row.get("samples_ms") or []
+    count = count_text(row)
+    cv = row["latency_ms"].get("cv")
+    if cv is None or len(samples) < 2:
+        return f"- ({count})", "dim"
+    return f"{100 * cv:.1f} ({count})", "yellow" if cv > CV_WARNING else "green"
+
+
+def shape_table(members: list[dict], factors: dict, sort: str, across: dict | None = None) -> Table:
+    """One shape's cases; `across`, when some case ran outside main, adds the ratio over main's eager fp32."""
+    best, tied = fastest_or_tied(members)
+    tied_ids = {id(r) for r in tied}
+    table = Table(
+        title=shape_title(members[0]), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+    for name, justify in (("", "left"), ("backend", "left"), ("precision", "left"), ("env", "left"),
+                          ("median ms", "right"), ("95% CI ms", "right"), ("CV % (n)", "right"),
+                          ("speedup [95% CI]", "left"), *((("vs main [95% CI]", "left"),) if across else ()),
+                          ("accuracy", "left")):  # fmt: skip
+        table.add_column(name, justify=justify, overflow="fold")
+    for row in sorted(members, key=SORT_KEYS[sort]):
+        mark = FASTEST if row is best else TIED if id(row) in tied_ids else ""
+        style = "bold green" if row is best else "red" if row.get("status") != "ok" else None
+        common = [mark, str(row["backend"]), row_label(row), str(row.get("environment") or "main")]
+        versus_main = [(across[row["case_id"]].text() if across[row["case_id"]] else "-")] if across else []
+        if row.get("status") != "ok":
+            table.add_row(*common, "-", "-", "-", str(row["status"]), *versus_main, "-", style=style)
+            continue
+        factor = factors[row["case_id"]]
+        cv_text, cv_style = cv_cell(row)
+        table.add_row(
+            *common, f"{row['latency_ms']['median']:.2f}", interval_text(median_ci(row)),
+            f"[{cv_style}]{cv_text}[/]", factor.text() if factor else "-", *versus_main, accuracy_text(row),
+            style=style,
+        )  # fmt: skip
+    return table
+
+
+def by_shape(rows: list[dict]) -> list[list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(shape_key(row), []).append(row)
+    order = sorted(groups, key=lambda k: (*map(str, k[:2]), *(v or 0 for v in k[2:])))
+    return [groups[k] for k in order]
+
+
+def ordered(rows: list[dict], sort: str = "speed") -> list[dict]:
+    """Shape by shape, each shape's rows in --sort order."""
+    return [row for members in by_shape(rows) for row in sorted(members, key=SORT_KEYS[sort])]
+
+
+def render(rows: list[dict], sort: str = "speed", color: bool = False, width: int = WIDTH) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=color, no_color=not color, highlight=False)
+    factors = speedups(rows)
+    across = speedups_vs_main(rows) if any((r.get("environment") or "main") != "main" for r in rows) else None
+    for members in by_shape(rows):
+        console.print(shape_table(members, factors, sort, across))
+    if across:
+        console.print(f"vs main: the cross-environment ratio, {main_baseline_label(rows)}, a change of library included")
+    console.print(f"{FASTEST}: fastest trusted case of its shape; {TIED}: tied with it (the 95% intervals overlap)")
+    lines = [line.rstrip() for line in out.getvalue().rstrip("\n").splitlines()]
+    return "\n".join([*lines, *notes(rows)])
+
+
+def wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False)
+
+
+def notes(rows: list[dict]) -> list[str]:
+    """Needs attention, by kind: each kind explained once, then its cases (as in the report)."""
+    from bench.report.attention import groups
+    from bench.report.data import annotate, collect_warnings
+
+    found = groups(collect_warnings(annotate(rows, None)))
+    out = ["", "Needs attention:"] if found else []
+    for group in found:
+        out += wrap(f"{group.title} ({len(group.items)}): {group.explanation}", "  ")
+        for case_id, detail in group.items:
+            out += wrap(case_id + (f": {detail}" if detail else ""), "    ")
+    return out
+
+
+def terminal_width(is_terminal: bool) -> int:
+    """The terminal's width when printing to one (at most WIDTH), else WIDTH."""
+    if not is_terminal:
+        return WIDTH
+    import shutil
+
+    return min(shutil.get_terminal_size((WIDTH, 24)).columns, WIDTH)

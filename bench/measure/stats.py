@@ -1,0 +1,101 @@
+"""Latency statistics over raw samples, and the warnings that tell a reader not to trust a number."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from bench.measure.intervals import half_width_share, median_interval
+
+CV_WARNING = 0.10
+SHORT_SAMPLE_MS = 1.0
+FIELDS = ("mean", "median", "p90", "p95", "p99", "min", "max", "std", "cv", "iqr")
+"""Lower is better for every field."""
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
+    if not sorted_values:
+        raise ValueError("percentile of no samples")
+    position = (len(sorted_values) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def summarize(samples_ms: list[float]) -> dict:
+    """mean, median, p90, p95, p99, min, max, std (sample, n-1), cv (std/mean), iqr (p75 - p25)."""
+    values = sorted(samples_ms)
+    n = len(values)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {
+        "mean": mean,
+        "median": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "min": values[0],
+        "max": values[-1],
+        "std": std,
+        "cv": std / mean if mean > 0 else 0.0,
+        "iqr": percentile(values, 75) - percentile(values, 25),
+    }
+
+
+def latency_summary(samples_ms: Sequence[float], rounds: Sequence[Sequence[float]] | None = None) -> dict:
+    """summarize() plus the median's 95% interval (median_ci, its method, n, or why there is none).
+
+    `rounds`, when the samples come from several workers, holds each round's samples: the interval then covers the
+    spread between rounds too.
+    """
+    return {**summarize(list(samples_ms)), **median_interval(samples_ms, rounds)}
+
+
+def ci_target(latency: dict, target: float | None) -> dict | None:
+    """What adaptive stopping reached: the target half-width, the one reached (share of the median), whether met."""
+    if not target:
+        return None
+    reached = half_width_share(latency["median"], latency.get("median_ci"))
+    return {"target": target, "reached": reached, "met": reached is not None and reached <= target}
+
+
+def ci_target_warnings(record: dict | None, n_samples: int) -> list[str]:
+    if not record or record["met"]:
+        return []
+    reached = "no interval" if record["reached"] is None else f"±{record['reached']:.1%}"
+    return [
+        f"imprecise: the median's 95% interval reached {reached} after {n_samples} samples, not the"
+        f" ±{record['target']:.1%} of measure.target_ci, before measure.max_seconds; raise max_seconds"
+    ]
+
+
+def throughput(median_ms: float, batch_size: int, tokens: int) -> dict:
+    """Samples and (non-padding) tokens per second at the median latency."""
+    seconds = median_ms / 1000
+    return {"samples_per_s": batch_size / seconds, "tokens_per_s": tokens / seconds}
+
+
+def stability_warnings(latency: dict, n_samples: int, min_iterations: int) -> list[str]:
+    warnings = []
+    if latency["cv"] > CV_WARNING:
+        warnings.append(
+            f"unstable: the standard deviation is {latency['cv']:.0%} of the mean (over {CV_WARNING:.0%});"
+            " rerun on a quieter machine or raise measure.min_seconds"
+        )
+    if latency["min"] < SHORT_SAMPLE_MS:
+        warnings.append(
+            f"short samples: the fastest call took {latency['min']:.3f} ms (under {SHORT_SAMPLE_MS:g} ms),"
+            " where timer and scheduling noise weigh; use a larger batch or sequence"
+        )
+    if n_samples < min_iterations:
+        warnings.append(
+            f"capped: {n_samples} of {min_iterations} iterations fit in measure.max_seconds; raise it for a firmer number"
+        )
+    return warnings
+
+
+def throughput_at(median_ms: float, row: dict) -> dict:
+    """A row's throughput recomputed at another median (the merged rounds'), from its own batch and tokens."""
+    tokens = row["throughput"]["tokens_per_s"] * row["latency_ms"]["median"] / 1000
+    return throughput(median_ms, row["batch_size"], round(tokens))

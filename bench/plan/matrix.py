@@ -1,0 +1,219 @@
+"""Expand a validated suite into cases, each with a stable id, and filter them."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.backends import BACKENDS
+from bench.results.completeness import plural
+from bench.environments import MAIN
+from bench.errors import BenchError
+from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite
+
+AXES_DEFAULTS = {"seq_lens": [128], "batch_sizes": [1], "threads": [1], "precisions": ["fp32"], "padding_ratios": [0.0]}
+FILTER_FIELDS = (
+    "case_id", "model", "task", "backend", "backend_type", "environment",
+    "precision", "seq_len", "batch_size", "threads", "padding_ratio",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: everything the worker needs, serialisable to JSON."""
+
+    suite: str
+    model: str
+    task: str
+    model_entry: dict
+    backend: str
+    backend_type: str
+    backend_options: dict
+    environment: str
+    precision: str
+    seq_len: int
+    batch_size: int
+    threads: int
+    padding_ratio: float
+    seed: int
+    measure: dict = field(compare=False)
+    tolerance: dict = field(compare=False)
+    case_id: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def is_baseline(self) -> bool:
+        """The eager fp32 PyTorch case that every other case of its environment at the same shape is compared with."""
+        return (
+            self.backend_type == "pytorch"
+            and self.backend_options.get("attn_implementation", "eager") == "eager"
+            and self.precision == "fp32"
+        )
+
+    @property
+    def baseline_key(self) -> tuple:
+        """What a baseline stands for: the environment, model and shape at a thread count."""
+        return (self.environment, self.model, self.seq_len, self.batch_size, self.threads, self.padding_ratio)
+
+
+def case_id(params: dict) -> str:
+    """Readable prefix plus a digest of every parameter that changes what is measured (not how long)."""
+    identity = {k: v for k, v in params.items() if k not in ("measure", "tolerance", "suite", "case_id")}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    pad = f"-p{params['padding_ratio']:g}" if params["padding_ratio"] else ""
+    return (
+        f"{params['model']}-{params['backend']}-{params['precision']}"
+        f"-s{params['seq_len']}-b{params['batch_size']}-t{params['threads']}{pad}-{digest}"
+    )
+
+
+def expand(suite: Suite) -> list[Case]:
+    """Every combination of model × backend × axes, most specific setting first, minus excludes."""
+    cases = []
+    defaults = suite.defaults
+    for model, backend in itertools.product(suite.models, suite.backends):
+        info = BACKENDS[backend.type]
+        axes = {name: _pick(name, backend, model, defaults) for name in AXES_DEFAULTS}
+        measure = _merge_measure(defaults, model, backend)
+        for seq, batch, threads, precision, pad in itertools.product(
+            axes["seq_lens"], axes["batch_sizes"], axes["threads"], axes["precisions"], axes["padding_ratios"]
+        ):
+            if precision not in info.precisions or (pad and batch == 1):
+                continue
+            params = {
+                "suite": suite.name,
+                "model": model.name,
+                "task": model.task,
+                "model_entry": model.model_dump(exclude_none=True, exclude=set(AXES_DEFAULTS) | {"measure"}),
+                "backend": backend.label,
+                "backend_type": backend.type,
+                "backend_options": info.options.model_validate(backend.options).model_dump(),
+                "environment": backend.environment or info.environment,
+                "precision": precision,
+                "seq_len": seq,
+                "batch_size": batch,
+                "threads": threads,
+                "padding_ratio": pad,
+                "seed": defaults.seed,
+                "measure": measure,
+                "tolerance": _tolerance(defaults, precision),
+            }
+            case = Case(**params, case_id=case_id(params))
+            if not any(_matches_exclude(case, ex) for ex in suite.exclude):
+                cases.append(case)
+    return cases + environment_baselines(cases, suite)
+
+
+def baseline_label(environment: str) -> str:
+    return f"eager@{environment}"
+
+
+def environment_baselines(cases: list[Case], suite: Suite) -> list[Case]:
+    """An eager fp32 PyTorch case in each environment other than main, at each model and shape where the suite has
+    cases there but no baseline: speedups then divide by a baseline run on the same software. It is measured as
+    the suite and its model say (not as the backend it stands beside)."""
+    models = {model.name: model for model in suite.models}
+    have = {c.baseline_key for c in cases if c.is_baseline}
+    added: dict[tuple, Case] = {}
+    for case in cases:
+        key = case.baseline_key
+        if case.environment == MAIN or key in have or key in added:
+            continue
+        params = {
+            **{k: v for k, v in case.to_dict().items() if k != "case_id"},
+            "backend": baseline_label(case.environment),
+            "backend_type": "pytorch",
+            "backend_options": BACKENDS["pytorch"].options(attn_implementation="eager").model_dump(),
+            "precision": "fp32",
+            "measure": _merge_measure(suite.defaults, models[case.model]),
+            "tolerance": _tolerance(suite.defaults, "fp32"),
+        }
+        added[key] = Case(**params, case_id=case_id(params))
+    return list(added.values())
+
+
+def baseline_notes(cases: list[Case]) -> list[str]:
+    """Said in the run's notes: which baselines the plan added, and why."""
+    added: dict[str, int] = {}
+    for case in cases:
+        if case.backend == baseline_label(case.environment) and case.is_baseline and case.environment != MAIN:
+            added[case.environment] = added.get(case.environment, 0) + 1
+    return [
+        f"{baseline_label(env)}: eager fp32 PyTorch added in environment {env!r} at {count} {plural('shape', count)},"
+        f" so that {env}'s cases are compared with a baseline measured on the same software"
+        for env, count in added.items()
+    ]
+
+
+def dropped_combinations(suite: Suite) -> list[str]:
+    """Backends asked for a precision they do not support (said once, not silently dropped)."""
+    notes = []
+    for backend in suite.backends:
+        info = BACKENDS[backend.type]
+        for model in suite.models:
+            for precision in _pick("precisions", backend, model, suite.defaults):
+                note = f"{backend.label} ({backend.type}) does not support {precision}; those cases are left out"
+                if precision not in info.precisions and note not in notes:
+                    notes.append(note)
+    return notes
+
+
+def _pick(name, backend, model, defaults):
+    for level in (backend, model, defaults):
+        value = getattr(level, name)
+        if value is not None:
+            return value
+    return AXES_DEFAULTS[name]
+
+
+def _merge_measure(*levels) -> dict:
+    merged = dict(DEFAULT_MEASURE)
+    for level in levels:
+        if level.measure is not None:
+            merged.update(level.measure.model_dump(exclude_none=True))
+    if merged["max_seconds"] < merged["min_seconds"]:
+        raise BenchError(
+            f"measure: expected max_seconds >= min_seconds, got {merged['max_seconds']} < {merged['min_seconds']}"
+        )
+    return merged
+
+
+def _tolerance(defaults, precision: str) -> dict:
+    tolerance = dict(DEFAULT_TOLERANCES[precision])
+    if precision in defaults.tolerances:
+        tolerance.update(defaults.tolerances[precision].model_dump(exclude_unset=True))
+    return tolerance
+
+
+def _matches_exclude(case: Case, exclude) -> bool:
+    return all(getattr(case, k) == v for k, v in exclude.model_dump(exclude_none=True).items())
+
+
+def parse_filters(filters: list[str]) -> dict[str, set[str]]:
+    """`FIELD=VALUE` strings → {field: {values}}; values of one field are alternatives, fields all must match."""
+    parsed: dict[str, set[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise BenchError(f"--filter: expected FIELD=VALUE, got {item!r}")
+        if key not in FILTER_FIELDS:
+            raise BenchError(f"--filter: expected a field among {', '.join(FILTER_FIELDS)}, got {key!r}")
+        parsed.setdefault(key, set()).add(value)
+    return parsed
+
+
+def select(cases: list[Case], filters: dict[str, set[str]]) -> list[Case]:
+    return [c for c in cases if all(_text(getattr(c, k)) in values for k, values in filters.items())]
+
+
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def suite_dir_of(path: Path) -> Path:
+    return path.resolve().parent

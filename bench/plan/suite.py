@@ -1,0 +1,336 @@
+"""The suite file: a typed model of models × backends × shapes × threads × precisions, validated strictly."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.backends import BACKENDS
+from bench.errors import SuiteError
+from bench.plan.suite_file import SuiteFileProblem, field_path, read_suite_data
+
+Precision = Literal["fp32", "bf16", "int8"]
+Task = Literal["feature-extraction", "text-classification", "question-answering", "text-generation"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_SEED = 2**32 - 1
+
+
+class StrictModel(BaseModel):
+    """No unknown fields, no coercion (`true` is not a count, "16" is not a length), no NaN or infinity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class Measure(StrictModel):
+    """How a case is measured; unset fields fall back to the enclosing level, then to DEFAULT_MEASURE."""
+
+    warmup: Optional[int] = Field(None, ge=0, description="Untimed calls after the first call.")
+    min_iterations: Optional[int] = Field(None, ge=1, description="Measured calls at least.")
+    min_seconds: Optional[float] = Field(None, ge=0, description="Measured time at least.")
+    max_seconds: Optional[float] = Field(None, gt=0, description="Measured time at most (caps min_iterations).")
+    timeout: Optional[float] = Field(
+        None, gt=0, le=MAX_TIMEOUT, description="Seconds before the case's worker is killed (at most a week)."
+    )
+    rounds: Optional[int] = Field(
+        None, ge=1, le=20, description="Fresh workers per case, in passes over the plan, each pass in its own order."
+    )
+    retries: Optional[int] = Field(
+        None, ge=0, le=10, description="Measure again in the same worker while the interference meter says contaminated."
+    )
+    target_ci: Optional[float] = Field(
+        None, gt=0, lt=1,
+        description="After the minimums, stop once the median's 95% interval is within ± this share (0.01: ±1%).",
+    )
+
+
+DEFAULT_MEASURE = {
+    "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1, "retries": 2,
+}  # fmt: skip
+
+
+class Tolerance(StrictModel):
+    """The accuracy gate against eager fp32 (docs/results.md); a None bound is reported but not gated."""
+
+    max_relative_error: Optional[float] = Field(
+        None, ge=0, description="Bound on ‖got − ref‖ / ‖ref − mean(ref)‖ of each output, over real tokens."
+    )
+    top1_margin: Optional[float] = Field(
+        None, ge=0, description="Top-1 is gated where the reference's top-1 minus top-2 is at least this many std."
+    )
+    min_top1_agreement: Optional[float] = Field(None, ge=0, le=1, description="Share of those that must agree.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, values):
+        for name in RETIRED_TOLERANCES:
+            if isinstance(values, dict) and name in values:
+                raise ValueError(f"{name} is no longer a bound: the gate is max_relative_error (docs/results.md)")
+        return values
+
+
+RETIRED_TOLERANCES = ("max_abs_diff", "min_cosine", "min_argmax_agreement")
+DEFAULT_TOLERANCES = {
+    "fp32": {"max_relative_error": 1e-4, "top1_margin": 0.01, "min_top1_agreement": 1.0},
+    "bf16": {"max_relative_error": 0.15, "top1_margin": 0.75, "min_top1_agreement": 1.0},
+    "int8": {"max_relative_error": 0.18, "top1_margin": 1.0, "min_top1_agreement": 1.0},
+}
+
+
+class Axes(StrictModel):
+    """The matrix axes; any level (defaults, model, backend) may set them, the most specific wins."""
+
+    seq_lens: Optional[list[int]] = Field(None, min_length=1)
+    batch_sizes: Optional[list[int]] = Field(None, min_length=1)
+    threads: Optional[list[int]] = Field(None, min_length=1)
+    precisions: Optional[list[Precision]] = Field(None, min_length=1)
+    padding_ratios: Optional[list[float]] = Field(
+        None, min_length=1, description="Average share of padding in a batch, 0 to 0.5 (batch 1 is never padded)."
+    )
+    measure: Optional[Measure] = None
+
+    @field_validator("seq_lens", "batch_sizes", "threads", "precisions", "padding_ratios")
+    @classmethod
+    def _distinct(cls, values):
+        if values is not None:
+            seen = set()
+            for v in values:
+                if v in seen:
+                    raise ValueError(f"expected distinct values, got {_given(v)} twice")
+                seen.add(v)
+        return values
+
+    @field_validator("seq_lens", "batch_sizes", "threads")
+    @classmethod
+    def _positive(cls, values):
+        if values is not None:
+            for v in values:
+                if v < 1:
+                    raise ValueError(f"expected integers of at least 1, got {v}")
+        return values
+
+    @field_validator("padding_ratios")
+    @classmethod
+    def _ratio(cls, values):
+        if values is not None:
+            for v in values:
+                if not 0 <= v <= 0.5:
+                    raise ValueError(f"expected ratios from 0 to 0.5, got {v}")
+        return values
+
+
+class Defaults(Axes):
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for random weights and inputs.")
+    tolerances: dict[Precision, Tolerance] = Field(default_factory=dict)
+
+
+class ModelEntry(Axes):
+    name: str = Field(pattern=NAME_PATTERN)
+    task: Task = "feature-extraction"
+    packaged: Optional[str] = Field(None, description="An installed package that ships a model/ folder.")
+    path: Optional[str] = Field(None, description="A local Hugging Face model directory (relative to the suite).")
+    config: Optional[str] = Field(
+        None, description="A shipped architecture name (see `bench models`) or a config.json path; random weights."
+    )
+    hub: Optional[str] = Field(None, description="A Hub id, used only if it is already in the local cache.")
+    config_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="config.json values to replace: booleans, integers, finite numbers, strings."
+    )
+
+    @field_validator("config_overrides")
+    @classmethod
+    def _scalars(cls, values):
+        for key, value in values.items():
+            finite = not isinstance(value, float) or math.isfinite(value)
+            if not isinstance(value, (bool, int, float, str)) or not finite:
+                given = _given(value)
+                raise ValueError(f"expected a boolean, integer, finite number or string for {key!r}, got {given}")
+        return values
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("packaged", "path", "config", "hub") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"expected exactly one of packaged, path, config, hub, got {given or 'none'}")
+        if self.config_overrides and not self.config:
+            raise ValueError("expected config_overrides only with config (random weights), got it with " + given[0])
+        return self
+
+
+class BackendEntry(Axes):
+    type: str = Field(description="One of the registered backends.")
+    name: Optional[str] = Field(None, pattern=NAME_PATTERN, description="Label in results; defaults to type.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    environment: Optional[str] = Field(
+        None, pattern=NAME_PATTERN, description="Run under this named environment (see `bench env list`)."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value):
+        if value not in BACKENDS:
+            raise ValueError(f"expected one of {', '.join(map(repr, BACKENDS))}, got {value!r}")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+class Exclude(StrictModel):
+    model: Optional[str] = None
+    backend: Optional[str] = None
+    precision: Optional[Precision] = None
+    seq_len: Optional[int] = None
+    batch_size: Optional[int] = None
+    threads: Optional[int] = None
+    padding_ratio: Optional[float] = None
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("expected at least one field to match, got an empty exclude")
+        return self
+
+
+class Suite(StrictModel):
+    name: Optional[str] = Field(None, pattern=NAME_PATTERN)
+    description: Optional[str] = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    models: list[ModelEntry] = Field(min_length=1)
+    backends: list[BackendEntry] = Field(min_length=1)
+    exclude: list[Exclude] = Field(default_factory=list)
+
+
+def load_suite(path: str | Path) -> tuple[Suite, Path]:
+    """Read, parse and validate a suite file; raise SuiteError listing every problem."""
+    path = Path(path)
+    try:
+        data = read_suite_data(path)
+    except SuiteFileProblem as exc:
+        raise SuiteError(str(path), [str(exc)])
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else type(data).__name__
+        raise SuiteError(str(path), [f"(top level): expected a mapping, got {got}"])
+    problems = option_problems(data)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise SuiteError(str(path), [format_error(err) for err in exc.errors()] + problems)
+    problems += check_references(suite)
+    if problems:
+        raise SuiteError(str(path), problems)
+    if suite.name is None:
+        suite = suite.model_copy(update={"name": path.stem})
+    return suite, path
+
+
+def option_problems(data: dict) -> list[str]:
+    """Every backend's options checked against its options model, all at once, even when other fields are wrong."""
+    problems = []
+    backends = data.get("backends")
+    for i, backend in enumerate(backends if isinstance(backends, list) else []):
+        if not isinstance(backend, dict) or not isinstance(backend.get("type"), str):
+            continue
+        info = BACKENDS.get(backend["type"])
+        options = backend.get("options", {})
+        if info is None or not isinstance(options, dict):
+            continue
+        try:
+            info.options.model_validate(options)
+        except ValidationError as exc:
+            for err in exc.errors():
+                err = dict(err, loc=("backends", i, "options") + tuple(err["loc"]))
+                problems.append(format_error(err, info.options, ("backends", i, "options")))
+    return problems
+
+
+def check_references(suite: Suite) -> list[str]:
+    """Checks pydantic cannot express: unique names, excludes that name real entries."""
+    problems = []
+    problems += _duplicates("models", [m.name for m in suite.models])
+    problems += _duplicates("backends", [b.label for b in suite.backends])
+    names = {"model": {m.name for m in suite.models}, "backend": {b.label for b in suite.backends}}
+    for i, exclude in enumerate(suite.exclude):
+        for field, known in names.items():
+            value = getattr(exclude, field)
+            if value is not None and value not in known:
+                expected = ", ".join(map(repr, sorted(known)))
+                problems.append(f"exclude[{i}].{field}: expected one of {expected}, got {_given(value)}")
+    return problems
+
+
+def _duplicates(section: str, names: list[str]) -> list[str]:
+    seen, problems = set(), []
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(f"{section}[{i}].name: expected a name not used above, got {_given(name)} again")
+        seen.add(name)
+    return problems
+
+
+def format_error(err: dict, root: type[BaseModel] = Suite, root_loc: tuple = ()) -> str:
+    """One pydantic error as `path.to.field: what was expected, what was given`."""
+    loc = err["loc"]
+    where = dotted(loc)
+    given = _given(err.get("input"))
+    kind = err["type"]
+    if kind == "missing":
+        return f"{where}: expected this required field, got nothing"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(root, loc[len(root_loc):-1])
+        expected = f"one of {', '.join(allowed)}" if allowed else "no other field"
+        return f"{where}: unknown field, expected {expected}, got {loc[-1]!r}"
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        return f"{where}: {message[len('Value error, '):]}"
+    message = re.sub(r"^Input should be ", "expected ", message)
+    message = re.sub(r"^String should match pattern ", "expected a name matching ", message)
+    return f"{where}: {message[0].lower() + message[1:]}, got {given}"
+
+
+def dotted(loc: tuple) -> str:
+    return field_path(loc)
+
+
+def _given(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """Field names of the model reached by following loc from `model` (for unknown-field messages)."""
+    for part in loc:
+        model = _unwrap(model)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(part)
+            if field is None:
+                return []
+            model = field.annotation
+        elif get_args(model):
+            model = get_args(model)[-1]
+        else:
+            return []
+    model = _unwrap(model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] → X; list[X] and dict[K, X] are left for the caller to index into."""
+    while get_origin(annotation) is Union:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else annotation
+        if len(args) != 1:
+            break
+    return annotation
+
+
+def json_schema() -> dict:
+    return Suite.model_json_schema()

@@ -1,0 +1,186 @@
+"""Which rows may be compared, and the comparisons: speedup over the baseline with its interval, fastest or tied.
+
+A row is trusted when it was measured, passes its accuracy check, and nothing says its median is off: the
+interference meter did not find it contaminated, its rounds agree and its samples' CV is within CV_WARNING.
+Only trusted rows give or take a speedup, are ranked fastest, or are rated against the peak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.environments import MAIN
+from bench.measure.intervals import median_interval
+from bench.measure.stats import CV_WARNING
+
+SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_ratio")
+
+
+def shape_key(row: dict) -> tuple:
+    """What a speedup is measured at: the same model, task, shape and threads as its baseline, and the same
+    machine when the row names one (rows gathered from several machines by `bench merge`)."""
+    machine = machine_of(row)
+    return tuple(row.get(k) for k in SHAPE_KEYS) + ((machine,) if machine else ())
+
+
+def machine_of(row: dict) -> str | None:
+    """The host a row was measured on, when the row says (merged rows do); None otherwise."""
+    machine = row.get("machine")
+    return str(machine.get("hostname")) if isinstance(machine, dict) and machine.get("hostname") else None
+
+
+def environment_of(row: dict) -> str:
+    return row.get("environment") or MAIN
+
+
+def baseline_key(row: dict) -> tuple:
+    """A baseline stands for one environment at one shape: a row is divided by its own environment's."""
+    return (environment_of(row), *shape_key(row))
+
+
+def measured(row: dict) -> bool:
+    return row.get("status") == "ok" and bool(row.get("latency_ms"))
+
+
+def distrust_reasons(row: dict) -> list[str]:
+    """Why the row's median must not be compared, in a word or two each; empty when it may be."""
+    if not measured(row):
+        return [str(row.get("status") or "not measured")]
+    reasons = []
+    if not (row.get("accuracy") or {}).get("passed"):
+        reasons.append("fails accuracy")
+    if (row.get("interference") or {}).get("contaminated"):
+        reasons.append("contaminated")
+    if (row.get("rounds_agreement") or {}).get("verdict") == "unstable" or (row["latency_ms"].get("cv") or 0) > CV_WARNING:
+        reasons.append("unstable")
+    return reasons
+
+
+def row_is_trusted(row: dict) -> bool:
+    return not distrust_reasons(row)
+
+
+def rounds_of(row: dict) -> list[list[float]] | None:
+    """Each round's samples, when the row was measured in several rounds."""
+    rounds = row.get("round_samples_ms")
+    if not isinstance(rounds, list) or len(rounds) < 2:
+        return None
+    return rounds if all(isinstance(samples, list) for samples in rounds) else None
+
+
+def median_ci(row: dict) -> list[float] | None:
+    """The row's 95% interval for its median: as recorded, or from its samples for rows written without one."""
+    if not measured(row):
+        return None
+    latency = row["latency_ms"]
+    if "median_ci" in latency:
+        return latency["median_ci"]
+    samples = row.get("samples_ms")
+    return median_interval(samples, rounds_of(row))["median_ci"] if samples else None
+
+
+def overlaps(a: list[float] | None, b: list[float] | None) -> bool:
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """A row against its baseline: the ratio of medians and its interval, or why there is none."""
+
+    ratio: float | None = None
+    interval: tuple[float, float] | None = None
+    refused: str | None = None
+    is_baseline: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """baseline, refused, unknown (no interval), same (the interval contains 1), faster or slower."""
+        if self.is_baseline or self.refused:
+            return "baseline" if self.is_baseline else "refused"
+        if self.interval is None:
+            return "unknown"
+        low, high = self.interval
+        return "same" if low <= 1 <= high else "faster" if low > 1 else "slower"
+
+    @property
+    def shown(self) -> float | None:
+        """The ratio, when it may be shown as a speedup."""
+        return None if self.refused else self.ratio
+
+    def text(self) -> str:
+        if self.refused:
+            return f"— {self.refused}"
+        if self.is_baseline:
+            return "1.00x (baseline)"
+        if self.interval is None:
+            return f"{self.ratio:.2f}x (no interval)"
+        bounds = f"[{self.interval[0]:.2f}, {self.interval[1]:.2f}]"
+        return f"≈ {self.ratio:.2f}x {bounds}" if self.verdict == "same" else f"{self.ratio:.2f}x {bounds}"
+
+
+def baselines(rows: list[dict]) -> dict[tuple, dict]:
+    """The baseline row of each environment and shape (see baseline_key); a trusted one when there are several."""
+    found: dict[tuple, dict] = {}
+    for row in rows:
+        if row.get("baseline"):
+            key = baseline_key(row)
+            current = found.get(key)
+            if current is None or (not row_is_trusted(current) and row_is_trusted(row)):
+                found[key] = row
+    return found
+
+
+def speedup(row: dict, baseline: dict | None) -> Speedup | None:
+    """The baseline's median over the row's, with an interval; None when the row was not measured or has no baseline.
+
+    The interval runs from baseline low / row high to baseline high / row low: it holds the true ratio whenever
+    both medians' 95% intervals hold theirs, and it contains 1 exactly when those intervals overlap.
+    """
+    if baseline is None or not measured(row):
+        return None
+    own, theirs = distrust_reasons(row), distrust_reasons(baseline)
+    if own or theirs:
+        return Speedup(refused=", ".join(own) if own else "baseline " + ", ".join(theirs))
+    if row is baseline or row.get("case_id") == baseline.get("case_id"):
+        return Speedup(ratio=1.0, is_baseline=True)
+    ratio = baseline["latency_ms"]["median"] / row["latency_ms"]["median"]
+    mine, base = median_ci(row), median_ci(baseline)
+    if mine is None or base is None or mine[0] <= 0:
+        return Speedup(ratio=ratio)
+    return Speedup(ratio=ratio, interval=(base[0] / mine[1], base[1] / mine[0]))
+
+
+def speedups(rows: list[dict]) -> dict[str, Speedup | None]:
+    """Every row's speedup over the baseline of its own environment at its shape, by case_id."""
+    base = baselines(rows)
+    return {row["case_id"]: speedup(row, base.get(baseline_key(row))) for row in rows}
+
+
+def speedups_vs_main(rows: list[dict]) -> dict[str, Speedup | None]:
+    """The cross-environment ratio: each row of an environment other than main over main's baseline at its shape
+    (a change of library included); None for main's own rows, whose speedup already is this."""
+    base = baselines(rows)
+    return {
+        row["case_id"]: None if environment_of(row) == MAIN else speedup(row, base.get((MAIN, *shape_key(row))))
+        for row in rows
+    }
+
+
+def fastest_or_tied(rows: list[dict]) -> tuple[dict | None, list[dict]]:
+    """Among the trusted rows of one shape: the fastest, and every other whose interval overlaps the fastest's."""
+    trusted = [r for r in rows if row_is_trusted(r)]
+    if not trusted:
+        return None, []
+    best = min(trusted, key=lambda r: r["latency_ms"]["median"])
+    best_ci = median_ci(best)
+    return best, [r for r in trusted if r is not best and overlaps(best_ci, median_ci(r))]
+
+
+def main_baseline_label(rows: list[dict]) -> str:
+    """How the cross-environment column is headed: main's eager fp32, with the torch it ran on when recorded."""
+    for row in rows:
+        if row.get("baseline") and environment_of(row) == MAIN:
+            torch = ((row.get("effective") or {}).get("versions") or {}).get("torch")
+            if torch:
+                return f"vs eager fp32 (main, torch {torch})"
+    return "vs eager fp32 (main)"

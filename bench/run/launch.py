@@ -1,0 +1,210 @@
+"""Start one worker in its own session, pinned and sized, block until it ends or its timeout, kill its group."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.paths import PROJECT_ROOT
+from bench.run.threads import child_environment
+
+ENVELOPE_SCHEMA = 1
+TAIL_LINES = 25
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str | None
+    result: dict | None
+    returncode: int | None
+    wall_s: float
+    stderr_tail: str
+
+
+def worker_command(python: str | Path, job_path: str, result_path: str) -> list[str]:
+    return [str(python), "-m", "bench.worker.case", "--job", job_path, "--result", result_path]
+
+
+def worker_environment(base: dict[str, str], threads: int) -> dict[str, str]:
+    """The child's variables: thread pools sized to the case, and this checkout's bench importable first."""
+    env = child_environment(base, threads)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), base.get("PYTHONPATH")]))
+    return env
+
+
+def pin_and_tie(cpus: list[int]):
+    """Runs in the child between fork and exec: pin it, and make it die if the parent dies."""
+
+    def setup():
+        os.sched_setaffinity(0, cpus)
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+
+    return setup
+
+
+@contextmanager
+def job_folder(path: Path):
+    """The job's files in the run folder, not /tmp: a killed parent leaves them where the next resume clears them."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            path.parent.rmdir()  # the jobs/ folder, once no job is left in it
+        except OSError:
+            pass
+
+
+def launch(python: str | Path, job: dict, cpus: list[int], timeout: float, log_path: Path, work_dir: Path) -> Outcome:
+    with job_folder(work_dir) as tmp:
+        job_path, result_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
+        with open(job_path, "w") as handle:
+            json.dump(job, handle)
+        env = worker_environment(dict(os.environ), job["case"]["threads"])
+        start = time.monotonic()
+        with open(log_path, "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    worker_command(python, job_path, result_path),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=pin_and_tie(cpus),
+                )
+            except OSError as exc:
+                return Outcome("unavailable", f"cannot start {python}: {exc}", None, None, 0.0, "")
+            try:
+                timed_out = not wait_blocking(proc, timeout)
+                if timed_out:
+                    stop_group(proc)
+                returncode = proc.wait()
+            finally:
+                kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
+        wall = time.monotonic() - start
+        envelope = read_envelope(result_path)
+    return outcome_of(envelope, returncode, timed_out, timeout, wall, tail(log_path))
+
+
+def wait_blocking(proc: subprocess.Popen, timeout: float) -> bool:
+    """Sleep in the kernel until the child exits or the timeout passes; True if it exited.
+
+    A pidfd becomes readable when the process ends, so select() blocks without waking up to poll
+    (Popen.wait(timeout) polls with growing sleeps).
+    """
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(pidfd)
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM the worker's group, SIGKILL whatever is still running after `grace` seconds.
+
+    The worker is reaped the moment it exits (until then its zombie keeps the group in existence), so this returns
+    as soon as the whole group is gone, not after the grace period.
+    """
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    if wait_blocking(proc, grace):
+        proc.wait()
+    while group_running(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the worker's own children: not ours to wait for
+    kill_group(proc.pid)
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of group `pgid` is still running; zombies waiting for a reaper do not count."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = None
+    if entries is None:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+            return True
+    return False
+
+
+def read_envelope(path: str) -> dict | None:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def outcome_of(envelope, returncode, timed_out, timeout, wall, stderr_tail) -> Outcome:
+    if timed_out:
+        return Outcome("timeout", f"killed after the {timeout:g} s timeout", None, returncode, wall, stderr_tail)
+    if envelope is None:
+        if returncode is not None and returncode < 0:
+            name = signal.Signals(-returncode).name
+            reason = f"worker killed by {name} before writing a result"
+        else:
+            reason = f"worker exited with code {returncode} before writing a result"
+        return Outcome("crashed", reason, None, returncode, wall, stderr_tail)
+    if envelope.get("schema") != ENVELOPE_SCHEMA:
+        reason = f"result envelope has schema {envelope.get('schema')!r}, expected {ENVELOPE_SCHEMA}"
+        return Outcome("error", reason, None, returncode, wall, stderr_tail)
+    if envelope["status"] == "ok":
+        return Outcome("ok", None, envelope["result"], returncode, wall, "")
+    return Outcome(envelope["status"], envelope["error"]["message"], None, returncode, wall, stderr_tail)
+
+
+def tail(path: Path, lines: int = TAIL_LINES, max_chars: int = 4000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])[-max_chars:]

@@ -1,0 +1,129 @@
+"""Rounds: every case measured in R fresh workers, in passes over the whole plan, each pass in its own order.
+
+Two runs of one case on this kind of machine can land on different levels (a 2-thread case at ~160 ms in one
+process and ~200 ms in the next), and one process's samples only ever see one moment. So the runner makes R
+passes over the cases, shuffled per pass with a seeded order, and a case's row merges its rounds: all samples
+together, each round's median kept, and a verdict on whether the rounds agree.
+
+Each finished round is appended to `rounds.jsonl` in the run folder, so a killed run resumes mid-case; the
+case's row goes to `results.jsonl` when its last round ends (or at its first failed round).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput_at
+
+UNSTABLE_MIN_GAP = 0.05
+"""Rounds disagree when their medians are further apart than this share of the lowest median..."""
+ROUNDS_FILE = "rounds.jsonl"
+
+
+def pass_order(cases: list, pass_index: int, seed: int) -> list:
+    """The cases of one pass in a shuffled order, the same for the same seed and pass."""
+    order = list(cases)
+    random.Random(f"{seed}:{pass_index}").shuffle(order)
+    return order
+
+
+def passes(cases: list, done_rounds: dict[str, int], seed: int):
+    """Yield (pass_index, case) for every round still to run, pass after pass; one pass keeps the plan's order."""
+    most = max((c.measure.get("rounds", 1) for c in cases), default=0)
+    for index in range(most):
+        for case in pass_order(cases, index, seed) if most > 1 else cases:
+            if index < case.measure.get("rounds", 1) and index >= done_rounds.get(case.case_id, 0):
+                yield index, case
+
+
+def rounds_by_case(records: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        grouped[record["case_id"]].append(record)
+    return grouped
+
+
+def round_summary(row: dict, index: int) -> dict:
+    """What a merged row keeps of one round."""
+    latency = row.get("latency_ms") or {}
+    return {
+        "round": index + 1,
+        "median_ms": latency.get("median"),
+        "iqr_ms": latency.get("iqr"),
+        "n": len(row.get("samples_ms") or []),
+        "wall_s": row.get("wall_s"),
+        "prepare_ms": (row.get("timings_ms") or {}).get("prepare"),
+        "interference": row.get("interference"),
+    }
+
+
+def agreement(rounds: list[dict]) -> dict:
+    """'stable' or 'unstable' across rounds, with the levels the medians landed on.
+
+    Unstable when the round medians are further apart than the widest round's own interquartile range AND more
+    than UNSTABLE_MIN_GAP of the lowest median: a gap the samples inside each round cannot explain, and big
+    enough to change a ranking.
+    """
+    medians = [r["median_ms"] for r in rounds if r.get("median_ms") is not None]
+    if len(medians) < 2:
+        return {"verdict": "single round", "medians_ms": medians}
+    low, high = min(medians), max(medians)
+    spread = max((r.get("iqr_ms") or 0.0) for r in rounds)
+    gap = high - low
+    unstable = gap > spread and gap > UNSTABLE_MIN_GAP * low
+    return {
+        "verdict": "unstable" if unstable else "stable",
+        "medians_ms": medians,
+        "gap": gap / low if low > 0 else None,
+        "levels_ms": [low, high] if unstable else None,
+    }
+
+
+def merge(rows: list[dict]) -> dict:
+    """One row from a case's rounds (in round order): samples pooled, rounds recorded, the first failure wins."""
+    failed = next((r for r in rows if r.get("status") != "ok"), None)
+    if failed is not None:
+        merged = dict(failed)
+        if len(rows) > 1 or merged.get("measure", {}).get("rounds", 1) > 1:
+            merged["reason"] = f"round {rows.index(failed) + 1}: {failed.get('reason')}"
+        return merged
+    merged = dict(rows[-1])
+    samples = [s for r in rows for s in r["samples_ms"]]
+    merged["samples_ms"] = samples
+    merged["round_samples_ms"] = [r["samples_ms"] for r in rows]
+    merged["latency_ms"] = latency_summary(samples, merged["round_samples_ms"] if len(rows) > 1 else None)
+    merged["latency_ms"]["ci_target"] = ci_target(merged["latency_ms"], rows[0]["measure"].get("target_ci"))
+    merged["throughput"] = throughput_at(merged["latency_ms"]["median"], rows[-1])
+    merged["timings_ms"] = rows[0].get("timings_ms")
+    merged["provenance"] = rows[0].get("provenance")
+    merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)
+    merged["rounds"] = [round_summary(r, i) for i, r in enumerate(rows)]
+    merged["rounds_agreement"] = agreement(merged["rounds"])
+    dirty = next((r for r in rows if (r.get("interference") or {}).get("contaminated")), None)
+    if dirty is not None:
+        merged["interference"] = dirty["interference"]
+    failing = next((r for r in rows if not (r.get("accuracy") or {}).get("passed", True)), None)
+    if failing is not None:
+        merged["accuracy"] = failing["accuracy"]
+    merged["warnings"] = pooled_warnings(rows, merged["latency_ms"], len(samples))
+    if merged["rounds_agreement"]["verdict"] == "unstable":
+        levels = " and ".join(f"{m:.4g} ms" for m in merged["rounds_agreement"]["levels_ms"])
+        merged["warnings"].append(
+            f"unstable across rounds: round medians landed at {levels}; the machine ran this case at different"
+            " speeds in different processes, so its median is not a single figure"
+        )
+    return merged
+
+
+def pooled_warnings(rows: list[dict], latency: dict, n_samples: int) -> list[str]:
+    """Each round's own warnings once, with the stability warnings judged again on the pooled samples."""
+    measure = rows[0]["measure"]
+    per_round = {w for r in rows for w in judged(r["latency_ms"], len(r["samples_ms"]), measure["min_iterations"])}
+    kept = dict.fromkeys(w for r in rows for w in r.get("warnings") or [] if w not in per_round)
+    return list(kept) + judged(latency, n_samples, measure["min_iterations"] * len(rows))
+
+
+def judged(latency: dict, n_samples: int, min_iterations: int) -> list[str]:
+    """The warnings the worker derives from a latency summary alone."""
+    return stability_warnings(latency, n_samples, min_iterations) + ci_target_warnings(latency.get("ci_target"), n_samples)

@@ -1,0 +1,229 @@
+"""Run cases one by one, each in its own worker, and write a row for every case whatever happens to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from bench.plan import model_sources
+from bench.run import rounds
+from bench.backends import BACKENDS
+from bench.environments import MAIN, environment
+from bench.errors import BenchError
+from bench.run.launch import Outcome, launch
+from bench.machine import installed_versions
+from bench.plan.matrix import Case
+from bench.paths import cache_root
+from bench.run.progress import Progress
+from bench.run.quiet import QUIET_WAIT_S, wait_for_quiet
+from bench.run.quiet import warnings_of as quiet_warnings
+from bench.results.provenance import Provenance
+from bench.results.folder import RESULTS_SCHEMA, RunDir
+from bench.run.threads import available_cpus, core_sharing, pick_cpus, thread_settings
+
+REFERENCE_FORMAT = 2
+"""2: the last hidden state of models with a head, and the inputs digest."""
+
+
+class Runner:
+    """Holds what cases share within a run: resolved model sources, the CPUs the machine allows (with their
+    physical places) and how long to wait for them to be quiet before a case."""
+
+    def __init__(
+        self, run_dir: RunDir, suite_dir: Path, progress: Progress | None = None, quiet_wait: float = QUIET_WAIT_S
+    ):
+        self.run_dir = run_dir
+        self.suite_dir = suite_dir
+        self.progress = progress or Progress(stream=sys.stderr)
+        self.cpus = available_cpus(within=run_dir.cpus)
+        self.quiet_wait = quiet_wait
+        self.provenance = Provenance(run_dir.read_manifest() if run_dir.manifest_path.exists() else {})
+        self._sources: dict[str, model_sources.ResolvedSource | model_sources.SourceUnavailable] = {}
+
+    def run(self, cases: list[Case]) -> list[dict]:
+        """R passes over the cases (R = each case's measure.rounds), each pass shuffled; a row per case at its end."""
+        done = rounds.rounds_by_case(self.run_dir.round_records())
+        todo = list(rounds.passes(cases, {k: len(v) for k, v in done.items()}, seed=cases[0].seed if cases else 0))
+        finished, rows = set(), []
+        self.progress.start(len(todo))
+        for index, case in todo:
+            if case.case_id in finished:
+                self.progress.case_skipped()
+                continue
+            self.progress.case_started(case, index)
+            started = self.provenance.at_start()
+            row = {**self.run_case(case), "provenance": started}
+            record = {"case_id": case.case_id, "round": index, "row": row}
+            if case.measure.get("rounds", 1) > 1:
+                self.run_dir.append_round(record)
+            done[case.case_id].append(record)
+            self.progress.case_finished(row)
+            last = index + 1 >= case.measure.get("rounds", 1)
+            if last or row["status"] != "ok":
+                merged = rounds.merge([record["row"] for record in done[case.case_id]])
+                self.run_dir.append(merged)
+                rows.append(merged)
+                finished.add(case.case_id)
+        self.progress.finish()
+        return rows
+
+    def run_case(self, case: Case) -> dict:
+        source = self.source(case)
+        if isinstance(source, model_sources.SourceUnavailable):
+            return make_row(case, Outcome(source.status, str(source), None, None, 0.0, ""))
+        try:
+            env = environment(case.environment)
+        except BenchError as exc:
+            return make_row(case, Outcome("error", str(exc), None, None, 0.0, ""))
+        if not env.built:
+            reason = f"environment {env.name!r} is not built ({env.python}); build it with: {env.build_command}"
+            return make_row(case, Outcome("unavailable", reason, None, None, 0.0, ""))
+        cpus = pick_cpus(case.threads, self.cpus)
+        if cpus is None:
+            reason = f"needs {case.threads} CPUs; this run may use {len(self.cpus)}"
+            return make_row(case, Outcome("unavailable", reason, None, None, 0.0, ""))
+        job = self.job(case, source, cpus, mode="measure")
+        reference = Path(job["reference"])
+        if not reference.exists():
+            failure = self.make_reference(case, source, cpus, reference)
+            if failure is not None:
+                return make_row(case, failure, cpus)
+        quiet = wait_for_quiet(cpus, self.quiet_wait, self.say)
+        outcome = launch(env.python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case))
+        row = make_row(case, outcome, cpus, quiet)
+        sharing = core_sharing(cpus, self.cpus)
+        if sharing:
+            row["warnings"].append(sharing)
+        return row
+
+    def say(self, text: str) -> None:
+        print(text, file=self.progress.stream, flush=True)
+
+    def make_reference(self, case: Case, source, cpus, path: Path) -> Outcome | None:
+        """The eager fp32 outputs for this model and inputs, computed once in `main` and shared by every env."""
+        baseline = reference_case(case)
+        job = self.job(baseline, source, cpus, mode="reference")
+        job["reference"] = str(path)
+        python = environment(MAIN).python
+        outcome = launch(python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case))
+        if outcome.status == "ok" and path.exists():
+            return None
+        outcome.reason = f"the eager fp32 reference could not be computed: {outcome.reason}"
+        outcome.status = "error" if outcome.status == "ok" else outcome.status
+        return outcome
+
+    def source(self, case: Case):
+        if case.model not in self._sources:
+            from bench.plan.suite import ModelEntry
+
+            entry = ModelEntry.model_validate(case.model_entry)
+            try:
+                source = model_sources.resolve(entry, self.suite_dir, case.seed)
+                model_sources.read_config(source, entry.config_overrides)
+                self._sources[case.model] = source
+            except model_sources.SourceUnavailable as exc:
+                self._sources[case.model] = exc
+        return self._sources[case.model]
+
+    def job(self, case: Case, source, cpus: list[int], mode: str) -> dict:
+        return {
+            "mode": mode,
+            "case": case.to_dict(),
+            "source": source.to_dict(),
+            "vocab": vocab_of(source, case.model_entry.get("config_overrides", {})),
+            "thread_settings": thread_settings(BACKENDS[case.backend_type].thread_family, case.threads),
+            "cpus": cpus,
+            "reference": str(reference_path(case, source)),
+            "cache_dir": str(cache_root()),
+        }
+
+    def log_path(self, case: Case) -> Path:
+        return self.run_dir.logs / f"{case.case_id}.log"
+
+    def job_dir(self, case: Case) -> Path:
+        return self.run_dir.jobs / case.case_id
+
+
+def reference_case(case: Case) -> Case:
+    return dataclasses.replace(
+        case,
+        backend="reference",
+        backend_type="pytorch",
+        backend_options={"attn_implementation": "eager"},
+        environment=MAIN,
+        precision="fp32",
+        measure={**case.measure, "warmup": 0},
+    )
+
+
+def reference_path(case: Case, source) -> Path:
+    """Keyed by everything that determines the reference outputs, including main's torch and transformers."""
+    versions = installed_versions(("torch", "transformers"), keep_missing=True)
+    key = {
+        "format": REFERENCE_FORMAT,
+        "model": source.identity,
+        "task": case.task,
+        "shape": [case.batch_size, case.seq_len, case.padding_ratio],
+        "seed": case.seed,
+        "versions": versions,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_root() / "references" / f"{case.model}-{digest}.npz"
+
+
+def vocab_of(source, overrides: dict) -> dict:
+    config = model_sources.read_config(source, overrides)
+    return {"size": config["vocab_size"], "pad_token_id": config.get("pad_token_id")}
+
+
+def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_check: dict | None = None) -> dict:
+    row = {
+        "schema": RESULTS_SCHEMA,
+        "case_id": case.case_id,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "suite": case.suite,
+        "model": case.model,
+        "task": case.task,
+        "backend": case.backend,
+        "backend_type": case.backend_type,
+        "backend_options": case.backend_options,
+        "environment": case.environment,
+        "precision": case.precision,
+        "seq_len": case.seq_len,
+        "batch_size": case.batch_size,
+        "threads": case.threads,
+        "padding_ratio": case.padding_ratio,
+        "baseline": case.is_baseline,
+        "pinned_cpus": cpus,
+        "measure": case.measure,
+        "wall_s": round(outcome.wall_s, 3),
+        "returncode": outcome.returncode,
+        "stderr_tail": outcome.stderr_tail or None,
+        "quiet_check": quiet_check,
+    }
+    result = outcome.result or {}
+    for key in ("latency_ms", "samples_ms", "throughput", "accuracy", "effective", "timings_ms", "memory",
+                "padding", "details", "flops", "interference", "precision_mode"):  # fmt: skip
+        row[key] = result.get(key)
+    row["warnings"] = (
+        list(result.get("warnings", []))
+        + effect_warnings(case, cpus, result.get("effective"))
+        + quiet_warnings(quiet_check)
+    )
+    return row
+
+
+def effect_warnings(case: Case, cpus, effective: dict | None) -> list[str]:
+    """A mismatch between what was asked and what took effect is said in the row."""
+    if not effective:
+        return []
+    warnings = []
+    if effective.get("threads") is not None and effective["threads"] != case.threads:
+        warnings.append(f"asked for {case.threads} threads, the backend reports {effective['threads']}")
+    if cpus is not None and effective.get("cpus") != cpus:
+        warnings.append(f"pinned to CPUs {cpus}, the worker ran on {effective.get('cpus')}")
+    return warnings

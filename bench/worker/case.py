@@ -1,0 +1,214 @@
+"""The worker: one case in one fresh process. `python -m bench.worker.case --job JOB.json --result RESULT.json`.
+
+The result travels back as one versioned JSON envelope in the result file, never on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+ENVELOPE_SCHEMA = 1
+HIDDEN_MODULES = ("sklearn",)
+"""transformers imports scikit-learn (and scipy.stats with it) at import time, for assisted generation only: about
+2 s of every worker's start. No backend uses it, so the worker hides it before anything imports transformers."""
+FAULT_VAR = "BENCH_FAULT"
+"""Test hook: `SUBSTRING:abort|hang[,...]` makes a worker whose case id contains SUBSTRING crash or hang."""
+DELAY_VAR = "BENCH_DELAY_MS"
+"""Test hook: `SUBSTRING:MS[,...]` makes every call of a case whose id contains SUBSTRING MS ms slower."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker.case")
+    parser.add_argument("--job", required=True)
+    parser.add_argument("--result", required=True)
+    args = parser.parse_args(argv)
+    for name in HIDDEN_MODULES:
+        sys.modules.setdefault(name, None)
+    with open(args.job) as handle:
+        job = json.load(handle)
+    try:
+        inject_fault(job["case"]["case_id"])
+        envelope = {"schema": ENVELOPE_SCHEMA, "status": "ok", "result": run_job(job)}
+    except ModuleNotFoundError as exc:
+        envelope = error_envelope("missing_package", exc, f"No module named {exc.name!r} in {sys.executable}")
+    except Exception as exc:  # every failure becomes a row, with its traceback in the log
+        envelope = error_envelope("error", exc, f"{type(exc).__name__}: {exc}")
+    write_json_atomic(args.result, envelope)
+    return 0 if envelope["status"] == "ok" else 1
+
+
+def run_job(job: dict) -> dict:
+    from bench.measure.accuracy import compare
+    from bench.backends import backend_class
+    from bench.measure.flops import try_count_flops
+    from bench.measure.hidden_state import accuracy_outputs
+    from bench.measure.inputs import make_inputs, padding_share
+    from bench.measure.interference import warnings_of
+    from bench.measure.reference import check_inputs, load_reference, save_reference
+    from bench.measure.memory import LoopMemory
+    from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
+    from bench.measure.timing import timed
+
+    case, measure_cfg = job["case"], job["case"]["measure"]
+    backend = backend_class(case["backend_type"])(job)
+    inject_delay(backend, case["case_id"])
+    _, load_ms = timed(backend.load)
+    vocab = job["vocab"]
+    inputs = make_inputs(
+        case["batch_size"], case["seq_len"], vocab["size"], vocab["pad_token_id"], case["padding_ratio"], case["seed"]
+    )
+    reference = load_reference(job["reference"]) if job["mode"] == "measure" else None
+    if reference is not None:
+        check_inputs(reference, inputs, job["reference"])
+    _, prepare_ms = timed(lambda: backend.prepare(inputs))
+    memory = LoopMemory()
+    memory.prepared()
+    _, first_ms = timed(backend.run)
+    for _ in range(measure_cfg["warmup"]):
+        backend.run()
+    if job["mode"] == "reference":
+        save_reference(job["reference"], accuracy_outputs(backend)[0], inputs)
+        return {"reference": job["reference"], "effective": effective(backend)}
+    samples_ns, interference = measure_until_clean(backend.run, measure_cfg)
+    memory.looped()
+    backend.after_measurement()
+    outputs, not_compared = accuracy_outputs(backend)
+    samples_ms = [ns / 1e6 for ns in samples_ns]
+    latency = latency_summary(samples_ms)
+    latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
+    return {
+        "latency_ms": latency,
+        "samples_ms": samples_ms,
+        "throughput": throughput(latency["median"], case["batch_size"], int(inputs["attention_mask"].sum())),
+        "accuracy": compare(
+            outputs, reference.outputs, reference.mask, case["task"], case["tolerance"], not_compared
+        ),
+        "effective": effective(backend),
+        "timings_ms": {"load": load_ms, "prepare": prepare_ms, "first_call": first_ms, **backend.timings},
+        "memory": memory.figures(),
+        "precision_mode": backend.precision_mode(),
+        "padding": padding_share(inputs["attention_mask"]),
+        "details": backend.details,
+        "flops": try_count_flops(job),
+        "interference": interference,
+        "warnings": backend.warnings
+        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"])
+        + ci_target_warnings(latency["ci_target"], len(samples_ms))
+        + warnings_of(interference),
+    }
+
+
+RETRY_PAUSE_S = 2.0
+
+
+def measure_until_clean(call, measure_cfg: dict) -> tuple[list[int], dict]:
+    """The timed loop inside the interference meter, measured again while contaminated, up to measure.retries times.
+
+    A retry happens here, in the same worker, so it costs a pause and the loop: not another start, import and load.
+    The samples kept are the last attempt's; the meter's entry lists every attempt's verdict.
+    """
+    from bench.measure.interference import assess, snapshot
+    from bench.measure.timing import measure
+
+    pinned = sorted(os.sched_getaffinity(0))
+    attempts = []
+    for attempt in range(1 + measure_cfg.get("retries", 0)):
+        if attempt:
+            time.sleep(RETRY_PAUSE_S * attempt)
+        before = snapshot(pinned)
+        samples_ns = measure(
+            call,
+            min_iterations=measure_cfg["min_iterations"],
+            min_seconds=measure_cfg["min_seconds"],
+            max_seconds=measure_cfg["max_seconds"],
+            target_ci=measure_cfg.get("target_ci"),
+        )
+        interference = assess(before, snapshot(pinned))
+        attempts.append({"contaminated": interference.get("contaminated"), "reasons": interference.get("reasons")})
+        if not interference.get("contaminated"):
+            break
+    return samples_ns, {**interference, "attempts": attempts}
+
+
+def effective(backend) -> dict:
+    """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
+    from bench.machine import PACKAGES, installed_versions
+    from bench.run.threads import thread_variables
+
+    versions = installed_versions(PACKAGES)
+    backend_reported = backend.effective()
+    return {
+        "threads": backend_reported.get("threads", backend_reported.get("torch_threads")),
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "pid": os.getpid(),
+        "env": thread_variables(os.environ),
+        "python": sys.executable,
+        "versions": versions,
+        "backend": backend_reported,
+    }
+
+
+MAX_REASON = 600
+
+
+def error_envelope(status: str, exc: BaseException, message: str) -> dict:
+    """The whole traceback goes to the log; the row's reason is one line, cut to MAX_REASON characters."""
+    print(traceback.format_exc(), file=sys.stderr, flush=True)
+    message = " ".join(message.split())
+    if len(message) > MAX_REASON:
+        message = message[: MAX_REASON - 30] + f" ... ({len(message)} characters; see the log)"
+    return {"schema": ENVELOPE_SCHEMA, "status": status, "error": {"type": type(exc).__name__, "message": message}}
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    tmp = f"{path}.partial"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def inject_fault(case_id: str) -> None:
+    for spec in filter(None, os.environ.get(FAULT_VAR, "").split(",")):
+        substring, _, fault = spec.partition(":")
+        if substring in case_id:
+            _fault(fault)
+
+
+def inject_delay(backend, case_id: str) -> None:
+    """Wrap backend.run in a fixed delay, spent spinning so that the CPU stays busy as a slower backend's would."""
+    delay_s = 0.0
+    for spec in filter(None, os.environ.get(DELAY_VAR, "").split(",")):
+        substring, _, ms = spec.rpartition(":")
+        if substring in case_id:
+            delay_s += float(ms) / 1000
+    if delay_s <= 0:
+        return
+    run = backend.run
+
+    def delayed_run(*args, **kwargs):
+        deadline = time.perf_counter() + delay_s
+        while time.perf_counter() < deadline:
+            pass
+        return run(*args, **kwargs)
+
+    backend.run = delayed_run
+
+
+def _fault(fault: str) -> None:
+    if fault == "abort":
+        os.kill(os.getpid(), signal.SIGABRT)
+    if fault == "hang":
+        import subprocess
+
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # a grandchild must die too
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
