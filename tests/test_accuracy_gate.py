@@ -25,7 +25,7 @@ def load(config_or_package: str, task: str):
     if task == "feature-extraction":
         source = {"kind": "directory", "location": str(packaged_model_dir(config_or_package))}
     else:
-        source = {"kind": "config", "location": str(PROJECT / "bench" / "configs" / config_or_package / "config.json")}
+        source = {"kind": "config", "location": str(PROJECT / "bench" / "plan" / "configs" / config_or_package / "config.json")}
     return load_model({"case": {"task": task, "seed": 0, "model_entry": {}}, "source": source})
 
 

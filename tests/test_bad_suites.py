@@ -141,7 +141,7 @@ def test_an_environment_built_by_hand_under_the_root_is_a_known_name(quiet_machi
 
 
 def test_a_config_damaged_after_validation_is_an_error_row_not_a_traceback(tmp_path):
-    config = json.loads((PROJECT / "bench" / "configs" / "bert-tiny" / "config.json").read_text())
+    config = json.loads((PROJECT / "bench" / "plan" / "configs" / "bert-tiny" / "config.json").read_text())
     (tmp_path / "cfg.json").write_text(json.dumps(config))
     text = TINY_SUITE.replace("config: bert-tiny", "config: cfg.json")
     from bench.plan.matrix import expand

@@ -12,7 +12,7 @@ from bench.report import roofline
 from bench.results.folder import RunDir
 from conftest import bench_cli
 
-BERT_TINY = PROJECT_ROOT / "bench" / "configs" / "bert-tiny" / "config.json"
+BERT_TINY = PROJECT_ROOT / "bench" / "plan" / "configs" / "bert-tiny" / "config.json"
 
 
 def bert_classifier_flops(config: dict, batch: int, seq: int, labels: int = 2) -> int:
