@@ -1,0 +1,131 @@
+"""What crosses the process boundary: the case to measure, the job a worker is given, and the envelope it answers in.
+
+The parent builds a `Job`, writes it as JSON, and the child reads it back with `Job.from_dict`; every child process
+(the worker, the peak probe, the import probe) answers with one `envelope`, versioned by `ENVELOPE_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ENVELOPE_SCHEMA = 1
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+"""Every command's exit codes: 0 all good, 1 something measured is not (a failure, a flag, a regression), 2 bad input."""
+
+MAIN = "main"
+"""The environment bench itself runs in, where the accuracy reference is computed."""
+
+
+class _Readable:
+    """Dict-style reads (`case["precision"]`) for code not yet moved to attributes."""
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+@dataclass
+class Case(_Readable):
+    """One measurement: a model at a shape on a backend, precision and thread count, in an environment."""
+
+    suite: str
+    model: str
+    task: str
+    model_entry: dict
+    backend: str
+    backend_type: str
+    backend_options: dict
+    environment: str
+    precision: str
+    seq_len: int
+    batch_size: int
+    threads: int
+    padding_ratio: float
+    seed: int
+    measure: dict = field(compare=False)
+    tolerance: dict = field(compare=False)
+    case_id: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Case:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    @property
+    def is_baseline(self) -> bool:
+        """Eager fp32 PyTorch: what every other case of its environment at the same shape is compared with."""
+        return (
+            self.backend_type == "pytorch"
+            and self.backend_options.get("attn_implementation", "eager") == "eager"
+            and self.precision == "fp32"
+        )
+
+    @property
+    def baseline_key(self) -> tuple:
+        """What a baseline stands for: the environment, model and shape at a thread count."""
+        return (self.environment, self.model, self.seq_len, self.batch_size, self.threads, self.padding_ratio)
+
+    def reference(self) -> Case:
+        """The case whose outputs this one is checked against: eager fp32 in main, at the same shape."""
+        return dataclasses.replace(
+            self,
+            backend="reference",
+            backend_type="pytorch",
+            backend_options={"attn_implementation": "eager"},
+            environment=MAIN,
+            precision="fp32",
+            measure={**self.measure, "warmup": 0},
+        )
+
+
+@dataclass(frozen=True)
+class Source(_Readable):
+    """Where a model's weights come from: a directory on disk, or a config.json for random weights."""
+
+    kind: str
+    location: str
+    identity: str
+    """A digest of what determines the model's outputs."""
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "location": self.location, "identity": self.identity}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Source:
+        return cls(data["kind"], data["location"], data["identity"])
+
+
+@dataclass
+class Job(_Readable):
+    """Everything one worker needs to measure one case (or, with mode "reference", to compute its reference)."""
+
+    mode: str
+    case: Case
+    source: Source
+    vocab: int
+    thread_settings: dict
+    cpus: list[int]
+    reference: str
+    cache_dir: str
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "case": self.case.to_dict(), "source": self.source.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Job:
+        return cls(**{**data, "case": Case.from_dict(data["case"]), "source": Source.from_dict(data["source"])})
+
+
+def envelope(status: str, **content: Any) -> dict:
+    """A child's answer: `{"schema", "status", ...}`, with `result` when it worked and `error` when it did not."""
+    return {"schema": ENVELOPE_SCHEMA, "status": status, **content}
