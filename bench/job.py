@@ -31,7 +31,7 @@ class _Readable:
         return getattr(self, key, default)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Case(_Readable):
     """One measurement: a model at a shape on a backend, precision and thread count, in an environment."""
 
@@ -112,7 +112,8 @@ class Job(_Readable):
     mode: str
     case: Case
     source: Source
-    vocab: int
+    vocab: dict
+    """{"size": the model's vocabulary size, "pad_token_id": its padding token or None}."""
     thread_settings: dict
     cpus: list[int]
     reference: str
@@ -123,7 +124,8 @@ class Job(_Readable):
 
     @classmethod
     def from_dict(cls, data: dict) -> Job:
-        return cls(**{**data, "case": Case.from_dict(data["case"]), "source": Source.from_dict(data["source"])})
+        nested = {"case": Case, "source": Source}
+        return cls(**{key: nested[key].from_dict(value) if key in nested else value for key, value in data.items()})
 
 
 def envelope(status: str, **content: Any) -> dict:

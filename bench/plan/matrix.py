@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.backends import BACKENDS
 from bench.results.completeness import plural
 from bench.environments import MAIN
 from bench.errors import BenchError
+from bench.job import Case
 from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite
 
 AXES_DEFAULTS = {"seq_lens": [128], "batch_sizes": [1], "threads": [1], "precisions": ["fp32"], "padding_ratios": [0.0]}
@@ -19,46 +19,6 @@ FILTER_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment",
     "precision", "seq_len", "batch_size", "threads", "padding_ratio",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Case:
-    """One measurement: everything the worker needs, serialisable to JSON."""
-
-    suite: str
-    model: str
-    task: str
-    model_entry: dict
-    backend: str
-    backend_type: str
-    backend_options: dict
-    environment: str
-    precision: str
-    seq_len: int
-    batch_size: int
-    threads: int
-    padding_ratio: float
-    seed: int
-    measure: dict = field(compare=False)
-    tolerance: dict = field(compare=False)
-    case_id: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def is_baseline(self) -> bool:
-        """The eager fp32 PyTorch case that every other case of its environment at the same shape is compared with."""
-        return (
-            self.backend_type == "pytorch"
-            and self.backend_options.get("attn_implementation", "eager") == "eager"
-            and self.precision == "fp32"
-        )
-
-    @property
-    def baseline_key(self) -> tuple:
-        """What a baseline stands for: the environment, model and shape at a thread count."""
-        return (self.environment, self.model, self.seq_len, self.batch_size, self.threads, self.padding_ratio)
 
 
 def case_id(params: dict) -> str:

@@ -6,8 +6,9 @@ import hashlib
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from bench.job import Source
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 MAX_CONFIG_BYTES = 16 << 20
@@ -22,21 +23,11 @@ class SourceUnavailable(Exception):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
-class ResolvedSource:
-    kind: str  # "directory" (weights on disk) or "config" (random weights from a config.json)
-    location: str
-    identity: str  # digest of what determines the model's outputs
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "location": self.location, "identity": self.identity}
-
-
 def shipped_configs() -> list[str]:
     return sorted(p.parent.name for p in CONFIGS_DIR.glob("*/config.json"))
 
 
-def resolve(entry, suite_dir: Path, seed: int) -> ResolvedSource:
+def resolve(entry, suite_dir: Path, seed: int) -> Source:
     """Turn a suite's model entry into a directory or a config file, with an identity digest."""
     if entry.packaged:
         directory = packaged_model_dir(entry.packaged)
@@ -50,8 +41,8 @@ def resolve(entry, suite_dir: Path, seed: int) -> ResolvedSource:
         config = shipped_config_path(entry.config, suite_dir)
         overrides = json.dumps(entry.config_overrides, sort_keys=True)
         identity = _digest([config.read_bytes(), overrides.encode(), f"seed={seed}".encode()])
-        return ResolvedSource("config", str(config), identity)
-    return ResolvedSource("directory", str(directory), directory_identity(directory))
+        return Source("config", str(config), identity)
+    return Source("directory", str(directory), directory_identity(directory))
 
 
 def packaged_model_dir(package: str) -> Path:
@@ -103,11 +94,11 @@ def hub_snapshot_dir(repo_id: str, revision: str = "main") -> Path:
     )
 
 
-def config_file(source: ResolvedSource) -> Path:
+def config_file(source: Source) -> Path:
     return Path(source.location) if source.kind == "config" else Path(source.location) / "config.json"
 
 
-def read_config(source: ResolvedSource, overrides: dict | None = None) -> dict:
+def read_config(source: Source, overrides: dict | None = None) -> dict:
     """The model's config.json with the suite's overrides, checked for what the harness reads from it.
 
     A config that cannot be used raises SourceUnavailable("error", ...) naming the file and the key.

@@ -16,7 +16,8 @@ from bench.plan import model_sources
 from bench.backends import BACKENDS
 from bench.environments import env_root, known_names
 from bench.errors import MAX_PROBLEMS, SuiteError
-from bench.plan.matrix import AXES_DEFAULTS, Case, expand, parse_filters, select, suite_dir_of
+from bench.job import Case
+from bench.plan.matrix import AXES_DEFAULTS, expand, parse_filters, select, suite_dir_of
 from bench.plan.suite import DEFAULT_MEASURE, ModelEntry, Suite, load_suite
 
 PLAN_CAP = 5000

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.results.compare import SHAPE_KEYS
 from bench.errors import BenchError
-from bench.plan.matrix import Case
+from bench.job import Case
 from bench.plan.model_sources import CONFIGS_DIR
 
 METHOD = "lpt-by-shape"
