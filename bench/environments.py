@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Callable
 
 from bench.errors import BenchError
+from bench.job import MAIN
 from bench.paths import PROJECT_ROOT
 
-MAIN = "main"
 REQUIREMENTS_DIR = PROJECT_ROOT / "requirements"
 STAMP = "bench-env.json"
 STAMP_FORMAT = 1

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from bench.job import MAIN, Case, Job, Source
 from bench.measure.accuracy import HIDDEN_STATE, compare
 from bench.measure.inputs import inputs_digest, make_inputs
 from bench.plan.suite import DEFAULT_TOLERANCES
@@ -23,10 +24,15 @@ def load(config_or_package: str, task: str):
     from bench.plan.model_sources import packaged_model_dir
 
     if task == "feature-extraction":
-        source = {"kind": "directory", "location": str(packaged_model_dir(config_or_package))}
+        source = Source("directory", str(packaged_model_dir(config_or_package)), "")
     else:
-        source = {"kind": "config", "location": str(PROJECT / "bench" / "plan" / "configs" / config_or_package / "config.json")}
-    return load_model({"case": {"task": task, "seed": 0, "model_entry": {}}, "source": source})
+        source = Source("config", str(PROJECT / "bench" / "plan" / "configs" / config_or_package / "config.json"), "")
+    case = Case(
+        suite="s", model=config_or_package, task=task, model_entry={}, backend="eager", backend_type="pytorch",
+        backend_options={}, environment=MAIN, precision="fp32", seq_len=32, batch_size=2, threads=1,
+        padding_ratio=0.0, seed=0, measure={}, tolerance={},
+    )  # fmt: skip
+    return load_model(Job("measure", case, source, {}, {}, [], "", ""))
 
 
 def run(model, inputs, task):

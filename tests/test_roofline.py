@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from bench.job import MAIN, Case, Job, Source
 from bench.measure.flops import count_flops
 from bench.paths import PROJECT_ROOT
 from bench.run.peak import median_rate, busy_notes, probe_thread_counts, record_peak
@@ -25,10 +26,12 @@ def bert_classifier_flops(config: dict, batch: int, seq: int, labels: int = 2) -
 
 @pytest.mark.parametrize("batch, seq", [(2, 16), (1, 48)])
 def test_flop_count_of_a_bert_classifier_is_its_matrix_products(batch, seq):
-    job = {
-        "case": {"task": "text-classification", "batch_size": batch, "seq_len": seq, "model_entry": {}},
-        "source": {"kind": "config", "location": str(BERT_TINY)},
-    }
+    case = Case(
+        suite="s", model="bert-tiny", task="text-classification", model_entry={}, backend="eager",
+        backend_type="pytorch", backend_options={}, environment=MAIN, precision="fp32", seq_len=seq,
+        batch_size=batch, threads=1, padding_ratio=0.0, seed=0, measure={}, tolerance={},
+    )  # fmt: skip
+    job = Job("measure", case, Source("config", str(BERT_TINY), ""), {}, {}, [], "", "")
     assert count_flops(job) == bert_classifier_flops(json.loads(BERT_TINY.read_text()), batch, seq)
 
 

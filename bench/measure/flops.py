@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sys
 
+from bench.job import Job
+
 METHOD = "FlopCounterMode, meta device, eager attention, full padded shape; matrix products only"
 
 
-def count_flops(job: dict) -> int:
+def count_flops(job: Job) -> int:
     """FLOPs of one forward pass of the job's model on a batch of its shape."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -22,22 +24,22 @@ def count_flops(job: dict) -> int:
     from bench.backends.torch.common import model_call_kwargs
     from bench.measure.loading import load_config, model_class
 
-    case = job["case"]
-    config = load_config(job["source"], case["model_entry"].get("config_overrides", {}))
-    shape = (case["batch_size"], case["seq_len"])
+    case = job.case
+    config = load_config(job.source, case.model_entry.get("config_overrides", {}))
+    shape = (case.batch_size, case.seq_len)
     with torch.device("meta"):
         # eager attention: sdpa's mask helpers read tensor values, which the meta device has not got
-        model = model_class(case["task"]).from_config(config, attn_implementation="eager").eval()
+        model = model_class(case.task).from_config(config, attn_implementation="eager").eval()
         inputs = {
             "input_ids": torch.zeros(shape, dtype=torch.long),
             "attention_mask": torch.ones(shape, dtype=torch.long),
         }
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            model(**inputs, **model_call_kwargs(case["task"]))
+            model(**inputs, **model_call_kwargs(case.task))
     return int(counter.get_total_flops())
 
 
-def try_count_flops(job: dict) -> int | None:
+def try_count_flops(job: Job) -> int | None:
     """The count, or None (said in the worker's log) when this model cannot be counted: a case never fails on it."""
     try:
         return count_flops(job)

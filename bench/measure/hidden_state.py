@@ -52,7 +52,7 @@ def accuracy_outputs(backend) -> tuple[dict, dict]:
 
     Returns the outputs and, for what could not be taken, why (`{"last_hidden_state": reason}`).
     """
-    if backend.case["task"] == "feature-extraction":
+    if backend.case.task == "feature-extraction":
         return backend.outputs(backend.run()), {}
     source = backend.hidden_state()
     if isinstance(source, str):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from bench.job import Job, Source
+
 TASK_CLASSES = {
     "feature-extraction": "AutoModel",
     "text-classification": "AutoModelForSequenceClassification",
@@ -24,33 +26,33 @@ def model_class(task: str):
     return getattr(transformers, TASK_CLASSES[task])
 
 
-def load_config(source: dict, overrides: dict):
+def load_config(source: Source, overrides: dict):
     from transformers import AutoConfig
 
-    if source["kind"] == "config":
-        with open(source["location"]) as handle:
+    if source.kind == "config":
+        with open(source.location) as handle:
             values = json.load(handle)
         config = AutoConfig.for_model(values.pop("model_type"), **values)
     else:
-        config = AutoConfig.from_pretrained(source["location"], local_files_only=True)
+        config = AutoConfig.from_pretrained(source.location, local_files_only=True)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
 
 
-def load_model(job: dict, attn_implementation: str = "eager", **kwargs):
+def load_model(job: Job, attn_implementation: str = "eager", **kwargs):
     """The case's model in eval mode; random weights (seeded) for a config source, the files' weights otherwise."""
     import torch
 
-    case, source = job["case"], job["source"]
-    config = load_config(source, case["model_entry"].get("config_overrides", {}))
-    cls = model_class(case["task"])
-    torch.manual_seed(case["seed"])  # random weights, and any head a checkpoint lacks, are the same every run
-    if source["kind"] == "config":
+    case, source = job.case, job.source
+    config = load_config(source, case.model_entry.get("config_overrides", {}))
+    cls = model_class(case.task)
+    torch.manual_seed(case.seed)  # random weights, and any head a checkpoint lacks, are the same every run
+    if source.kind == "config":
         model = cls.from_config(config, attn_implementation=attn_implementation, torch_dtype=torch.float32, **kwargs)
     else:
         model = cls.from_pretrained(
-            source["location"],
+            source.location,
             config=config,
             attn_implementation=attn_implementation,
             torch_dtype=torch.float32,

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.job import ENVELOPE_SCHEMA, Job
 from bench.paths import PROJECT_ROOT
 from bench.run.threads import child_environment
 
-ENVELOPE_SCHEMA = 1
 TAIL_LINES = 25
 PR_SET_PDEATHSIG = 1
 
@@ -70,12 +70,12 @@ def job_folder(path: Path):
             pass
 
 
-def launch(python: str | Path, job: dict, cpus: list[int], timeout: float, log_path: Path, work_dir: Path) -> Outcome:
+def launch(python: str | Path, job: Job, cpus: list[int], timeout: float, log_path: Path, work_dir: Path) -> Outcome:
     with job_folder(work_dir) as tmp:
         job_path, result_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
         with open(job_path, "w") as handle:
-            json.dump(job, handle)
-        env = worker_environment(dict(os.environ), job["case"]["threads"])
+            json.dump(job.to_dict(), handle)
+        env = worker_environment(dict(os.environ), job.case.threads)
         start = time.monotonic()
         with open(log_path, "ab") as log:
             try:

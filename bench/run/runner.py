@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
@@ -11,11 +10,11 @@ from pathlib import Path
 from bench.plan import model_sources
 from bench.run import rounds
 from bench.backends import BACKENDS
-from bench.environments import MAIN, environment
+from bench.environments import environment
 from bench.errors import BenchError
 from bench.run.launch import Outcome, launch
 from bench.machine import installed_versions
-from bench.plan.matrix import Case
+from bench.job import MAIN, Case, Job, Source
 from bench.paths import cache_root
 from bench.run.progress import Progress
 from bench.run.quiet import QUIET_WAIT_S, wait_for_quiet
@@ -41,7 +40,7 @@ class Runner:
         self.cpus = available_cpus(within=run_dir.cpus)
         self.quiet_wait = quiet_wait
         self.provenance = Provenance(run_dir.read_manifest() if run_dir.manifest_path.exists() else {})
-        self._sources: dict[str, model_sources.ResolvedSource | model_sources.SourceUnavailable] = {}
+        self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:
         """R passes over the cases (R = each case's measure.rounds), each pass shuffled; a row per case at its end."""
@@ -86,7 +85,7 @@ class Runner:
             reason = f"needs {case.threads} CPUs; this run may use {len(self.cpus)}"
             return make_row(case, Outcome("unavailable", reason, None, None, 0.0, ""))
         job = self.job(case, source, cpus, mode="measure")
-        reference = Path(job["reference"])
+        reference = Path(job.reference)
         if not reference.exists():
             failure = self.make_reference(case, source, cpus, reference)
             if failure is not None:
@@ -102,11 +101,9 @@ class Runner:
     def say(self, text: str) -> None:
         print(text, file=self.progress.stream, flush=True)
 
-    def make_reference(self, case: Case, source, cpus, path: Path) -> Outcome | None:
+    def make_reference(self, case: Case, source: Source, cpus, path: Path) -> Outcome | None:
         """The eager fp32 outputs for this model and inputs, computed once in `main` and shared by every env."""
-        baseline = reference_case(case)
-        job = self.job(baseline, source, cpus, mode="reference")
-        job["reference"] = str(path)
+        job = self.job(case.reference(), source, cpus, mode="reference", reference=path)
         python = environment(MAIN).python
         outcome = launch(python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case))
         if outcome.status == "ok" and path.exists():
@@ -128,17 +125,18 @@ class Runner:
                 self._sources[case.model] = exc
         return self._sources[case.model]
 
-    def job(self, case: Case, source, cpus: list[int], mode: str) -> dict:
-        return {
-            "mode": mode,
-            "case": case.to_dict(),
-            "source": source.to_dict(),
-            "vocab": vocab_of(source, case.model_entry.get("config_overrides", {})),
-            "thread_settings": thread_settings(BACKENDS[case.backend_type].thread_family, case.threads),
-            "cpus": cpus,
-            "reference": str(reference_path(case, source)),
-            "cache_dir": str(cache_root()),
-        }
+    def job(self, case: Case, source: Source, cpus: list[int], mode: str, reference: Path | None = None) -> Job:
+        """What the worker is given; the reference file is the case's own unless `reference` names another."""
+        return Job(
+            mode=mode,
+            case=case,
+            source=source,
+            vocab=vocab_of(source, case.model_entry.get("config_overrides", {})),
+            thread_settings=thread_settings(BACKENDS[case.backend_type].thread_family, case.threads),
+            cpus=cpus,
+            reference=str(reference or reference_path(case, source)),
+            cache_dir=str(cache_root()),
+        )
 
     def log_path(self, case: Case) -> Path:
         return self.run_dir.logs / f"{case.case_id}.log"
@@ -147,19 +145,7 @@ class Runner:
         return self.run_dir.jobs / case.case_id
 
 
-def reference_case(case: Case) -> Case:
-    return dataclasses.replace(
-        case,
-        backend="reference",
-        backend_type="pytorch",
-        backend_options={"attn_implementation": "eager"},
-        environment=MAIN,
-        precision="fp32",
-        measure={**case.measure, "warmup": 0},
-    )
-
-
-def reference_path(case: Case, source) -> Path:
+def reference_path(case: Case, source: Source) -> Path:
     """Keyed by everything that determines the reference outputs, including main's torch and transformers."""
     versions = installed_versions(("torch", "transformers"), keep_missing=True)
     key = {
@@ -174,7 +160,7 @@ def reference_path(case: Case, source) -> Path:
     return cache_root() / "references" / f"{case.model}-{digest}.npz"
 
 
-def vocab_of(source, overrides: dict) -> dict:
+def vocab_of(source: Source, overrides: dict) -> dict:
     config = model_sources.read_config(source, overrides)
     return {"size": config["vocab_size"], "pad_token_id": config.get("pad_token_id")}
 

@@ -13,7 +13,8 @@ import sys
 import time
 import traceback
 
-ENVELOPE_SCHEMA = 1
+from bench.job import EXIT_FAILED, EXIT_OK, Job, envelope
+
 HIDDEN_MODULES = ("sklearn",)
 """transformers imports scikit-learn (and scipy.stats with it) at import time, for assisted generation only: about
 2 s of every worker's start. No backend uses it, so the worker hides it before anything imports transformers."""
@@ -31,19 +32,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in HIDDEN_MODULES:
         sys.modules.setdefault(name, None)
     with open(args.job) as handle:
-        job = json.load(handle)
+        job = Job.from_dict(json.load(handle))
     try:
-        inject_fault(job["case"]["case_id"])
-        envelope = {"schema": ENVELOPE_SCHEMA, "status": "ok", "result": run_job(job)}
+        inject_fault(job.case.case_id)
+        answer = envelope("ok", result=run_job(job))
     except ModuleNotFoundError as exc:
-        envelope = error_envelope("missing_package", exc, f"No module named {exc.name!r} in {sys.executable}")
+        answer = error_envelope("missing_package", exc, f"No module named {exc.name!r} in {sys.executable}")
     except Exception as exc:  # every failure becomes a row, with its traceback in the log
-        envelope = error_envelope("error", exc, f"{type(exc).__name__}: {exc}")
-    write_json_atomic(args.result, envelope)
-    return 0 if envelope["status"] == "ok" else 1
+        answer = error_envelope("error", exc, f"{type(exc).__name__}: {exc}")
+    write_json_atomic(args.result, answer)
+    return EXIT_OK if answer["status"] == "ok" else EXIT_FAILED
 
 
-def run_job(job: dict) -> dict:
+def run_job(job: Job) -> dict:
     from bench.measure.accuracy import compare
     from bench.backends import backend_class
     from bench.measure.flops import try_count_flops
@@ -55,26 +56,26 @@ def run_job(job: dict) -> dict:
     from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
     from bench.measure.timing import timed
 
-    case, measure_cfg = job["case"], job["case"]["measure"]
-    backend = backend_class(case["backend_type"])(job)
-    inject_delay(backend, case["case_id"])
+    case, measure_cfg = job.case, job.case.measure
+    backend = backend_class(case.backend_type)(job)
+    inject_delay(backend, case.case_id)
     _, load_ms = timed(backend.load)
-    vocab = job["vocab"]
+    vocab = job.vocab
     inputs = make_inputs(
-        case["batch_size"], case["seq_len"], vocab["size"], vocab["pad_token_id"], case["padding_ratio"], case["seed"]
+        case.batch_size, case.seq_len, vocab["size"], vocab["pad_token_id"], case.padding_ratio, case.seed
     )
-    reference = load_reference(job["reference"]) if job["mode"] == "measure" else None
+    reference = load_reference(job.reference) if job.mode == "measure" else None
     if reference is not None:
-        check_inputs(reference, inputs, job["reference"])
+        check_inputs(reference, inputs, job.reference)
     _, prepare_ms = timed(lambda: backend.prepare(inputs))
     memory = LoopMemory()
     memory.prepared()
     _, first_ms = timed(backend.run)
     for _ in range(measure_cfg["warmup"]):
         backend.run()
-    if job["mode"] == "reference":
-        save_reference(job["reference"], accuracy_outputs(backend)[0], inputs)
-        return {"reference": job["reference"], "effective": effective(backend)}
+    if job.mode == "reference":
+        save_reference(job.reference, accuracy_outputs(backend)[0], inputs)
+        return {"reference": job.reference, "effective": effective(backend)}
     samples_ns, interference = measure_until_clean(backend.run, measure_cfg)
     memory.looped()
     backend.after_measurement()
@@ -85,10 +86,8 @@ def run_job(job: dict) -> dict:
     return {
         "latency_ms": latency,
         "samples_ms": samples_ms,
-        "throughput": throughput(latency["median"], case["batch_size"], int(inputs["attention_mask"].sum())),
-        "accuracy": compare(
-            outputs, reference.outputs, reference.mask, case["task"], case["tolerance"], not_compared
-        ),
+        "throughput": throughput(latency["median"], case.batch_size, int(inputs["attention_mask"].sum())),
+        "accuracy": compare(outputs, reference.outputs, reference.mask, case.task, case.tolerance, not_compared),
         "effective": effective(backend),
         "timings_ms": {"load": load_ms, "prepare": prepare_ms, "first_call": first_ms, **backend.timings},
         "memory": memory.figures(),
@@ -163,7 +162,7 @@ def error_envelope(status: str, exc: BaseException, message: str) -> dict:
     message = " ".join(message.split())
     if len(message) > MAX_REASON:
         message = message[: MAX_REASON - 30] + f" ... ({len(message)} characters; see the log)"
-    return {"schema": ENVELOPE_SCHEMA, "status": status, "error": {"type": type(exc).__name__, "message": message}}
+    return envelope(status, error={"type": type(exc).__name__, "message": message})
 
 
 def write_json_atomic(path: str, data: dict) -> None:
