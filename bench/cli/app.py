@@ -7,9 +7,9 @@ import json
 import sys
 
 from bench.errors import BenchError, SuiteError
+from bench.job import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from bench.run.quiet import QUIET_WAIT_S
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader went away
 
 

@@ -14,9 +14,8 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.backends import cache
+from bench.job import EXIT_FAILED, EXIT_OK
 from bench.paths import cache_root
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(sub) -> None:

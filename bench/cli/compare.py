@@ -10,10 +10,10 @@ from pathlib import Path
 
 from bench import terminal
 from bench.errors import BenchError
+from bench.job import EXIT_FAILED, EXIT_OK
 from bench.results.regression import ALPHA, SHOWN, SLOWER, THRESHOLD, CaseResult, Comparison, Settings, compare_runs
 from bench.results.run_files import Run, load_run
 
-EXIT_OK, EXIT_REGRESSION = 0, 1
 COMPARISON_SCHEMA = 1
 
 
@@ -42,7 +42,7 @@ def cmd_compare(args) -> int:
         write_text(Path(args.markdown), markdown(comparison))
     if args.json:
         write_text(Path(args.json), json.dumps(to_json(comparison), indent=2))
-    return EXIT_REGRESSION if comparison.regression else EXIT_OK
+    return EXIT_FAILED if comparison.regression else EXIT_OK
 
 
 def runs_to_compare(paths: list[str], baseline: str | None) -> tuple[Run, Run]:

@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 
+from bench.job import EXIT_FAILED, EXIT_OK
 from bench.machine import installed_versions
 
-EXIT_OK, EXIT_FAILED = 0, 1
 PROBE_TIMEOUT = 300.0
 FAMILY_REQUIRES = {"torch": ("torch", "transformers"), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
 VERSIONS = ("torch", "transformers", "optimum", "intel-extension-for-pytorch", "onnxruntime", "openvino", "numpy")

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.job import EXIT_OK
 from bench.results.identity import machine_identity, machine_key
 from bench.results.folder import MANIFEST, ROWS
 from bench.results.run_files import load_run
@@ -24,7 +25,6 @@ from bench.results.run_files import load_run
 BASELINES_VAR = "BENCH_BASELINES_DIR"
 INFO = "baseline.json"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-EXIT_OK = 0
 
 
 def baselines_root() -> Path:

@@ -17,6 +17,7 @@ from bisect import bisect_left, bisect_right
 from importlib import metadata
 from pathlib import Path
 
+from bench.job import EXIT_OK
 from bench.results.compare import distrust_reasons, measured, median_ci, rounds_of
 from bench.results.run_files import Run, load_run
 
@@ -24,7 +25,6 @@ FORMATS = ("pytest-benchmark",)
 FALLBACK_VERSION = "5.1.0"
 PARAMS = ("model", "task", "backend", "backend_type", "environment", "precision", "seq_len", "batch_size", "threads",
           "padding_ratio")  # fmt: skip
-EXIT_OK = 0
 
 
 def quartiles(data: list[float]) -> tuple[float, float]:

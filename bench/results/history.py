@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import terminal
 from bench.results.compare import distrust_reasons, median_ci, measured
 from bench.errors import BenchError
+from bench.job import EXIT_OK
 from bench.results.identity import machine_identity, machine_key
 from bench.results.regression import THRESHOLD
 from bench.results.folder import MANIFEST
@@ -28,7 +29,6 @@ from bench.results.run_files import Run, load_run
 
 STEP_CONFIRM = 2
 STEP_LOOKBACK = 5
-EXIT_OK = 0
 
 
 @dataclass

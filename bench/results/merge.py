@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.job import EXIT_OK
 from bench.results.folder import MANIFEST, RESULTS_SCHEMA, ROWS, RunDir, latest_rows, now
 
-EXIT_OK = 0
 SHOWN_MISSING = 10
 
 

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.job import EXIT_FAILED, EXIT_OK
 
 SCRIPT = "bench-slurm.sh"
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def split_passthrough(argv: list[str]) -> tuple[list[str], list[str] | None]:
