@@ -84,3 +84,10 @@ def frequency_info(cpus, sys_root: str = SYS_CPU) -> dict:
         "boost": None if boost is None else boost == "1",
         "intel_pstate_no_turbo": None if no_turbo is None else no_turbo == "1",
     }
+
+
+def available_cpus(within=None) -> dict[int, tuple[int, int]]:
+    """The CPUs this process may use (and, given `within`, that a run was restricted to), each with its physical
+    place (package, core)."""
+    allowed = os.sched_getaffinity(0)
+    return cpu_places(allowed & set(within) if within else allowed)

@@ -226,7 +226,8 @@ def run_tiny_suite(tmp_path, hog_cpu=None):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux procfs")
 def test_a_real_case_measured_beside_a_busy_process_is_contaminated(tmp_path):
-    from bench.run.threads import available_cpus, pick_cpus
+    from bench.run.cpus import pick_cpus
+    from bench.topology import available_cpus
 
     (cpu,) = pick_cpus(1, available_cpus())  # where the tiny suite's 1-thread cases will be pinned
     rows, hog = run_tiny_suite(tmp_path, hog_cpu=cpu)

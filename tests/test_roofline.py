@@ -78,7 +78,8 @@ def test_bench_peak_measures_pinned_at_one_and_all_cpus():
     cpus = sorted(os.sched_getaffinity(0))
     counts = {"1", str(len(cpus))}
     assert set(peak["gflops"]["fp32"]) == counts and all(v > 0 for v in peak["gflops"]["fp32"].values())
-    from bench.run.threads import available_cpus, pick_cpus
+    from bench.run.cpus import pick_cpus
+    from bench.topology import available_cpus
 
     assert peak["cpus"] == {t: pick_cpus(int(t), available_cpus()) for t in counts}  # the CPUs cases get
     assert peak["torch"] and peak["errors"] == []

@@ -7,15 +7,8 @@ import pytest
 
 from bench.run.launch import pin_and_tie, worker_environment
 from bench.paths import PROJECT_ROOT
-from bench.run.threads import (
-    NOT_THREAD_VARS,
-    THREAD_ENV_VARS,
-    child_environment,
-    core_sharing,
-    pick_cpus,
-    thread_settings,
-    thread_variables,
-)
+from bench.backends.threads import NOT_THREAD_VARS, THREAD_ENV_VARS, child_environment, thread_settings, thread_variables
+from bench.run.cpus import core_sharing, pick_cpus
 from bench.topology import cpu_places, frequency_info, parse_cpu_list, topology_info
 
 

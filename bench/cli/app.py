@@ -120,7 +120,7 @@ def cmd_report(args) -> int:
 
 def cmd_peak(args) -> int:
     from bench.run.peak import measure_peak, memo_path, probe_thread_counts, remember, render
-    from bench.run.threads import available_cpus
+    from bench.topology import available_cpus
 
     counts = probe_thread_counts(args.threads, available_cpus())
     peak = remember(measure_peak(counts), memo_path(counts))

@@ -206,7 +206,7 @@ def shape_problems(suite: Suite, cases: list[Case], configs: dict[int, dict]) ->
 
 
 def thread_warnings(suite: Suite, cases: list[Case]) -> list[str]:
-    from bench.run.threads import available_cpus
+    from bench.topology import available_cpus
 
     cpus = len(available_cpus())
     warnings: dict[str, str] = {}

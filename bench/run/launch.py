@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.job import ENVELOPE_SCHEMA, Job
 from bench.paths import PROJECT_ROOT
-from bench.run.threads import child_environment
+from bench.backends.threads import child_environment
 
 TAIL_LINES = 25
 PR_SET_PDEATHSIG = 1

@@ -118,7 +118,8 @@ def measure_peak(
     Probes are pinned within `allowed` (default: every CPU this process may use).
     """
     from bench.results.folder import now
-    from bench.run.threads import available_cpus, pick_cpus
+    from bench.run.cpus import pick_cpus
+    from bench.topology import available_cpus
 
     available = allowed if allowed else available_cpus()
     peak = {"measured": now(), "method": METHOD, "gflops": {}, "sizes": {}, "cpus": {}, "errors": [], "torch": None}
@@ -164,7 +165,7 @@ def record_peak(run_dir, cases) -> dict:
     The probe is remembered per machine and boot (remembered_peak): a second run on the same machine since the last
     boot reuses it instead of spending seconds on it again; `bench peak` measures afresh and refreshes it.
     """
-    from bench.run.threads import available_cpus
+    from bench.topology import available_cpus
 
     manifest = run_dir.read_manifest()
     if "peak" not in manifest:
@@ -179,7 +180,7 @@ def record_peak(run_dir, cases) -> dict:
 def memo_path(thread_counts: list[int], python=sys.executable, allowed=None) -> Path:
     """Keyed by this boot, the CPUs the probe may use, the thread counts and the interpreter."""
     from bench.paths import cache_root
-    from bench.run.threads import available_cpus
+    from bench.topology import available_cpus
 
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()

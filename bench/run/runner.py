@@ -21,7 +21,9 @@ from bench.run.quiet import QUIET_WAIT_S, wait_for_quiet
 from bench.run.quiet import warnings_of as quiet_warnings
 from bench.results.provenance import Provenance
 from bench.results.folder import RESULTS_SCHEMA, RunDir
-from bench.run.threads import available_cpus, core_sharing, pick_cpus, thread_settings
+from bench.backends.threads import thread_settings
+from bench.run.cpus import core_sharing, pick_cpus
+from bench.topology import available_cpus
 
 REFERENCE_FORMAT = 2
 """2: the last hidden state of models with a head, and the inputs digest."""

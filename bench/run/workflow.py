@@ -19,7 +19,7 @@ from bench.results.folder import RESULTS_SCHEMA, RunDir, latest_rows, now, row_i
 from bench.run.runner import Runner
 from bench.plan.shards import select_share, share_note
 from bench.plan.suite import Suite
-from bench.run.threads import available_cpus
+from bench.topology import available_cpus
 
 
 def default_out_dir(suite_name: str) -> Path:

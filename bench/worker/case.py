@@ -138,7 +138,7 @@ def measure_until_clean(call, measure_cfg: dict) -> tuple[list[int], dict]:
 def effective(backend) -> dict:
     """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
     from bench.machine import PACKAGES, installed_versions
-    from bench.run.threads import thread_variables
+    from bench.backends.threads import thread_variables
 
     versions = installed_versions(PACKAGES)
     backend_reported = backend.effective()

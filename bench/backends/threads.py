@@ -1,11 +1,11 @@
-"""One place that turns a case's thread count into every backend's own settings and the child's environment."""
+"""One place that turns a case's thread count into every backend family's own settings and the child's environment.
+
+Both sides use it: the parent sizes the worker's settings and variables, the worker records the variables it ran with.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-
-from bench.topology import cpu_places
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 """The pools the worker sizes to the case's threads."""
@@ -45,50 +45,6 @@ def thread_settings(family: str, threads: int) -> dict:
     raise ValueError(f"unknown thread family {family!r}; expected one of 'torch', 'onnxruntime', 'openvino'")
 
 
-def pick_cpus(threads: int, places: Mapping[int, tuple[int, int]]) -> list[int] | None:
-    """The CPUs a case with `threads` threads is pinned to, or None when the machine has too few.
-
-    `places` maps each CPU this process may use to its (package, core) (`available_cpus()`). One CPU per physical
-    core, within one package when one has room; CPU 0, which takes interrupts and the system's housekeeping, and
-    its core come last; SMT siblings of chosen CPUs only when there are more threads than cores.
-    """
-    if threads > len(places):
-        return None
-    cores: dict[tuple[int, int], list[int]] = {}
-    for cpu in sorted(places, key=lambda c: (c == 0, c)):
-        cores.setdefault(places[cpu], []).append(cpu)
-    rank = package_rank(cores, threads)
-    ordered = sorted(cores.values(), key=lambda core: (rank[places[core[0]][0]], 0 in core, min(core)))
-    by_preference = [core[level] for level in range(max(map(len, ordered))) for core in ordered if level < len(core)]
-    return sorted(by_preference[:threads])
-
-
-def package_rank(cores: dict[tuple[int, int], list[int]], threads: int) -> dict[int, tuple]:
-    """Packages in order of preference: one that holds every thread on its own cores without CPU 0's core,
-    then one that holds them with it, then the others; the package of CPU 0 last among equals."""
-    rank = {}
-    for package in {p for p, _ in cores}:
-        own = [core for (p, _), core in cores.items() if p == package]
-        spare = sum(1 for core in own if 0 not in core)
-        rank[package] = (spare < threads, len(own) < threads, any(0 in core for core in own), package)
-    return rank
-
-
-def core_sharing(cpus: list[int], places: Mapping[int, tuple[int, int]]) -> str | None:
-    """A warning when some of `cpus` are SMT siblings of one physical core."""
-    cores: dict[tuple[int, int], list[int]] = {}
-    for cpu in cpus:
-        cores.setdefault(places.get(cpu, (0, cpu)), []).append(cpu)
-    shared = [group for group in cores.values() if len(group) > 1]
-    if not shared:
-        return None
-    siblings = ", ".join("+".join(map(str, group)) for group in shared)
-    return (
-        f"{len(cpus)} threads on {len(cores)} physical cores: CPUs {siblings} are SMT siblings sharing one core,"
-        " so each thread is slower than on a core of its own"
-    )
-
-
 def child_environment(base: dict[str, str], threads: int) -> dict[str, str]:
     """The worker's environment: the parent's, with every thread pool sized to the case and the hub offline."""
     env = dict(base)
@@ -109,10 +65,3 @@ def thread_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
         if name.startswith(THREAD_ENV_PREFIXES) or name in THREAD_ENV_NAMES:
             recorded[name] = environ[name]
     return recorded
-
-
-def available_cpus(within=None) -> dict[int, tuple[int, int]]:
-    """The CPUs this process may use (and, given `within`, that a run was restricted to), each with its physical
-    place (package, core)."""
-    allowed = os.sched_getaffinity(0)
-    return cpu_places(allowed & set(within) if within else allowed)
