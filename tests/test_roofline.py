@@ -8,9 +8,10 @@ import pytest
 from bench.job import MAIN, Case, Job, Source
 from bench.measure.flops import count_flops
 from bench.paths import PROJECT_ROOT
-from bench.run.peak import median_rate, busy_notes, probe_thread_counts, record_peak
+from bench.run.peak import busy_notes, probe_thread_counts, record_peak
 from bench.report import roofline
 from bench.results.folder import RunDir
+from bench.worker.peak import median_rate
 from conftest import bench_cli
 
 BERT_TINY = PROJECT_ROOT / "bench" / "plan" / "configs" / "bert-tiny" / "config.json"

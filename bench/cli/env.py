@@ -1,25 +1,15 @@
-"""`bench env create|list` and `bench doctor`; also the import probe that doctor runs under each interpreter.
-
-The probe is `python -m bench.cli.env --probe RESULT.json BACKEND...`: it imports each backend's module and the
-libraries it needs (the module's REQUIRES, else its thread family's library) and writes what failed and why.
-"""
+"""`bench env create|list` and `bench doctor`, which starts the import probe (bench.worker.imports) under each
+interpreter and says which backends import where, and why the others do not."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
-import os
-import subprocess
-import sys
 import tempfile
+from pathlib import Path
 
 from bench.job import EXIT_FAILED, EXIT_OK
-from bench.machine import installed_versions
 
+PROBE = "bench.worker.imports"
 PROBE_TIMEOUT = 300.0
-FAMILY_REQUIRES = {"torch": ("torch", "transformers"), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
-VERSIONS = ("torch", "transformers", "optimum", "intel-extension-for-pytorch", "onnxruntime", "openvino", "numpy")
 
 
 def add_subcommands(sub) -> None:
@@ -85,26 +75,21 @@ def cmd_doctor(args) -> int:
 
 def run_probe(python, backends: list[str], timeout: float = PROBE_TIMEOUT) -> dict:
     """The probe's report from `python`, or {"error": ...} when it died, hung or could not start."""
-    from bench.run.launch import worker_environment
+    from bench.run.launch import run_child
 
     with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp:
-        result = os.path.join(tmp, "probe.json")
-        command = [str(python), "-m", "bench.cli.env", "--probe", result, *backends]
-        try:
-            done = subprocess.run(
-                command, env=worker_environment(dict(os.environ), 1), capture_output=True, text=True,
-                timeout=timeout, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return {"error": f"the probe gave no answer within {timeout:g} s"}
-        except OSError as exc:
-            return {"error": f"cannot start {python}: {exc.strerror or exc}"}
-        try:
-            with open(result) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            tail = (done.stderr.strip().splitlines() or [""])[-1]
-            return {"error": f"the probe exited with code {done.returncode} before answering: {tail}"}
+        outcome = run_child(
+            python, PROBE, backends, Path(tmp) / "probe.json",
+            threads=1, timeout=timeout, output_path=Path(tmp) / "output.log",
+        )  # fmt: skip
+    if outcome.status == "ok":
+        return outcome.result
+    if outcome.status == "timeout":
+        return {"error": f"the probe gave no answer within {timeout:g} s"}
+    if outcome.status == "crashed":
+        tail = (outcome.stderr_tail.splitlines() or [""])[-1]
+        return {"error": f"the probe exited with code {outcome.returncode} before answering: {tail}"}
+    return {"error": outcome.reason}  # it could not start, or answered with an error
 
 
 def problem_of(report: dict, backend: str) -> str:
@@ -135,36 +120,3 @@ def import_verdict(result: dict, own: bool) -> str:
 def render_columns(rows: list[tuple]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def probe(backends: list[str]) -> dict:
-    """Import each backend's module and its libraries here; record what failed, never stop at a failure."""
-    from bench.backends import BACKENDS
-
-    results = {}
-    for name in backends:
-        info = BACKENDS[name]
-        try:
-            module = importlib.import_module(info.module)
-            for required in getattr(module, "REQUIRES", FAMILY_REQUIRES.get(info.thread_family, ())):
-                importlib.import_module(required)
-            results[name] = {"ok": True, "environment": info.environment}
-        except BaseException as exc:  # noqa: BLE001 - a library that exits while importing is a finding too
-            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-            results[name] = {"ok": False, "environment": info.environment, "error": message}
-    return {"python": sys.executable, "versions": installed_versions(VERSIONS), "backends": results}
-
-
-def probe_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cli.env")
-    parser.add_argument("--probe", required=True, metavar="RESULT")
-    parser.add_argument("backends", nargs="+")
-    args = parser.parse_args(argv)
-    report = probe(args.backends)
-    with open(args.probe, "w") as handle:
-        json.dump(report, handle)
-    return EXIT_OK
-
-
-if __name__ == "__main__":
-    raise SystemExit(probe_main(sys.argv[1:]))

@@ -1,4 +1,5 @@
-"""Start one worker in its own session, pinned and sized, block until it ends or its timeout, kill its group."""
+"""Start a child process (the worker, the peak probe, the import probe) in its own session, pinned and sized; block
+until it ends or its timeout, kill its group, and read the envelope it answered with."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from bench.job import ENVELOPE_SCHEMA, Job
 from bench.paths import PROJECT_ROOT
 from bench.backends.threads import child_environment
 
+WORKER = "bench.worker.case"
 TAIL_LINES = 25
 PR_SET_PDEATHSIG = 1
 
 
 @dataclass
 class Outcome:
+    """How a child ended: its status ("ok", "timeout", "crashed", or the envelope's), why, and what it answered."""
+
     status: str
     reason: str | None
     result: dict | None
@@ -32,8 +36,8 @@ class Outcome:
     stderr_tail: str
 
 
-def worker_command(python: str | Path, job_path: str, result_path: str) -> list[str]:
-    return [str(python), "-m", "bench.worker.case", "--job", job_path, "--result", result_path]
+def child_command(python: str | Path, module: str, args: list[str], result_path: str | Path) -> list[str]:
+    return [str(python), "-m", module, *args, "--result", str(result_path)]
 
 
 def worker_environment(base: dict[str, str], threads: int) -> dict[str, str]:
@@ -43,11 +47,12 @@ def worker_environment(base: dict[str, str], threads: int) -> dict[str, str]:
     return env
 
 
-def pin_and_tie(cpus: list[int]):
-    """Runs in the child between fork and exec: pin it, and make it die if the parent dies."""
+def pin_and_tie(cpus: list[int] | None):
+    """Runs in the child between fork and exec: pin it (unless `cpus` is None), and make it die if the parent dies."""
 
     def setup():
-        os.sched_setaffinity(0, cpus)
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except OSError:
@@ -71,35 +76,55 @@ def job_folder(path: Path):
 
 
 def launch(python: str | Path, job: Job, cpus: list[int], timeout: float, log_path: Path, work_dir: Path) -> Outcome:
+    """One case in one worker: the job written to its folder, the worker's output appended to the case's log."""
     with job_folder(work_dir) as tmp:
         job_path, result_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
         with open(job_path, "w") as handle:
             json.dump(job.to_dict(), handle)
-        env = worker_environment(dict(os.environ), job.case.threads)
-        start = time.monotonic()
-        with open(log_path, "ab") as log:
-            try:
-                proc = subprocess.Popen(
-                    worker_command(python, job_path, result_path),
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=pin_and_tie(cpus),
-                )
-            except OSError as exc:
-                return Outcome("unavailable", f"cannot start {python}: {exc}", None, None, 0.0, "")
-            try:
-                timed_out = not wait_blocking(proc, timeout)
-                if timed_out:
-                    stop_group(proc)
-                returncode = proc.wait()
-            finally:
-                kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
-        wall = time.monotonic() - start
-        envelope = read_envelope(result_path)
-    return outcome_of(envelope, returncode, timed_out, timeout, wall, tail(log_path))
+        return run_child(
+            python, WORKER, ["--job", job_path], result_path,
+            threads=job.case.threads, timeout=timeout, output_path=log_path, cpus=cpus,
+        )  # fmt: skip
+
+
+def run_child(
+    python: str | Path,
+    module: str,
+    args: list[str],
+    result_path: str | Path,
+    *,
+    threads: int,
+    timeout: float,
+    output_path: Path,
+    cpus: list[int] | None = None,
+) -> Outcome:
+    """`python -m MODULE ARGS --result RESULT` in a session of its own, pinned to `cpus` (None: not pinned), with
+    thread pools sized to `threads` and its output appended to `output_path`. Blocks until it ends or `timeout`
+    passes, kills its group, and reads the envelope it answered with."""
+    env = worker_environment(dict(os.environ), threads)
+    start = time.monotonic()
+    with open(output_path, "ab") as output:
+        try:
+            proc = subprocess.Popen(
+                child_command(python, module, args, result_path),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=pin_and_tie(cpus),
+            )
+        except OSError as exc:
+            return Outcome("unavailable", f"cannot start {python}: {exc}", None, None, 0.0, "")
+        try:
+            timed_out = not wait_blocking(proc, timeout)
+            if timed_out:
+                stop_group(proc)
+            returncode = proc.wait()
+        finally:
+            kill_group(proc.pid, signal.SIGKILL)  # stragglers the child left behind
+    wall = time.monotonic() - start
+    return outcome_of(read_envelope(result_path), returncode, timed_out, timeout, wall, tail(output_path))
 
 
 def wait_blocking(proc: subprocess.Popen, timeout: float) -> bool:
@@ -124,7 +149,7 @@ def wait_blocking(proc: subprocess.Popen, timeout: float) -> bool:
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """SIGTERM the worker's group, SIGKILL whatever is still running after `grace` seconds.
+    """SIGTERM the child's group, SIGKILL whatever is still running after `grace` seconds.
 
     The worker is reaped the moment it exits (until then its zombie keeps the group in existence), so this returns
     as soon as the whole group is gone, not after the grace period.
@@ -173,7 +198,7 @@ def group_running(pgid: int) -> bool:
     return False
 
 
-def read_envelope(path: str) -> dict | None:
+def read_envelope(path: str | Path) -> dict | None:
     try:
         with open(path) as handle:
             return json.load(handle)

@@ -1,30 +1,24 @@
 """The machine's matrix-multiply peak: the ceiling a case's GFLOP/s is compared with.
 
-The parent starts `python -m bench.run.peak` once per thread count, pinned to that many CPUs like a worker; the child
-times torch matrix products (fp32 and bf16 `torch.mm`, int8 `torch._int_mm`) at a few sizes and keeps the best
-rate of each precision, each rate from the median call: the statistic the cases are reported with, so a case's % of
-peak compares like with like.
+The parent starts the probe (`python -m bench.worker.peak`) once per thread count, pinned to that many CPUs like a
+worker, and keeps what it answers; the probe itself, and how it measures, is in bench.worker.peak.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import statistics
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.run.launch import job_folder, run_child
+from bench.worker.peak import SECONDS_PER_POINT, SIZES
 
-PRECISIONS = ("fp32", "bf16", "int8")
-SIZES = (512, 1024)
-SECONDS_PER_POINT = 0.1
-MIN_CALLS = 3
+PROBE = "bench.worker.peak"
 PROBE_TIMEOUT_S = 120
 METHOD = (
     "median call of square torch.mm (fp32, bf16) and torch._int_mm (int8) at sizes "
@@ -33,81 +27,27 @@ METHOD = (
 )
 
 
-def median_rate(call, operations: float, seconds: float, clock=time.perf_counter) -> tuple[float, int]:
-    """(G operations per second of the median call, number of calls) over about `seconds` of calls."""
-    call()
-    durations = []
-    deadline = clock() + seconds
-    while len(durations) < MIN_CALLS or clock() < deadline:
-        start = clock()
-        call()
-        durations.append(clock() - start)
-    return operations / statistics.median(durations) / 1e9, len(durations)
-
-
-def kernel(torch, precision: str, n: int):
-    generator = torch.Generator().manual_seed(0)
-    if precision == "int8":
-        a, b = (torch.randint(-128, 128, (n, n), dtype=torch.int8, generator=generator) for _ in range(2))
-        return lambda: torch._int_mm(a, b)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-    a, b = (torch.randn(n, n, generator=generator).to(dtype) for _ in range(2))
-    return lambda: torch.mm(a, b)
-
-
-def probe(threads: int, seconds: float = SECONDS_PER_POINT) -> dict:
-    """In the pinned child: {"gflops": {precision: best}, "sizes": {...}, "errors": {...}, "torch": version}."""
-    import torch
-
-    torch.set_num_threads(threads)
-    out = {"threads": torch.get_num_threads(), "cpus": sorted(os.sched_getaffinity(0)), "torch": torch.__version__}
-    out.update(gflops={}, sizes={}, errors={})
-    for precision in PRECISIONS:
-        for n in SIZES:
-            try:
-                rate, _ = median_rate(kernel(torch, precision, n), 2.0 * n**3, seconds)
-            except (RuntimeError, NotImplementedError) as exc:  # an operation this torch or CPU lacks
-                out["errors"][precision] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-                break
-            if rate > out["gflops"].get(precision, 0.0):
-                out["gflops"][precision], out["sizes"][precision] = rate, n
-    return out
-
-
 def probe_thread_counts(case_threads, cpus) -> list[int]:
     """1, every thread count the cases use that the machine can pin, and all CPUs."""
     return sorted({1, len(cpus)} | {t for t in case_threads if t <= len(cpus)})
 
 
 def run_probe(python, threads: int, cpus: list[int], seconds: float, work_dir: Path | None = None) -> dict:
-    """One pinned probe; its result file in `work_dir` (a run's jobs folder) or a temporary folder."""
+    """One pinned probe's answer, or {"error": ...}; its files in `work_dir` (a run's jobs folder) or a temporary one."""
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
-            return run_probe(python, threads, cpus, seconds, Path(tmp))
-    from bench.run.launch import pin_and_tie, worker_environment
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    result = work_dir / f"peak-{threads}.json"
-    command = [str(python), "-m", "bench.run.peak", "--threads", str(threads), "--seconds", str(seconds)]
-    try:
-        done = subprocess.run(
-            [*command, "--result", str(result)],
-            env=worker_environment(dict(os.environ), threads),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-            preexec_fn=pin_and_tie(cpus),
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    if done.returncode != 0 or not result.exists():
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"probe exited with code {done.returncode}: {tail}"}
-    try:
-        return json.loads(result.read_text())
-    finally:
-        result.unlink()
+            return run_probe(python, threads, cpus, seconds, Path(tmp) / "probes")
+    with job_folder(work_dir / f"peak-{threads}") as folder:
+        outcome = run_child(
+            python, PROBE, ["--threads", str(threads), "--seconds", str(seconds)], Path(folder) / "result.json",
+            threads=threads, timeout=PROBE_TIMEOUT_S, output_path=Path(folder) / "output.log", cpus=cpus,
+        )  # fmt: skip
+    if outcome.status == "ok":
+        return outcome.result
+    if outcome.status in ("timeout", "unavailable"):
+        return {"error": outcome.reason}
+    said = outcome.reason if outcome.status != "crashed" else (outcome.stderr_tail.splitlines() or ["no output"])[-1]
+    return {"error": f"probe exited with code {outcome.returncode}: {said}"}
 
 
 def measure_peak(
@@ -234,19 +174,3 @@ def render(peak: dict) -> str:
     out += [f"note: {note}" for note in peak.get("notes", [])]
     out.append(f"({peak['method']}; torch {peak['torch']}; {peak['seconds']} s)")
     return "\n".join(out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run.peak", description="the matmul probe (child side)")
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--seconds", type=float, default=SECONDS_PER_POINT)
-    parser.add_argument("--result", required=True)
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads: expected at least 1, got {args.threads}")
-    Path(args.result).write_text(json.dumps(probe(args.threads, args.seconds)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""`python -m bench.worker.case`: the worker process."""
+"""`python -m bench.worker`: the worker process, as `python -m bench.worker.case`."""
 
 from bench.worker.case import main
 

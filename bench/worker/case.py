@@ -1,6 +1,6 @@
 """The worker: one case in one fresh process. `python -m bench.worker.case --job JOB.json --result RESULT.json`.
 
-The result travels back as one versioned JSON envelope in the result file, never on stdout.
+The result travels back as one versioned envelope in the result file (bench.worker.answer), never on stdout.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import os
 import signal
 import sys
 import time
-import traceback
 
-from bench.job import EXIT_FAILED, EXIT_OK, Job, envelope
+from bench.job import Job
+from bench.worker.answer import answer
 
 HIDDEN_MODULES = ("sklearn",)
 """transformers imports scikit-learn (and scipy.stats with it) at import time, for assisted generation only: about
@@ -33,18 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.modules.setdefault(name, None)
     with open(args.job) as handle:
         job = Job.from_dict(json.load(handle))
-    try:
-        inject_fault(job.case.case_id)
-        answer = envelope("ok", result=run_job(job))
-    except ModuleNotFoundError as exc:
-        answer = error_envelope("missing_package", exc, f"No module named {exc.name!r} in {sys.executable}")
-    except Exception as exc:  # every failure becomes a row, with its traceback in the log
-        answer = error_envelope("error", exc, f"{type(exc).__name__}: {exc}")
-    write_json_atomic(args.result, answer)
-    return EXIT_OK if answer["status"] == "ok" else EXIT_FAILED
+    return answer(args.result, lambda: run_job(job))
 
 
 def run_job(job: Job) -> dict:
+    inject_fault(job.case.case_id)
     from bench.measure.accuracy import compare
     from bench.backends import backend_class
     from bench.measure.flops import try_count_flops
@@ -151,25 +144,6 @@ def effective(backend) -> dict:
         "versions": versions,
         "backend": backend_reported,
     }
-
-
-MAX_REASON = 600
-
-
-def error_envelope(status: str, exc: BaseException, message: str) -> dict:
-    """The whole traceback goes to the log; the row's reason is one line, cut to MAX_REASON characters."""
-    print(traceback.format_exc(), file=sys.stderr, flush=True)
-    message = " ".join(message.split())
-    if len(message) > MAX_REASON:
-        message = message[: MAX_REASON - 30] + f" ... ({len(message)} characters; see the log)"
-    return envelope(status, error={"type": type(exc).__name__, "message": message})
-
-
-def write_json_atomic(path: str, data: dict) -> None:
-    tmp = f"{path}.partial"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
 
 
 def inject_fault(case_id: str) -> None:
