@@ -15,6 +15,7 @@ from rich.table import Table
 from bench.results.compare import fastest_or_tied, main_baseline_label, median_ci, shape_key, speedups, speedups_vs_main
 from bench.backends.precision_mode import row_label
 from bench.measure.stats import CV_WARNING
+from bench.text import plural
 
 WIDTH = 120
 FASTEST, TIED = "★", "≈"
@@ -58,7 +59,7 @@ def shape_title(row: dict) -> str:
     threads = row.get("threads")
     return (
         f"{row.get('model')} ({row.get('task')})  seq {row.get('seq_len')}  batch {row.get('batch_size')}"
-        f"  {threads} thread{'' if threads == 1 else 's'}  padding {row.get('padding_ratio') or 0:g}"
+        f"  {threads} {plural('thread', threads)}  padding {row.get('padding_ratio') or 0:g}"
     )
 
 

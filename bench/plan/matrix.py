@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.backends import BACKENDS
-from bench.results.completeness import plural
+from bench.text import plural
 from bench.environments import MAIN
 from bench.errors import BenchError
 from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite

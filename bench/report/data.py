@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.results import compare
-from bench.results.completeness import Completeness, plural
+from bench.results.completeness import Completeness
 from bench.backends.precision_mode import row_label
 from bench.report import roofline
 from bench.results.folder import RunDir, latest_rows
+from bench.text import plural
 
 
 @dataclass
