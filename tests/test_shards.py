@@ -8,7 +8,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.plan.matrix import expand
-from bench.plan.shards import (
+from bench.run.shards import (
     Shard, costs, estimate, from_environment, layers, parse_shard, partition, requested, select_share,
 )  # fmt: skip
 from bench.plan.suite import load_suite

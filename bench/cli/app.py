@@ -49,7 +49,7 @@ def cmd_run(args) -> int:
             )
         run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus, args.force)
     elif args.suite:
-        from bench.plan.shards import requested
+        from bench.run.shards import requested
 
         shard = requested(args.shard, args.costs)
         run_dir, cases, suite_dir, notes = workflow.start_run(
