@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_peak)
 
     from bench.cli.show import FORMATS
-    from bench.cli.table import SORT_KEYS
+    from bench.results.rows import SORT_KEYS
 
     p = sub.add_parser("show", help="print the table of a run folder; exit 1 if a case failed or has not run")
     p.add_argument("run_dir", help=RUN_DIR_HELP)

@@ -42,7 +42,7 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
 
 def formatted(rows: list[dict], fmt: str, sort: str, color: bool) -> str:
     if fmt == "json":
-        from bench.cli.table import ordered
+        from bench.results.rows import ordered
 
         return json.dumps(ordered(rows, sort), indent=2)
     if fmt == "table":

@@ -10,7 +10,7 @@ from bench.results.compare import main_baseline_label
 from bench.backends.precision_mode import row_label
 from bench.results.compare import machine_of
 from bench.report.data import Entry, accuracy_text, groups, sort_key
-from bench.cli.table import count_text
+from bench.results.rows import count_text
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
 
