@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bench.results import baselines
     from bench.results import export
-    from bench.results import history
     from bench.cli import compare as regression_cli
+    from bench.cli import history
 
     regression_cli.add_parser(sub)
     baselines.add_parser(sub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.plan.matrix import _text
 from bench.results.compare import shape_key
 
 NUMERIC_SHAPE = ("seq_len", "batch_size", "threads", "padding_ratio")
@@ -48,3 +49,8 @@ def count_text(row: dict) -> str:
     rounds = row.get("round_samples_ms")
     several = isinstance(rounds, list) and len(rounds) > 1
     return f"n={len(row.get('samples_ms') or [])}" + (f", {len(rounds)} rounds" if several else "")
+
+
+def matches(row: dict, filters: dict[str, set[str]]) -> bool:
+    """Whether the row passes every parsed --filter: values of one field are alternatives, fields must all match."""
+    return all(_text(row.get(key)) in values for key, values in filters.items())
