@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import sys
 
-METHOD = "FlopCounterMode, meta device, eager attention, full padded shape; matrix products only"
-
 
 def count_flops(job: dict) -> int:
     """FLOPs of one forward pass of the job's model on a batch of its shape."""
