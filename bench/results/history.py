@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.results.compare import distrust_reasons, median_ci, measured
 from bench.errors import BenchError
-from bench.results.identity import machine_identity, machine_key
+from bench.results.identity import kind_key, machine_identity
 from bench.results.regression import THRESHOLD
 from bench.results.folder import MANIFEST
 from bench.results.rows import matches
@@ -78,7 +78,7 @@ def collect(runs: list[Run], filters: dict[str, set[str]], threshold: float = TH
     """One series per case and kind of machine, in the runs' order, with its steps marked."""
     found: dict[tuple[str, str], Series] = {}
     for order, run in enumerate(runs):
-        key = machine_key(machine_identity(run.manifest.get("machine"), str(run.path / MANIFEST)))
+        key = kind_key(run.manifest.get("machine"), str(run.path / MANIFEST))
         for row in run.rows:
             if matches(row, filters):
                 series = found.setdefault((row["case_id"], key), Series(row["case_id"], key))
