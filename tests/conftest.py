@@ -53,17 +53,21 @@ def bench_cli(*args, env=None, timeout=600, probe_and_report=False):
     )
 
 
-TINY_SUITE = """\
+TINY_DEFAULTS = """\
 name: tiny
 defaults:
   seq_lens: [16]
   batch_sizes: [2]
   threads: [1]
   measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120}
+"""
+TINY_MODEL = """\
 models:
   - name: tiny
     config: bert-tiny
     task: text-classification
+"""
+EAGER_AND_SDPA = """\
 backends:
   - name: eager
     type: pytorch
@@ -71,3 +75,5 @@ backends:
     type: pytorch
     options: {attn_implementation: sdpa}
 """
+TINY_SUITE = TINY_DEFAULTS + TINY_MODEL + EAGER_AND_SDPA
+"""A suite whose two cases take a few seconds: bert-tiny, eager and sdpa, one short shape."""

@@ -7,7 +7,6 @@ an environment whose NumPy draws other tokens.
 
 import json
 
-import numpy as np
 import pytest
 
 from bench.job import MAIN, Case, Job, Source

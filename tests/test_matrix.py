@@ -3,7 +3,7 @@ import pytest
 from bench.errors import BenchError
 from bench.plan.matrix import case_id, expand, parse_filters, select
 from bench.plan.suite import load_suite
-from conftest import write_suite
+from conftest import EAGER_AND_SDPA, write_suite
 
 SUITE = """\
 defaults:
@@ -18,12 +18,7 @@ models:
     config: bert-tiny
     seq_lens: [64]
     measure: {warmup: 7}
-backends:
-  - name: eager
-    type: pytorch
-  - name: sdpa
-    type: pytorch
-    options: {attn_implementation: sdpa}
+""" + EAGER_AND_SDPA + """\
     threads: [2]
     precisions: [fp32]
 exclude:

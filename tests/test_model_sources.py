@@ -7,7 +7,7 @@ import pytest
 
 from bench.plan import model_sources
 from bench.plan.suite import ModelEntry
-from conftest import TINY_SUITE, bench_cli, write_suite
+from conftest import EAGER_AND_SDPA, TINY_DEFAULTS, bench_cli, write_suite
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,8 @@ models:
   - name: cached
     hub: someone/tiny-bert
     task: text-classification
-backends:"""
-    text = TINY_SUITE.split("models:")[0] + models + TINY_SUITE.split("backends:")[1]
+"""
+    text = TINY_DEFAULTS + models + EAGER_AND_SDPA
     suite = write_suite(tmp_path, text)
     out = tmp_path / "run"
     result = bench_cli("run", suite, "--out", out, "--filter", "backend=eager", env={"HF_HUB_CACHE": str(hub_cache)})

@@ -5,7 +5,8 @@ import json
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 from bench.machine import git_state, machine_info
-from bench.results.provenance import differences, machine_identity
+from bench.results.identity import kind_key_if_known
+from bench.results.provenance import differences
 
 
 def run_tiny(tmp_path):
@@ -22,7 +23,7 @@ def test_every_row_records_its_start_host_machine_commit_and_load(tmp_path):
     provenance = row["provenance"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert provenance["host"] == manifest["machine"]["hostname"]
-    assert provenance["machine"] == machine_identity(manifest["machine"])
+    assert provenance["machine"] == kind_key_if_known(manifest["machine"])
     assert provenance["commit"] == manifest["git"]["commit"]
     assert provenance["started"] >= manifest["runs"][0]["started"]
     assert len(provenance["load"]) == 3
@@ -51,5 +52,5 @@ def test_another_kind_of_machine_is_a_difference_and_the_same_one_is_not():
     assert not [d for d in differences(here) if d.startswith("machine")]
     elsewhere = json.loads(json.dumps(here))
     elsewhere["machine"]["cpu"]["model"] = "Some Other CPU"
-    assert machine_identity(elsewhere["machine"]) != machine_identity(here["machine"])
+    assert kind_key_if_known(elsewhere["machine"]) != kind_key_if_known(here["machine"])
     assert any(d.startswith("machine: Some Other CPU") for d in differences(elsewhere))

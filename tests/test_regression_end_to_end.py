@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import bench_cli, write_suite
+from conftest import EAGER_AND_SDPA, TINY_MODEL, bench_cli, write_suite
 
 SUITE = """\
 name: slowdown
@@ -13,17 +13,7 @@ defaults:
   batch_sizes: [8]
   threads: [1]
   measure: {warmup: 2, min_iterations: 20, min_seconds: 0.2, max_seconds: 3, rounds: 2, retries: 1, timeout: 120}
-models:
-  - name: tiny
-    config: bert-tiny
-    task: text-classification
-backends:
-  - name: eager
-    type: pytorch
-  - name: sdpa
-    type: pytorch
-    options: {attn_implementation: sdpa}
-"""
+""" + TINY_MODEL + EAGER_AND_SDPA
 DELAY = {"BENCH_DELAY_MS": "tiny-sdpa-:3"}
 """3 ms of spinning per call of the sdpa case: more than the call itself (about a millisecond), so the slowdown is
 far beyond any level a shared machine moves a case by."""

@@ -204,6 +204,19 @@ def test_bench_report_command(tmp_path):
     assert missing.stderr.strip() == expected
 
 
+def test_bench_report_writes_the_formats_asked_for(tmp_path):
+    run = write_run(tmp_path / "run", synthetic_rows())
+    result = bench_cli("report", run, "--out", tmp_path / "out", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / "out" / "results.csv")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.csv"]
+    both = bench_cli("report", run, "--out", tmp_path / "md", "--format", "plots", "--format", "md")
+    assert both.returncode == 0 and both.stdout.splitlines() == [str(tmp_path / "md" / "report.md")]
+    assert sorted(p.name for p in (tmp_path / "md").iterdir()) == ["plots", "report.md"]
+    wrong = bench_cli("report", run, "--format", "pdf")
+    assert wrong.returncode == 2 and "invalid choice: 'pdf'" in wrong.stderr
+
+
 def test_needs_attention_groups_warnings_by_kind_with_one_explanation_each(tmp_path):
     from bench.report.attention import groups
 

@@ -8,11 +8,11 @@ import pytest
 
 from bench.errors import BenchError
 from bench.plan.matrix import expand
-from bench.plan.shards import (
+from bench.run.shards import (
     Shard, costs, estimate, from_environment, layers, parse_shard, partition, requested, select_share,
 )  # fmt: skip
 from bench.plan.suite import load_suite
-from conftest import TINY_SUITE, bench_cli, write_suite
+from conftest import EAGER_AND_SDPA, TINY_SUITE, bench_cli, write_suite
 
 SUITE = """\
 defaults:
@@ -28,13 +28,7 @@ models:
   - name: base
     config: bert-base-uncased
     task: text-classification
-backends:
-  - name: eager
-    type: pytorch
-  - name: sdpa
-    type: pytorch
-    options: {attn_implementation: sdpa}
-"""
+""" + EAGER_AND_SDPA
 
 
 @pytest.fixture

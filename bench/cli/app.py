@@ -49,7 +49,7 @@ def cmd_run(args) -> int:
             )
         run_dir, cases, suite_dir, notes = workflow.resume_run(args.resume, args.filter, args.cpus, args.force)
     elif args.suite:
-        from bench.plan.shards import requested
+        from bench.run.shards import requested
 
         shard = requested(args.shard, args.costs)
         run_dir, cases, suite_dir, notes = workflow.start_run(
@@ -110,8 +110,8 @@ def after_run(args, run_dir) -> None:
 def cmd_report(args) -> int:
     from bench.report import build_report
 
-    written = build_report(args.run_dir, args.out)
-    for path in (written.markdown, written.html, written.csv):
+    written = build_report(args.run_dir, args.out, args.format)
+    for path in written.listed():
         print(path)
     for reason in written.skipped:
         print(f"not drawn: {reason}", file=sys.stderr)
@@ -208,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a run folder's report: Markdown, HTML, CSV tables and plots")
     p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--out", help="report folder (default reports/<run folder name>)")
+    from bench.report.formats import FORMATS
+
+    p.add_argument(
+        "--format", action="append", choices=list(FORMATS), metavar="FORMAT",
+        help="write only this format, repeat it for more (default: all): "
+        + "; ".join(f"{name}, {form.help}" for name, form in FORMATS.items()),
+    )  # fmt: skip
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("peak", help="measure this machine's matmul peak (fp32, bf16, int8) at 1 and all CPUs")
@@ -216,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_peak)
 
     from bench.cli.show import FORMATS
-    from bench.cli.table import SORT_KEYS
+    from bench.results.rows import SORT_KEYS
 
     p = sub.add_parser("show", help="print the table of a run folder; exit 1 if a case failed or has not run")
     p.add_argument("run_dir", help=RUN_DIR_HELP)
@@ -245,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bench.results import baselines
     from bench.results import export
-    from bench.results import history
     from bench.cli import compare as regression_cli
+    from bench.cli import history
 
     regression_cli.add_parser(sub)
     baselines.add_parser(sub)

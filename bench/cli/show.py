@@ -6,8 +6,9 @@ import json
 import sys
 
 from bench.results.completeness import Completeness
-from bench.plan.matrix import _text, parse_filters
+from bench.plan.matrix import parse_filters
 from bench.results.folder import RunDir, latest_rows, row_is_good
+from bench.results.rows import matches
 
 FORMATS = ("table", "md", "csv", "json")
 
@@ -15,7 +16,7 @@ FORMATS = ("table", "md", "csv", "json")
 def select_rows(rows: list[dict], filters: list[str]) -> list[dict]:
     """The rows every --filter FIELD=VALUE matches (values of one field are alternatives)."""
     wanted = parse_filters(filters)
-    return [r for r in rows if all(_text(r.get(k)) in values for k, values in wanted.items())]
+    return [r for r in rows if matches(r, wanted)]
 
 
 def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), summary: bool = False,
@@ -42,7 +43,7 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
 
 def formatted(rows: list[dict], fmt: str, sort: str, color: bool) -> str:
     if fmt == "json":
-        from bench.cli.table import ordered
+        from bench.results.rows import ordered
 
         return json.dumps(ordered(rows, sort), indent=2)
     if fmt == "table":

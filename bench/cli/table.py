@@ -12,27 +12,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.results.compare import fastest_or_tied, main_baseline_label, median_ci, shape_key, speedups, speedups_vs_main
+from bench.results.compare import fastest_or_tied, main_baseline_label, median_ci, speedups, speedups_vs_main
 from bench.backends.precision_mode import row_label
 from bench.measure.stats import CV_WARNING
+from bench.results.rows import SORT_KEYS, by_shape, count_text
+from bench.text import plural
 
 WIDTH = 120
 FASTEST, TIED = "★", "≈"
-
-
-def _median(row: dict) -> float:
-    return row["latency_ms"]["median"] if row.get("status") == "ok" and row.get("latency_ms") else float("inf")
-
-
-SORT_KEYS = {
-    "speed": _median,
-    "backend": lambda r: (str(r.get("backend")), str(r.get("precision"))),
-    "precision": lambda r: (str(r.get("precision")), _median(r)),
-    "environment": lambda r: (str(r.get("environment")), _median(r)),
-    "prepare": lambda r: (r.get("timings_ms") or {}).get("prepare") or float("inf"),
-    "memory": lambda r: (r.get("memory") or {}).get("peak_rss_mb") or float("inf"),
-}
-"""--sort: the order of the rows within each shape."""
 
 
 def accuracy_text(row: dict) -> str:
@@ -58,15 +45,8 @@ def shape_title(row: dict) -> str:
     threads = row.get("threads")
     return (
         f"{row.get('model')} ({row.get('task')})  seq {row.get('seq_len')}  batch {row.get('batch_size')}"
-        f"  {threads} thread{'' if threads == 1 else 's'}  padding {row.get('padding_ratio') or 0:g}"
+        f"  {threads} {plural('thread', threads)}  padding {row.get('padding_ratio') or 0:g}"
     )
-
-
-def count_text(row: dict) -> str:
-    """n=<samples>, and the rounds when the row merges several."""
-    rounds = row.get("round_samples_ms")
-    several = isinstance(rounds, list) and len(rounds) > 1
-    return f"n={len(row.get('samples_ms') or [])}" + (f", {len(rounds)} rounds" if several else "")
 
 
 def cv_cell(row: dict) -> tuple[str, str]:
@@ -107,19 +87,6 @@ def shape_table(members: list[dict], factors: dict, sort: str, across: dict | No
             style=style,
         )  # fmt: skip
     return table
-
-
-def by_shape(rows: list[dict]) -> list[list[dict]]:
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(shape_key(row), []).append(row)
-    order = sorted(groups, key=lambda k: (*map(str, k[:2]), *(v or 0 for v in k[2:])))
-    return [groups[k] for k in order]
-
-
-def ordered(rows: list[dict], sort: str = "speed") -> list[dict]:
-    """Shape by shape, each shape's rows in --sort order."""
-    return [row for members in by_shape(rows) for row in sorted(members, key=SORT_KEYS[sort])]
 
 
 def render(rows: list[dict], sort: str = "speed", color: bool = False, width: int = WIDTH) -> str:

@@ -13,9 +13,6 @@ import sys
 
 from bench.job import Job
 
-METHOD = "FlopCounterMode, meta device, eager attention, full padded shape; matrix products only"
-
-
 def count_flops(job: Job) -> int:
     """FLOPs of one forward pass of the job's model on a batch of its shape."""
     import torch

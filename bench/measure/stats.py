@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from bench.measure.intervals import half_width_share, median_interval
 
 CV_WARNING = 0.10
 SHORT_SAMPLE_MS = 1.0
-FIELDS = ("mean", "median", "p90", "p95", "p99", "min", "max", "std", "cv", "iqr")
-"""Lower is better for every field."""
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -23,24 +22,44 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def summarize(samples_ms: list[float]) -> dict:
-    """mean, median, p90, p95, p99, min, max, std (sample, n-1), cv (std/mean), iqr (p75 - p25)."""
-    values = sorted(samples_ms)
-    n = len(values)
-    mean = math.fsum(values) / n
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {
-        "mean": mean,
-        "median": percentile(values, 50),
-        "p90": percentile(values, 90),
-        "p95": percentile(values, 95),
-        "p99": percentile(values, 99),
-        "min": values[0],
-        "max": values[-1],
-        "std": std,
-        "cv": std / mean if mean > 0 else 0.0,
-        "iqr": percentile(values, 75) - percentile(values, 25),
-    }
+@dataclass(frozen=True)
+class Samples:
+    """Latencies in ms, sorted, with the mean and the sample standard deviation (n-1) that several statistics use."""
+
+    values: list[float]
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float]) -> Samples:
+        values = sorted(samples_ms)
+        n = len(values)
+        mean = math.fsum(values) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+        return cls(values, mean, std)
+
+
+STATISTICS: dict[str, Callable[[Samples], float]] = {
+    "mean": lambda s: s.mean,
+    "median": lambda s: percentile(s.values, 50),
+    "p90": lambda s: percentile(s.values, 90),
+    "p95": lambda s: percentile(s.values, 95),
+    "p99": lambda s: percentile(s.values, 99),
+    "min": lambda s: s.values[0],
+    "max": lambda s: s.values[-1],
+    "std": lambda s: s.std,
+    "cv": lambda s: s.std / s.mean if s.mean > 0 else 0.0,
+    "iqr": lambda s: percentile(s.values, 75) - percentile(s.values, 25),
+}
+"""Every statistic of a row's latency_ms, in its order: the row, the readers' checks and the CSV columns follow it.
+All are in ms but cv (std/mean, a ratio); lower is better for each."""
+UNITLESS = {"cv"}
+
+
+def summarize(samples_ms: Sequence[float]) -> dict:
+    """Each of STATISTICS over the samples."""
+    samples = Samples.of(samples_ms)
+    return {name: statistic(samples) for name, statistic in STATISTICS.items()}
 
 
 def latency_summary(samples_ms: Sequence[float], rounds: Sequence[Sequence[float]] | None = None) -> dict:
@@ -49,7 +68,7 @@ def latency_summary(samples_ms: Sequence[float], rounds: Sequence[Sequence[float
     `rounds`, when the samples come from several workers, holds each round's samples: the interval then covers the
     spread between rounds too.
     """
-    return {**summarize(list(samples_ms)), **median_interval(samples_ms, rounds)}
+    return {**summarize(samples_ms), **median_interval(samples_ms, rounds)}
 
 
 def ci_target(latency: dict, target: float | None) -> dict | None:

@@ -23,34 +23,15 @@ def measure(
     """Call until both min_iterations and min_seconds are reached, or max_seconds has passed; durations in ns.
 
     At least one iteration always runs. max_seconds wins over min_iterations: a case that is too slow is capped
-    (and the stability warnings say so) rather than left running. With target_ci, see measure_to_target.
-    """
-    if target_ci:
-        return measure_to_target(call, min_iterations, min_seconds, max_seconds, target_ci, clock)
-    min_ns = int(min_seconds * 1e9)
-    max_ns = int(max_seconds * 1e9)
-    samples: list[int] = []
-    append = samples.append
-    start = clock()
-    while True:
-        t0 = clock()
-        call()
-        t1 = clock()
-        append(t1 - t0)
-        elapsed = t1 - start
-        if elapsed >= max_ns or (elapsed >= min_ns and len(samples) >= min_iterations):
-            return samples
+    (and the stability warnings say so) rather than left running.
 
-
-def measure_to_target(call, min_iterations, min_seconds, max_seconds, target_ci, clock) -> list[int]:
-    """After min_iterations and min_seconds, go on until the median's 95% interval is within ±target_ci of it.
-
-    The check (a sort and two ranks) runs between timed calls, on a geometric schedule, so its total cost stays a
+    With target_ci, the loop goes on past the minimums until the median's 95% interval is within ±target_ci of it.
+    That check (a sort and two ranks) runs between timed calls, on a geometric schedule, so its total cost stays a
     small multiple of one sort of the final samples; max_seconds still ends the loop.
     """
     min_ns = int(min_seconds * 1e9)
     max_ns = int(max_seconds * 1e9)
-    next_check = max(min_iterations, minimum_samples())
+    next_check = max(min_iterations, minimum_samples()) if target_ci else min_iterations
     samples: list[int] = []
     append = samples.append
     start = clock()
@@ -63,10 +44,15 @@ def measure_to_target(call, min_iterations, min_seconds, max_seconds, target_ci,
         if elapsed >= max_ns:
             return samples
         if elapsed >= min_ns and len(samples) >= next_check:
-            width = relative_half_width(sorted(samples))
-            if width is not None and width <= target_ci:
+            if not target_ci or firm(samples, target_ci):
                 return samples
             next_check = len(samples) + max(1, len(samples) // CHECK_SHARE)
+
+
+def firm(samples: list[int], target_ci: float) -> bool:
+    """Whether the median's 95% interval is within ±target_ci of it."""
+    width = relative_half_width(sorted(samples))
+    return width is not None and width <= target_ci
 
 
 def timed(call: Callable[[], object], clock: Callable[[], int] = time.perf_counter_ns) -> tuple[object, float]:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from bench.backends import BACKENDS
-from bench.results.completeness import plural
+from bench.text import plural
 from bench.environments import MAIN
 from bench.errors import BenchError
 from bench.job import Case

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from bench.job import Source
+from bench.plan.bounded import read_bounded
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 MAX_CONFIG_BYTES = 16 << 20
@@ -104,13 +105,10 @@ def read_config(source: Source, overrides: dict | None = None) -> dict:
     A config that cannot be used raises SourceUnavailable("error", ...) naming the file and the key.
     """
     path = config_file(source)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise SourceUnavailable("error", f"{path}: expected a readable config.json, got {exc.strerror or exc}")
-    if len(data) > MAX_CONFIG_BYTES:
-        raise SourceUnavailable("error", f"{path}: expected a config of at most {MAX_CONFIG_BYTES >> 20} MiB")
+    data = read_bounded(
+        path, MAX_CONFIG_BYTES, lambda message: SourceUnavailable("error", f"{path}: {message}"),
+        "a readable config.json", f"a config of at most {MAX_CONFIG_BYTES >> 20} MiB",
+    )  # fmt: skip
     try:
         values = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

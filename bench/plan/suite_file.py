@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from bench.plan.bounded import read_bounded
+
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_NODES = 100_000
@@ -29,18 +31,11 @@ class SuiteFileProblem(Exception):
 
 def read_suite_data(path: Path) -> Any:
     """The suite file's YAML as plain Python data; SuiteFileProblem if it is not a small UTF-8 YAML document."""
-    return parse_yaml(decode(read_bounded(path)))
-
-
-def read_bounded(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise SuiteFileProblem("(file)", f"expected a readable suite file, got {exc.strerror or exc}")
-    if len(data) > MAX_BYTES:
-        raise SuiteFileProblem("(file)", f"expected a suite file of at most {MAX_BYTES >> 10} KiB, got more")
-    return data
+    data = read_bounded(
+        path, MAX_BYTES, lambda message: SuiteFileProblem("(file)", message),
+        "a readable suite file", f"a suite file of at most {MAX_BYTES >> 10} KiB, got more",
+    )  # fmt: skip
+    return parse_yaml(decode(data))
 
 
 def decode(data: bytes) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.report.data import Entry
-from bench.report.plots import WIDE, capped, facet_title, facets, grid, legend_below, safe, series, series_order
+from bench.report.panels import WIDE, capped, facet_title, facets, grid, legend_below, safe, series, series_order
 
 SEQ_FACET = ("model", "task", "batch_size", "threads", "padding_ratio")
 THREAD_FACET = ("model", "task", "seq_len", "batch_size", "padding_ratio")
@@ -50,12 +50,17 @@ def grouped_bars(entries: list[Entry], palette: dict, value, ylabel: str, style=
     return figure, axes
 
 
-def latency_vs_seq(entries: list[Entry], palette: dict):
-    by_facet = {
+def varying(entries: list[Entry], keys: tuple[str, ...], axis: str) -> dict[tuple, list[Entry]]:
+    """The panels of the measured cases in which some series was measured at more than one value of `axis`."""
+    return {
         key: members
-        for key, members in facets(measured(entries), SEQ_FACET).items()
-        if any(len({e.row["seq_len"] for e in s}) > 1 for s in series(members).values())
+        for key, members in facets(measured(entries), keys).items()
+        if any(len({e.row[axis] for e in s}) > 1 for s in series(members).values())
     }
+
+
+def latency_vs_seq(entries: list[Entry], palette: dict):
+    by_facet = varying(entries, SEQ_FACET, "seq_len")
     if not by_facet:
         return None, "every model, batch and thread count was measured at a single sequence length"
     by_facet, note = capped(by_facet)
@@ -103,11 +108,7 @@ def speedup_bars(entries: list[Entry], palette: dict):
 
 
 def thread_scaling(entries: list[Entry], palette: dict):
-    by_facet = {
-        key: members
-        for key, members in facets(measured(entries), THREAD_FACET).items()
-        if any(len({e.row["threads"] for e in s}) > 1 for s in series(members).values())
-    }
+    by_facet = varying(entries, THREAD_FACET, "threads")
     if not by_facet:
         return None, "every case ran at a single thread count"
     by_facet, note = capped(by_facet)

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.results import compare
-from bench.results.completeness import Completeness, plural
+from bench.results.completeness import Completeness
 from bench.backends.precision_mode import row_label
 from bench.report import roofline
 from bench.results.folder import RunDir, latest_rows
+from bench.results.rows import table_order
+from bench.text import plural
 
 
 @dataclass
@@ -145,9 +147,7 @@ def mark_fastest(entries: list[Entry]) -> None:
 
 
 def sort_key(entry: Entry) -> tuple:
-    row = entry.row
-    numeric = tuple(row.get(k) or 0 for k in ("seq_len", "batch_size", "threads", "padding_ratio"))
-    return (str(row.get("model")), str(row.get("task")), *numeric, entry.median is None, entry.median or 0.0)
+    return table_order(entry.row)
 
 
 def accuracy_text(entry: Entry) -> str:

@@ -10,7 +10,8 @@ from bench.results.compare import main_baseline_label
 from bench.backends.precision_mode import row_label
 from bench.results.compare import machine_of
 from bench.report.data import Entry, accuracy_text, groups, sort_key
-from bench.cli.table import count_text
+from bench.results.rows import count_text
+from bench.measure.stats import STATISTICS, UNITLESS
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
 
@@ -185,15 +186,13 @@ CSV_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment", "precision", "seq_len", "batch_size",
     "threads", "padding_ratio", "baseline", "status", "reason",
 )  # fmt: skip
-CSV_LATENCY = ("median", "p90", "p95", "p99", "mean", "min", "max", "std", "cv", "iqr")
-UNITLESS = {"cv"}
 
 
 def csv_record(entry: Entry) -> dict:
     row = entry.row
     record = {k: row.get(k) for k in CSV_FIELDS}
     record["machine"] = machine_of(row)
-    record.update({f"latency_{k}" if k in UNITLESS else f"latency_{k}_ms": _latency(entry, k) for k in CSV_LATENCY})
+    record.update({f"latency_{k}" if k in UNITLESS else f"latency_{k}_ms": _latency(entry, k) for k in STATISTICS})
     record["samples"] = sample_count(entry) if entry.ok else None
     low, high = entry.median_ci or (None, None)
     record.update(latency_median_ci_low_ms=low, latency_median_ci_high_ms=high)

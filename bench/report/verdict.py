@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.results.verdict import Choice, ModelVerdict
+from bench.text import plural
 
 HEADER = [
     "", "configuration", "fastest or tied at", "speedup over baseline", "accuracy margin", "prepare",
@@ -35,7 +36,7 @@ def choice_cells(title: str, choice: Choice | None, shapes: int) -> list[str]:
         return [title, "none: no trusted case passes", *["-"] * (len(HEADER) - 2)]
     memory = choice.peak_mb()
     return [
-        title, choice.label, f"{len(choice.wins)} of {shapes} {'shape' if shapes == 1 else 'shapes'}",
+        title, choice.label, f"{len(choice.wins)} of {shapes} {plural('shape', shapes)}",
         speedup_range(choice), choice.margin(), duration(choice.prepare_ms()),
         "-" if memory is None else f"{memory:.0f} MB", choice.environment, choice.dependencies,
     ]  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.job import EXIT_OK
-from bench.results.identity import machine_identity, machine_key
+from bench.results.identity import kind_key, machine_identity
 from bench.results.folder import MANIFEST, ROWS
 from bench.results.run_files import load_run
 
@@ -38,7 +38,7 @@ def check_name(name: str) -> str:
 
 
 def key_of(manifest: dict, where: str) -> str:
-    return machine_key(machine_identity(manifest.get("machine"), where))
+    return kind_key(manifest.get("machine"), where)
 
 
 def save_baseline(run_path, name: str, root: Path | None = None) -> Path:
@@ -148,6 +148,6 @@ def this_machine_key() -> str | None:
     from bench.machine import cpu_info, memory_gib
 
     try:
-        return machine_key(machine_identity({"cpu": cpu_info(), "memory_gib": memory_gib()}))
+        return kind_key({"cpu": cpu_info(), "memory_gib": memory_gib()})
     except BenchError:
         return None

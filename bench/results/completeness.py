@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.text import plural
+
 MAX_NAMED = 10
 
 
@@ -13,10 +15,6 @@ def planned_cases(manifest: dict) -> list[str] | None:
     if isinstance(planned, list) and all(isinstance(c, str) for c in planned):
         return planned
     return None
-
-
-def plural(word: str, count: int) -> str:
-    return word if count == 1 else word + "s"
 
 
 @dataclass

@@ -120,18 +120,15 @@ class RunDir:
         except OSError as exc:
             raise BenchError(f"{self.rows_path}: expected a readable file, got {exc.strerror or exc}")
         rows, bad = [], []
-        lines = data.split(b"\n")
-        complete, torn = lines[:-1], lines[-1]
-        for number, line in enumerate(complete, start=1):
-            if not line.strip():
-                continue
+        lines, torn = complete_lines(data)
+        for number, line in lines:
             row, problem = parse_row(line)
             if problem is None:
                 rows.append(row)
             else:
                 bad.append(BadLine(number, problem))
         if torn:
-            bad.append(BadLine(len(complete) + 1, f"torn last line (no newline; {len(torn)} bytes): a write cut short"))
+            bad.append(BadLine(torn[0], f"torn last line (no newline; {len(torn[1])} bytes): a write cut short"))
         return RowsRead(rows, bad)
 
     def rows(self) -> list[dict]:
@@ -181,6 +178,14 @@ class BadLine:
 class RowsRead:
     rows: list[dict]
     bad: list[BadLine]
+
+
+def complete_lines(data: bytes) -> tuple[list[tuple[int, bytes]], tuple[int, bytes] | None]:
+    """The lines that end in a newline, numbered from 1, blank ones left out; and the torn last line (its number and
+    bytes), a write cut short, or None."""
+    lines = data.split(b"\n")
+    numbered = [(number, line) for number, line in enumerate(lines[:-1], start=1) if line.strip()]
+    return numbered, (len(lines), lines[-1]) if lines[-1] else None
 
 
 def parse_row(line: bytes) -> tuple[dict | None, str | None]:

@@ -14,17 +14,15 @@ failed) are shown but neither make nor break a step.
 from __future__ import annotations
 
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import terminal
 from bench.results.compare import distrust_reasons, median_ci, measured
 from bench.errors import BenchError
-from bench.job import EXIT_OK
-from bench.results.identity import machine_identity, machine_key
+from bench.results.identity import kind_key, machine_identity
 from bench.results.regression import THRESHOLD
 from bench.results.folder import MANIFEST
+from bench.results.rows import matches
 from bench.results.run_files import Run, load_run
 
 STEP_CONFIRM = 2
@@ -76,20 +74,13 @@ def find_runs(results_dir: Path) -> tuple[list[Run], list[str]]:
     return runs, notes
 
 
-def row_matches(row: dict, filters: dict[str, set[str]]) -> bool:
-    def text(value) -> str:
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    return all(text(row.get(key)) in values for key, values in filters.items())
-
-
 def collect(runs: list[Run], filters: dict[str, set[str]], threshold: float = THRESHOLD) -> list[Series]:
     """One series per case and kind of machine, in the runs' order, with its steps marked."""
     found: dict[tuple[str, str], Series] = {}
     for order, run in enumerate(runs):
-        key = machine_key(machine_identity(run.manifest.get("machine"), str(run.path / MANIFEST)))
+        key = kind_key(run.manifest.get("machine"), str(run.path / MANIFEST))
         for row in run.rows:
-            if row_matches(row, filters):
+            if matches(row, filters):
                 series = found.setdefault((row["case_id"], key), Series(row["case_id"], key))
                 series.points.append(Point(run, order, row))
     for series in found.values():
@@ -119,69 +110,3 @@ def step_between(level: list[Point], window: list[float], threshold: float) -> f
     if all(m < bottom and m <= before / (1 + threshold) for m in window):
         return statistics.median(window) / before - 1
     return None
-
-
-def point_cells(point: Point) -> list[str]:
-    """run, started, commit, median, interval, note."""
-    commit = (point.run.commit or "-")[:10] + ("+" if point.run.dirty else "")
-    median, interval = point.median, point.interval
-    reasons = distrust_reasons(point.row)
-    note = f"step {'▲' if point.step > 0 else '▼'} {point.step:+.1%}" if point.step is not None else ""
-    if reasons:
-        note = "not compared: " + ", ".join(reasons)
-    return [
-        point.run.name, (point.run.started or "-")[:19], commit,
-        f"{median:.3f}" if median else "-", f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else "-", note,
-    ]  # fmt: skip
-
-
-def print_tables(series_list: list[Series]) -> None:
-    from rich.table import Table
-
-    console = terminal.console()
-    machines = {s.machine for s in series_list}
-    for series in series_list:
-        title = series.case_id + (f" on {series.machine}" if len(machines) > 1 else "")
-        table = Table(title=title, title_justify="left")
-        for header in ("run", "started", "commit", "median ms", "95% CI ms", "note"):
-            table.add_column(header, overflow="fold")
-        for point in series.points:
-            table.add_row(*point_cells(point), style="bold" if point.step is not None else None)
-        console.print(table)
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("history", help="every run of each case over time, with the lasting changes (steps) marked")
-    p.add_argument("results_dir", nargs="?", default="results", help="folder of run folders (default %(default)s)")
-    p.add_argument(
-        "--filter", action="append", default=[], metavar="FIELD=VALUE",
-        help="only matching cases; repeat it: values of one field are alternatives, fields must all match",
-    )  # fmt: skip
-    p.add_argument("--plot", metavar="FILE", help="also draw the history as a PNG, one panel per case")
-    p.add_argument(
-        "--threshold", type=float, default=THRESHOLD,
-        help="smallest lasting change of the median that is a step, as a share (default %(default)g)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_history)
-
-
-def cmd_history(args) -> int:
-    from bench.plan.matrix import parse_filters
-
-    if not 0 <= args.threshold < 1:
-        raise BenchError(f"history: --threshold: expected a share between 0 and 1 (0.05 is 5%), got {args.threshold:g}")
-    filters = parse_filters(args.filter)
-    runs, notes = find_runs(Path(args.results_dir))
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    series_list = collect(runs, filters, args.threshold)
-    if not series_list:
-        raise BenchError(f"{args.results_dir}: expected runs with matching cases, got {len(runs)} run(s) and no case")
-    print_tables(series_list)
-    if args.plot:
-        from bench.results.history_plot import plot_history
-
-        skipped = plot_history(series_list, runs, Path(args.plot))
-        drawn = f" (the first {len(series_list) - skipped} cases; narrow with --filter)" if skipped else ""
-        print(f"plot: {args.plot}{drawn}", file=sys.stderr)
-    return EXIT_OK

@@ -38,6 +38,16 @@ def machine_key(identity: dict) -> str:
     return f"{slug}-{identity['logical_cpus']}cpu-{identity['memory_gib']}gib-{digest}"
 
 
+def kind_key(machine: dict | None, where: str = "manifest.json") -> str:
+    """The machine_key of a manifest's `machine` section; a BenchError naming `where` when it names no CPU model."""
+    return machine_key(machine_identity(machine, where))
+
+
+def kind_key_if_known(machine: dict) -> str | None:
+    """kind_key, or None when the section names no CPU model."""
+    return kind_key(machine) if (machine.get("cpu") or {}).get("model") else None
+
+
 def identity_differences(base: dict, new: dict) -> list[str]:
     """Each field of the machine identity that differs, as `machine.FIELD: BASE (base) vs NEW (new)`."""
     found = []

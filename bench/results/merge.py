@@ -161,7 +161,7 @@ def check_disjoint(parts: list[Part]) -> None:
         owner.update(dict.fromkeys(part.own_cases, part.path))
 
 
-def machine_identity(machine: dict) -> dict:
+def row_machine(machine: dict) -> dict:
     """What a row says of the machine it was measured on."""
     cpu = machine.get("cpu") or {}
     return {
@@ -176,7 +176,7 @@ def merged_rows(parts: list[Part]) -> list[dict]:
     """Every folder's rows, each with its machine, in the order of the merged plan (unplanned ones last)."""
     rows = []
     for part in parts:
-        identity = machine_identity(part.manifest.get("machine") or {})
+        identity = row_machine(part.manifest.get("machine") or {})
         rows += [row if row.get("machine") else {**row, "machine": identity} for row in part.rows]
     order = {case_id: i for i, case_id in enumerate(merged_plan(parts))}
     return sorted(rows, key=lambda r: order.get(r["case_id"], len(order)))

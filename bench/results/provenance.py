@@ -5,14 +5,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
+from bench.results.identity import kind_key_if_known
 from bench.results.identity import machine_identity as identity_of
-from bench.results.identity import machine_key
 from bench.machine import git_state, machine_info, software_info
-
-
-def machine_identity(machine: dict) -> str | None:
-    """The kind of machine (bench.results.identity): CPU model, ISA flags, CPUs and memory, the hostname left out."""
-    return machine_key(identity_of(machine)) if (machine.get("cpu") or {}).get("model") else None
 
 
 def load_now() -> list[float] | None:
@@ -30,7 +25,7 @@ class Provenance:
         git = manifest.get("git") or {}
         self.fixed = {
             "host": machine.get("hostname"),
-            "machine": machine_identity(machine),
+            "machine": kind_key_if_known(machine),
             "commit": git.get("commit"),
             "dirty": git.get("dirty"),
         }

@@ -1,8 +1,8 @@
-"""Reading a finished (or running) run folder without touching it, with every field later steps rely on checked.
+"""A run folder read strictly, for the commands that compare or keep runs (compare, history, export, baseline save).
 
-`RunDir.rows()` repairs a torn last line by truncating the file; the commands that only read (compare, history,
-export, baseline save) must never write, and may read a folder a run is still appending to, so they read here:
-a torn last line is left alone and skipped.
+Like every reader they never write, and may read a folder a run is still appending to: a torn last line is left
+alone and skipped. Unlike `bench show` and `bench report`, which skip a damaged line with a warning, they refuse a
+folder with one (a comparison must not quietly lose a case), naming the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results.folder import MANIFEST, ROWS, latest_rows
+from bench.results.folder import RunDir, complete_lines, latest_rows
 
 
 @dataclass(frozen=True)
@@ -45,28 +45,16 @@ class Run:
 
 def load_run(path) -> Run:
     """The manifest and the latest row of each case; bad input raises a BenchError naming file and field."""
-    folder = Path(path)
-    manifest_path = folder / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise BenchError(f"{manifest_path}: expected a run folder with a manifest.json, got no such file") from None
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"{manifest_path}: expected JSON, got {exc}") from None
-    if not isinstance(manifest, dict):
-        raise BenchError(f"{manifest_path}: expected a JSON object, got {type(manifest).__name__}")
-    return Run(folder, manifest, latest_rows(read_rows(folder / ROWS)))
+    folder = RunDir(Path(path))
+    return Run(folder.path, folder.read_manifest(), latest_rows(read_rows(folder.rows_path)))
 
 
 def read_rows(path: Path) -> list[dict]:
     """Every complete row; a torn last line is skipped (not repaired), any other bad line is an error."""
     if not path.exists():
         raise BenchError(f"{path}: expected the run's rows, got no such file")
-    lines = path.read_bytes().splitlines(keepends=True)
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if number == len(lines) and not line.endswith(b"\n"):
-            break
+    for number, line in complete_lines(path.read_bytes())[0]:
         try:
             row = json.loads(line)
         except ValueError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bench.measure.stats import FIELDS
+from bench.measure.stats import STATISTICS
 
 RESULTS_SCHEMA = 1
 
@@ -76,7 +76,7 @@ def measured_problem(row: dict) -> str | None:
     for key in MEASURED_LATENCIES:
         if not is_number(latency.get(key)) or latency[key] <= 0:
             return f"latency_ms.{key}: expected a positive number in an ok row, got {type_name(latency.get(key))}"
-    for key in FIELDS:
+    for key in STATISTICS:
         if latency.get(key) is not None and not is_number(latency[key]):
             return f"latency_ms.{key}: expected a number, got {type_name(latency[key])}"
     interval = latency.get("median_ci")

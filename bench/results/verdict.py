@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.results.compare import fastest_or_tied, shape_key, speedups
-from bench.results.completeness import plural
+from bench.text import plural
 
 EXTRA_DEPENDENCIES = {
     "pytorch": "none (torch, transformers)",

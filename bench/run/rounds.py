@@ -18,7 +18,6 @@ from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, 
 
 UNSTABLE_MIN_GAP = 0.05
 """Rounds disagree when their medians are further apart than this share of the lowest median..."""
-ROUNDS_FILE = "rounds.jsonl"
 
 
 def pass_order(cases: list, pass_index: int, seed: int) -> list:

@@ -75,7 +75,7 @@ def cmd_slurm(args) -> int:
 
 def checked_plan(args) -> tuple[str, Path, Path, int]:
     """The suite, filters and costs checked here, before anything is submitted; the output folder made."""
-    from bench.plan.shards import known_costs
+    from bench.run.shards import known_costs
     from bench.plan.suite import load_suite
     from bench.run.workflow import default_out_dir, plan
 

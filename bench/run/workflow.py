@@ -17,7 +17,7 @@ from bench.results.provenance import differences
 from bench.run.quiet import QUIET_WAIT_S
 from bench.results.folder import RESULTS_SCHEMA, RunDir, latest_rows, now, row_is_good
 from bench.run.runner import Runner
-from bench.plan.shards import select_share, share_note
+from bench.run.shards import select_share, share_note
 from bench.plan.suite import Suite
 from bench.topology import available_cpus
 

@@ -16,10 +16,11 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.results.compare import SHAPE_KEYS
 from bench.errors import BenchError
 from bench.job import Case
 from bench.plan.model_sources import CONFIGS_DIR
+from bench.results.compare import SHAPE_KEYS
+from bench.results.folder import RunDir, latest_rows
 
 METHOD = "lpt-by-shape"
 DEFAULT_LAYERS = 12
@@ -127,8 +128,6 @@ def estimate(case: Case) -> float:
 
 def known_costs(run_path) -> dict[str, float]:
     """The wall time of each case of an earlier run folder (its last row per case)."""
-    from bench.results.folder import RunDir, latest_rows
-
     run_dir = RunDir(Path(run_path))
     run_dir.read_manifest()
     rows = latest_rows(run_dir.rows())
