@@ -5,26 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from bench.backends.onnxruntime.runtime import feed
-from bench.backends.onnxruntime.artifacts import artifact_kind, cache_parts
+from backend_jobs import job_of
+from bench.backends.feed import graph_feed
+from bench.backends.onnxruntime.artifacts import OnnxArtifacts
+from bench.backends.onnxruntime.runtime import OnnxruntimeOptions
 from conftest import bench_cli, write_suite
-
-OPTIONS = {"optimization_level": None, "per_channel": True}
 
 
 def key(precision="fp32", seq_len=128, batch_size=1, threads=1, **options):
-    case = {
-        "model": "m",
-        "task": "text-classification",
-        "precision": precision,
-        "seq_len": seq_len,
-        "batch_size": batch_size,
-        "threads": threads,
-        "seed": 0,
-        "backend_options": {**OPTIONS, **options},
-    }
-    job = {"case": case, "source": {"identity": "abc"}}
-    return cache_parts(job, artifact_kind(precision, case["backend_options"]))
+    job = job_of("onnxruntime", precision=precision, seq_len=seq_len, batch_size=batch_size, threads=threads)
+    artifacts = OnnxArtifacts(job, OnnxruntimeOptions(**options))
+    return artifacts.parts(artifacts.kind())
 
 
 def test_one_export_serves_every_shape_and_thread_count():
@@ -46,13 +37,13 @@ def test_each_option_changes_only_the_artifact_it_shapes():
 def test_the_feed_adds_the_inputs_the_graph_declares():
     ids = np.array([[5, 6, 7], [8, 9, 0]], dtype=np.int64)
     inputs = {"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64)}
-    made = feed({"input_ids": 0, "attention_mask": 1, "token_type_ids": 2, "position_ids": 3}, inputs)
+    made = graph_feed({"input_ids": 0, "attention_mask": 1, "token_type_ids": 2, "position_ids": 3}, inputs, "g")
     assert list(made) == ["input_ids", "attention_mask", "token_type_ids", "position_ids"]
     assert made["token_type_ids"].tolist() == [[0, 0, 0], [0, 0, 0]]
     assert made["position_ids"].tolist() == [[0, 1, 2], [0, 1, 2]] and made["position_ids"].dtype == np.int64
-    assert list(feed({"input_ids": 0, "attention_mask": 1}, inputs)) == ["input_ids", "attention_mask"]
-    with pytest.raises(ValueError, match="'pixel_values'"):
-        feed({"pixel_values": 0}, inputs)
+    assert list(graph_feed({"input_ids": 0, "attention_mask": 1}, inputs, "g")) == ["input_ids", "attention_mask"]
+    with pytest.raises(ValueError, match="the ONNX graph wants an input 'pixel_values'"):
+        graph_feed({"pixel_values": 0}, inputs, "the ONNX graph")
 
 
 SUITE = """\
@@ -148,3 +139,4 @@ def test_fp32_optimized_and_int8_run_checked_then_hit_the_cache_or_rebuild_a_dam
     cleared = bench_cli("cache", "clear", env=cache)
     assert cleared.returncode == 0 and cleared.stdout.startswith("removed 3 artifact(s)")
     assert "0 artifact(s)" in bench_cli("cache", "list", env=cache).stdout
+

@@ -4,35 +4,16 @@ import json
 
 import pytest
 
-from bench.backends.openvino.ir import artifact_kind, cache_parts
+from backend_jobs import job_of
+from bench.backends.openvino.ir import IrArtifacts
+from bench.backends.openvino.runtime import OpenvinoOptions
 from conftest import bench_cli, write_suite
 
-OPTIONS = {
-    "int8_mode": "weights",
-    "static_shape": False,
-    "compiled_cache": False,
-    "calibration_samples": 8,
-    "calibration_seq_len": 128,
-}
 
-
-def job(precision="fp32", seq_len=128, batch_size=1, threads=1, **options):
-    case = {
-        "model": "m",
-        "task": "text-classification",
-        "precision": precision,
-        "seq_len": seq_len,
-        "batch_size": batch_size,
-        "threads": threads,
-        "seed": 0,
-        "backend_options": {**OPTIONS, **options},
-    }
-    return {"case": case, "source": {"identity": "abc"}}
-
-
-def key(**kwargs):
-    j = job(**kwargs)
-    return cache_parts(j, artifact_kind(j["case"]["precision"], j["case"]["backend_options"]))
+def key(precision="fp32", seq_len=128, batch_size=1, threads=1, **options):
+    job = job_of("openvino", precision=precision, seq_len=seq_len, batch_size=batch_size, threads=threads)
+    artifacts = IrArtifacts(job, OpenvinoOptions(**options))
+    return artifacts.parts(artifacts.kind())
 
 
 def test_fp32_and_bf16_share_one_ir_and_int8_modes_each_have_their_own():
@@ -135,3 +116,4 @@ def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_both_caches(tmp_path):
     assert second["ov", "fp32"]["timings_ms"]["prepare"] < fp32["timings_ms"]["prepare"] / 2
     assert second["ov", "int8"]["details"]["cache"].startswith("rebuilt: openvino_model.bin has 100 bytes")
     assert all(r["status"] == "ok" and r["accuracy"]["passed"] for r in second.values())
+

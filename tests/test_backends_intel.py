@@ -185,14 +185,14 @@ def test_the_intel_workers_read_the_reference_main_wrote(intel_run):
         assert rows[key]["accuracy"]["relative_error"] <= DEFAULT_TOLERANCES["fp32"]["max_relative_error"]
 
 
-def test_only_the_ipex_backend_module_imports_ipex():
+def test_only_the_torch_backends_shared_helper_imports_ipex():
     pattern = re.compile(r"^\s*(import|from)\s+intel_extension_for_pytorch|__import__\(.intel_extension_for_pytorch")
     importers = {
         str(path.relative_to(PROJECT))
         for path in (PROJECT / "bench").rglob("*.py")
         if any(pattern.search(line) for line in path.read_text().splitlines())
     }
-    assert importers == {"bench/backends/torch/ipex.py"}
+    assert importers == {"bench/backends/torch/common.py"}  # import_ipex, which only ipex and trainer call
 
 
 @needs_intel

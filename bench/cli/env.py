@@ -1,7 +1,7 @@
 """`bench env create|list` and `bench doctor`; also the import probe that doctor runs under each interpreter.
 
 The probe is `python -m bench.cli.env --probe RESULT.json BACKEND...`: it imports each backend's module and the
-libraries it needs (the module's REQUIRES, else its thread family's library) and writes what failed and why.
+libraries it needs (what the backend declares it requires) and writes what failed and why.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from bench.machine import installed_versions
 
 EXIT_OK, EXIT_FAILED = 0, 1
 PROBE_TIMEOUT = 300.0
-FAMILY_REQUIRES = {"torch": ("torch", "transformers"), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
 VERSIONS = ("torch", "transformers", "optimum", "intel-extension-for-pytorch", "onnxruntime", "openvino", "numpy")
 
 
@@ -145,8 +144,8 @@ def probe(backends: list[str]) -> dict:
     for name in backends:
         info = BACKENDS[name]
         try:
-            module = importlib.import_module(info.module)
-            for required in getattr(module, "REQUIRES", FAMILY_REQUIRES.get(info.thread_family, ())):
+            importlib.import_module(info.module)
+            for required in info.requires:
                 importlib.import_module(required)
             results[name] = {"ok": True, "environment": info.environment}
         except BaseException as exc:  # noqa: BLE001 - a library that exits while importing is a finding too

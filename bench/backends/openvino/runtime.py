@@ -7,9 +7,13 @@ bf16, so an fp32 case asks for f32. int8 runs its int8 IR with an f32 hint, so o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from bench.backends.base import Backend
-from bench.backends.openvino.ir import IrBuilder, ov_model_class, read_ir
+from bench.backends.openvino.ir import IrArtifacts, ov_model_class, read_ir
+from bench.backends.options import Options
 from bench.measure.timing import timed
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
@@ -24,21 +28,37 @@ READ_BACK = (
 )
 
 
-class OpenvinoBackend(Backend):
+class OpenvinoOptions(Options):
+    int8_mode: Literal["weights", "static"] = Field(
+        "weights", description="int8: NNCF weight compression, or static quantization calibrated on synthetic inputs."
+    )
+    static_shape: bool = Field(False, description="Reshape to the case's batch x seq before compiling.")
+    compiled_cache: bool = Field(False, description="Keep compiled blobs (OpenVINO CACHE_DIR) in the bench cache.")
+    calibration_samples: int = Field(8, ge=1, description="Static int8: synthetic calibration samples.")
+    calibration_seq_len: int = Field(128, ge=1, description="Static int8: sequence length of each sample.")
+
+
+class OpenvinoBackend(
+    Backend,
+    name="openvino",
+    options_model=OpenvinoOptions,
+    precisions=("fp32", "bf16", "int8"),
+    thread_family="openvino",
+    requires=("openvino",), records=("optimum", "optimum-intel", "openvino", "nncf"),
+):
     def load(self) -> None:
         import openvino
 
         self.openvino = openvino
-        ov_model_class(self.case["task"])  # optimum-intel imports lazily: its import time belongs to load, not here
+        ov_model_class(self.case.task)  # optimum-intel imports lazily: its import time belongs to load, not here
 
     def prepare(self, inputs) -> None:
         import torch
 
-        builder = IrBuilder(self.job)
-        folder = builder.get()
-        self.timings.update(builder.timings)
-        self.details.update(builder.details)
-        self.model, self.timings["read_ms"] = timed(lambda: read_ir(folder, self.case["task"], self.ov_config()))
+        artifacts = IrArtifacts(self.job, self.options)
+        folder = artifacts.get()
+        self.take(artifacts)
+        self.model, self.timings["read_ms"] = timed(lambda: read_ir(folder, self.case.task, self.ov_config()))
         self.apply_static_shape()
         _, self.timings["compile_ms"] = timed(self.compile)
         self.reported = self.read_back()
@@ -46,21 +66,21 @@ class OpenvinoBackend(Backend):
 
     def ov_config(self) -> dict:
         """The thread translation plus the precision hint, and the compiled-blob cache if asked for."""
-        hint = PRECISION_HINTS[self.case["precision"]]
+        hint = PRECISION_HINTS[self.case.precision]
         config = {**self.threads, "INFERENCE_PRECISION_HINT": hint}
-        if self.options["compiled_cache"]:
+        if self.options.compiled_cache:
             # one folder per hint: OpenVINO's blob key leaves the hint out, and an f32 blob loaded for bf16 gives NaN
-            config["CACHE_DIR"] = str(Path(self.job["cache_dir"]) / "openvino-compiled" / hint)
+            config["CACHE_DIR"] = str(Path(self.job.cache_dir) / "openvino-compiled" / hint)
         return config
 
     def apply_static_shape(self) -> None:
-        if not self.options["static_shape"]:
+        if not self.options.static_shape:
             return
-        if self.case["task"] == "text-generation":
+        if self.case.task == "text-generation":
             self.warnings.append("static_shape is not applied: optimum-intel keeps causal LMs dynamic")
             return
-        self.model.reshape(self.case["batch_size"], self.case["seq_len"])
-        self.details["static_shape"] = [self.case["batch_size"], self.case["seq_len"]]
+        self.model.reshape(self.case.batch_size, self.case.seq_len)
+        self.details["static_shape"] = [self.case.batch_size, self.case.seq_len]
 
     def compile(self) -> None:
         try:
@@ -89,7 +109,7 @@ class OpenvinoBackend(Backend):
         """The compiled model's own answer for each setting; a mismatch with what was asked becomes a warning."""
         compiled = self.compiled_model()
         reported = {key: plain(compiled.get_property(key)) for key in READ_BACK}
-        if self.options["compiled_cache"]:
+        if self.options.compiled_cache:
             self.details["compiled_from_cache"] = bool(compiled.get_property("LOADED_FROM_CACHE"))
         asked = self.ov_config()
         if reported["INFERENCE_NUM_THREADS"] == 0:
@@ -104,7 +124,7 @@ class OpenvinoBackend(Backend):
         """From the IR's constants and nodes and the execution precision the compiled model reports."""
         from bench.backends.precision_mode import openvino_mode
 
-        return openvino_mode(self.model.model, self.reported["INFERENCE_PRECISION_HINT"], self.case["precision"])
+        return openvino_mode(self.model.model, self.reported["INFERENCE_PRECISION_HINT"], self.case.precision)
 
     def effective(self) -> dict:
         from importlib import metadata
@@ -127,6 +147,3 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return str(value)
-
-
-BACKEND = OpenvinoBackend
