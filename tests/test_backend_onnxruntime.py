@@ -9,6 +9,7 @@ from backend_jobs import job_of
 from bench.backends.feed import graph_feed
 from bench.backends.onnxruntime.artifacts import OnnxArtifacts
 from bench.backends.onnxruntime.runtime import OnnxruntimeOptions
+from bench.plan.matrix import case_id
 from conftest import bench_cli, write_suite
 
 
@@ -32,6 +33,15 @@ def test_each_option_changes_only_the_artifact_it_shapes():
     assert key(precision="int8", per_channel=False) != int8
     assert key(precision="int8", optimization_level="O2") == int8  # int8 is quantized from the plain export
     assert key(optimization_level="O2")["artifact"] == "optimized-O2"
+    assert key(call="session") == export and key(precision="int8", call="iobinding") == int8
+
+
+def test_the_call_is_left_out_of_a_case_at_its_default_so_its_id_is_unchanged():
+    before = {"optimization_level": None, "per_channel": True}  # a case's options before `call` existed
+    assert OnnxruntimeOptions().model_dump() == OnnxruntimeOptions.model_validate(before).model_dump() == before
+    assert OnnxruntimeOptions(call="iobinding").model_dump() == {**before, "call": "iobinding"}
+    params = job_of("onnxruntime").case.to_dict()
+    assert case_id(params) == case_id({**params, "backend_options": before})
 
 
 def test_the_feed_adds_the_inputs_the_graph_declares():
@@ -140,3 +150,49 @@ def test_fp32_optimized_and_int8_run_checked_then_hit_the_cache_or_rebuild_a_dam
     assert cleared.returncode == 0 and cleared.stdout.startswith("removed 3 artifact(s)")
     assert "0 artifact(s)" in bench_cli("cache", "list", env=cache).stdout
 
+
+CALLS_SUITE = """\
+name: ort-calls
+defaults:
+  seq_lens: [16]
+  batch_sizes: [2]
+  padding_ratios: [0.25]
+  threads: [1]
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 1, timeout: 300}
+models:
+  - name: tiny
+    config: bert-tiny
+    task: text-classification
+backends:
+  - name: ort
+    type: onnxruntime
+  - name: ort-session
+    type: onnxruntime
+    options: {call: session}
+  - name: ort-iobinding
+    type: onnxruntime
+    options: {call: iobinding}
+    precisions: [fp32, int8]
+"""
+
+
+@pytest.mark.slow
+def test_the_bare_session_and_io_binding_time_the_same_session_and_say_which_call_was_timed(tmp_path):
+    suite = write_suite(tmp_path, CALLS_SUITE)
+    cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    result = bench_cli("run", suite, "--out", tmp_path / "run", "--no-report", "--no-peak", env=cache)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    rows = {(r["backend"], r["precision"]): r for r in rows}
+    contaminated = any(r["interference"].get("contaminated") for r in rows.values())  # other work on a shared CPU
+    assert result.returncode == (1 if contaminated else 0), result.stdout + result.stderr
+    assert set(rows) == {("ort", "fp32"), ("ort-session", "fp32"), ("ort-iobinding", "fp32"), ("ort-iobinding", "int8")}
+    for (backend, precision), row in rows.items():
+        assert row["status"] == "ok" and row["accuracy"]["passed"], row["reason"] or row["accuracy"]
+        assert row["effective"]["backend"]["call"] == {"ort": "optimum"}.get(backend, backend.removeprefix("ort-"))
+        assert row["effective"]["backend"]["use_io_binding"] is (backend == "ort-iobinding")
+        assert row["precision_mode"]["label"] == {"fp32": "fp32", "int8": "int8 dynamic"}[precision]
+    assert "call" not in rows["ort", "fp32"]["backend_options"]
+    assert rows["ort-session", "fp32"]["backend_options"]["call"] == "session"
+    fp32 = [rows[b, "fp32"]["accuracy"]["outputs"] for b in ("ort", "ort-session", "ort-iobinding")]
+    assert fp32[0] == fp32[1] == fp32[2]  # one graph, one session's settings: the same numbers whatever the call
+    assert rows["ort-session", "fp32"]["details"]["cache"] == rows["ort-iobinding", "fp32"]["details"]["cache"] == "hit"

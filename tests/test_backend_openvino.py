@@ -24,7 +24,7 @@ def test_fp32_and_bf16_share_one_ir_and_int8_modes_each_have_their_own():
 
 def test_the_key_ignores_shape_threads_and_runtime_options_but_not_what_changes_the_file():
     base = key()
-    assert key(seq_len=384, batch_size=8, threads=2, static_shape=True, compiled_cache=True) == base
+    assert key(seq_len=384, batch_size=8, threads=2, static_shape=True, compiled_cache=True, call="compiled") == base
     assert key(calibration_samples=32) == base  # calibration only matters to the static int8 IR
     static = key(precision="int8", int8_mode="static")
     assert key(precision="int8", int8_mode="static", calibration_samples=32) != static
@@ -117,3 +117,44 @@ def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_both_caches(tmp_path):
     assert second["ov", "int8"]["details"]["cache"].startswith("rebuilt: openvino_model.bin has 100 bytes")
     assert all(r["status"] == "ok" and r["accuracy"]["passed"] for r in second.values())
 
+
+CALLS_SUITE = """\
+name: ov-calls
+defaults:
+  seq_lens: [16]
+  batch_sizes: [2]
+  padding_ratios: [0.25]
+  threads: [1]
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 1, timeout: 300}
+models:
+  - name: tiny
+    config: bert-tiny
+    task: text-classification
+backends:
+  - name: ov
+    type: openvino
+  - name: ov-compiled
+    type: openvino
+    options: {call: compiled}
+    precisions: [fp32, bf16]
+"""
+
+
+@pytest.mark.slow
+def test_the_bare_compiled_model_is_timed_on_the_same_compile_and_the_row_says_so(tmp_path):
+    suite = write_suite(tmp_path, CALLS_SUITE)
+    result = bench_cli("run", suite, "--out", tmp_path / "run", env={"BENCH_CACHE_DIR": str(tmp_path / "cache")})
+    rows = rows_of(tmp_path / "run")
+    contaminated = any(r["interference"].get("contaminated") for r in rows.values())  # other work on a shared CPU
+    assert result.returncode == (1 if contaminated else 0), result.stdout + result.stderr
+    assert set(rows) == {("ov", "fp32"), ("ov-compiled", "fp32"), ("ov-compiled", "bf16")}
+    for (backend, precision), row in rows.items():
+        assert row["status"] == "ok" and row["accuracy"]["passed"], row["reason"] or row["accuracy"]
+        assert row["effective"]["backend"]["call"] == ("compiled" if backend == "ov-compiled" else "optimum")
+        hint = row["effective"]["backend"]["INFERENCE_PRECISION_HINT"]
+        assert hint == {"fp32": "f32", "bf16": "bf16"}[precision]
+        assert row["precision_mode"]["label"] == {"f32": "fp32", "bf16": "bf16 hint"}[hint]
+    assert "call" not in rows["ov", "fp32"]["backend_options"]
+    optimum, compiled = rows["ov", "fp32"]["accuracy"], rows["ov-compiled", "fp32"]["accuracy"]
+    assert optimum["outputs"] == compiled["outputs"]  # one IR compiled with one configuration: the same numbers
+    assert rows["ov-compiled", "fp32"]["details"]["cache"] == "hit"

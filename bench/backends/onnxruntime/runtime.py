@@ -1,8 +1,9 @@
 """ONNX Runtime through Optimum's ORTModelFor<task>: a cached ONNX export, one session sized to the case.
 
 The session gets the thread translation (intra-op threads, one inter-op thread, sequential execution, intra-op
-spinning), every graph optimization ORT has (ORT_ENABLE_ALL), the CPU provider and no I/O binding. What the row
-reports is read back from the created session, not echoed from the request.
+spinning), every graph optimization ORT has (ORT_ENABLE_ALL) and the CPU provider; the measured call is Optimum's
+model class without I/O binding, or (option `call`) the bare session. What the row reports is read back from the
+created session, not echoed from the request.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import Field, field_validator
 from bench.backends.base import Backend
 from bench.backends.feed import graph_feed
 from bench.backends.onnxruntime.artifacts import OnnxArtifacts, artifact_kind
+from bench.backends.onnxruntime.calls import CALLS
 from bench.backends.options import Options
 from bench.measure.timing import timed
 
@@ -27,6 +29,8 @@ SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 class OnnxruntimeOptions(Options):
+    OMITTED_AT_DEFAULT = ("call",)
+
     optimization_level: Optional[Literal["O1", "O2", "O3"]] = Field(
         None,
         description="fp32: Optimum's offline graph optimizer (O1 basic, O2 + transformer fusions, O3 + approximate"
@@ -34,6 +38,11 @@ class OnnxruntimeOptions(Options):
         " O4 (fp16) is for GPUs.",
     )
     per_channel: bool = Field(True, description="int8: one scale per output channel of each weight, not per tensor.")
+    call: Literal["optimum", "session", "iobinding"] = Field(
+        "optimum",
+        description="The call measured: Optimum's ORTModelFor<task>, the bare InferenceSession.run, or"
+        " run_with_iobinding over inputs and outputs bound once.",
+    )
 
     @field_validator("optimization_level", mode="before")
     @classmethod
@@ -69,7 +78,7 @@ class OnnxruntimeBackend(
         self.take(artifacts)
         self.model, self.timings["session_ms"] = timed(lambda: self.open_session(folder))
         self.session = self.model.model
-        self.inputs = graph_feed(self.model.input_names, inputs, "the ONNX graph")
+        self.call = CALLS[self.options.call](self.model, graph_feed(self.model.input_names, inputs, "the ONNX graph"))
         self.reported = self.read_back()
 
     def session_options(self):
@@ -93,7 +102,10 @@ class OnnxruntimeBackend(
         )
 
     def run(self):
-        return self.model(**self.inputs)
+        return self.call()
+
+    def outputs(self, raw):
+        return super().outputs(self.call.named(raw))
 
     def hidden_state(self):
         names = [output.name for output in self.session.get_outputs()]
@@ -109,7 +121,7 @@ class OnnxruntimeBackend(
             "graph_optimization_level": options.graph_optimization_level.name,
             "intra_op_spinning": options.get_session_config_entry(SPINNING_KEY),
             "providers": self.session.get_providers(),
-            "use_io_binding": self.model.use_io_binding,
+            "use_io_binding": self.call.uses_io_binding,
         }
         if reported["intra_op_num_threads"] == 0:
             self.warnings.append("ORT reports intra_op_num_threads 0 (its own choice), not a thread count")
@@ -135,6 +147,7 @@ class OnnxruntimeBackend(
         return {
             "threads": threads or None,
             **self.reported,
+            "call": self.options.call,
             "onnxruntime": self.ort.__version__,
             "optimum-onnx": metadata.version("optimum-onnx"),
         }

@@ -2,6 +2,7 @@
 
 The execution precision is always set, never left to the device: on a CPU with AVX512_BF16 OpenVINO's default is
 bf16, so an fp32 case asks for f32. int8 runs its int8 IR with an f32 hint, so only the quantization differs from fp32.
+The measured call is optimum-intel's model class, or (option `call`) the bare compiled model it compiled.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from bench.backends.base import Backend
+from bench.backends.feed import graph_feed
 from bench.backends.openvino.ir import IrArtifacts, ov_model_class, read_ir
 from bench.backends.options import Options
 from bench.measure.timing import timed
@@ -29,6 +31,8 @@ READ_BACK = (
 
 
 class OpenvinoOptions(Options):
+    OMITTED_AT_DEFAULT = ("call",)
+
     int8_mode: Literal["weights", "static"] = Field(
         "weights", description="int8: NNCF weight compression, or static quantization calibrated on synthetic inputs."
     )
@@ -36,6 +40,11 @@ class OpenvinoOptions(Options):
     compiled_cache: bool = Field(False, description="Keep compiled blobs (OpenVINO CACHE_DIR) in the bench cache.")
     calibration_samples: int = Field(8, ge=1, description="Static int8: synthetic calibration samples.")
     calibration_seq_len: int = Field(128, ge=1, description="Static int8: sequence length of each sample.")
+    call: Literal["optimum", "compiled"] = Field(
+        "optimum",
+        description="The call measured: optimum-intel's OVModelFor<task>, or the bare openvino.CompiledModel it"
+        " compiled, called on the IR's inputs.",
+    )
 
 
 class OpenvinoBackend(
@@ -53,8 +62,6 @@ class OpenvinoBackend(
         ov_model_class(self.case.task)  # optimum-intel imports lazily: its import time belongs to load, not here
 
     def prepare(self, inputs) -> None:
-        import torch
-
         artifacts = IrArtifacts(self.job, self.options)
         folder = artifacts.get()
         self.take(artifacts)
@@ -62,7 +69,17 @@ class OpenvinoBackend(
         self.apply_static_shape()
         _, self.timings["compile_ms"] = timed(self.compile)
         self.reported = self.read_back()
-        self.inputs = {name: torch.from_numpy(value) for name, value in inputs.items()}
+        self.call = self.make_call(inputs)
+
+    def make_call(self, inputs):
+        if self.options.call == "compiled":
+            compiled = self.compiled_model()
+            feed = graph_feed([i.get_any_name() for i in compiled.inputs], inputs, "the OpenVINO IR")
+            return lambda: compiled(feed)
+        import torch
+
+        tensors = {name: torch.from_numpy(value) for name, value in inputs.items()}
+        return lambda: self.model(**tensors)
 
     def ov_config(self) -> dict:
         """The thread translation plus the precision hint, and the compiled-blob cache if asked for."""
@@ -95,7 +112,7 @@ class OpenvinoBackend(
             ) from exc
 
     def run(self):
-        return self.model(**self.inputs)
+        return self.call()
 
     def hidden_state(self):
         names = [output.get_any_name() for output in self.model.model.outputs]
@@ -132,6 +149,7 @@ class OpenvinoBackend(
         return {
             "threads": self.reported["INFERENCE_NUM_THREADS"],
             **self.reported,
+            "call": self.options.call,
             "openvino": self.openvino.get_version(),
             "optimum-intel": metadata.version("optimum-intel"),
             "nncf": metadata.version("nncf"),
