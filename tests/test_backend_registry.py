@@ -1,5 +1,6 @@
-"""The backend registry: what each backend declares, and what the parent may import."""
+"""The backend registry: what each backend declares, what the parent may import, and the checklist that adds one."""
 
+import re
 import subprocess
 import sys
 
@@ -45,3 +46,9 @@ def test_the_registry_imports_no_numerical_library_in_the_parent():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
+
+def test_the_checklist_for_a_new_backend_names_files_that_exist():
+    text = (PROJECT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:bench|tests|docs)/[\w/.-]+\.(?:py|md))`", text))
+    assert "bench/backends/__init__.py" in named and "bench/backends/base.py" in named
+    assert [path for path in sorted(named) if "<" not in path and not (PROJECT / path).exists()] == []
