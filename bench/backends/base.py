@@ -130,13 +130,5 @@ class BackendInfo:
         missing = [key for key in DECLARED if not hasattr(backend, key)]
         if missing:
             raise TypeError(f"{backend.__name__} does not declare {missing}")
-        return cls(
-            backend=backend,
-            module=backend.__module__,
-            environment=backend.environment,
-            precisions=backend.precisions,
-            options=backend.options_model,
-            thread_family=backend.thread_family,
-            requires=backend.requires,
-            records=backend.records,
-        )
+        shared = {key: getattr(backend, key) for key in DECLARED if key not in ("name", "options_model")}
+        return cls(backend=backend, module=backend.__module__, options=backend.options_model, **shared)

@@ -1,8 +1,8 @@
 """Intel Extension for PyTorch: ipex.optimize (fp32 or bf16 weights), then by default torch.jit.trace + freeze.
 
-The guide's "IPEX graph optimization". bf16 is traced and run under CPU autocast. Only this backend and the Trainer
-import intel_extension_for_pytorch (through common.import_ipex): the import changes every TorchScript graph in its
-process, and each case runs in a process of its own.
+The guide's "IPEX graph optimization". bf16 is traced and run under CPU autocast. IPEX is imported only by this
+backend and the Trainer (through common.import_ipex): the import changes every TorchScript graph in its process,
+and each case runs in a process of its own.
 """
 
 from __future__ import annotations
