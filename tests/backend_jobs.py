@@ -1,4 +1,4 @@
-"""A job as the runner writes it, for tests that drive a backend's parts in this process."""
+"""A job as the runner writes it, for tests that drive a backend's parts in this process; what a run should exit with."""
 
 from bench.backends import BACKENDS
 from bench.job import Job
@@ -40,3 +40,9 @@ def job_of(backend_type: str, **case) -> Job:
             "cache_dir": "",
         }
     )
+
+
+def expected_exit(rows) -> int:
+    """What `bench run` exits with when every row is ok and accurate: 1 if another program's work contaminated a
+    case on this shared machine (the row says so), else 0."""
+    return 1 if any((row.get("interference") or {}).get("contaminated") for row in rows) else 0

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from backend_jobs import job_of
+from backend_jobs import expected_exit, job_of
 from bench.backends.cache import artifacts_root
 from conftest import bench_cli, write_suite
 
@@ -58,8 +58,7 @@ def run_rows(tmp_path, text, run="run"):
     env = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
     result = bench_cli("run", suite, "--out", out, "--no-peak", "--no-report", env=env)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    contaminated = any(r["interference"].get("contaminated") for r in rows)  # other work on a shared CPU
-    assert result.returncode == (1 if contaminated else 0), result.stdout + result.stderr
+    assert result.returncode == expected_exit(rows), result.stdout + result.stderr
     return {(r["model"], r["precision"]): r for r in rows}
 
 
