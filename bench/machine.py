@@ -8,16 +8,15 @@ import subprocess
 import sys
 from importlib import metadata
 
+from bench.backends import recorded_packages
 from bench.paths import PROJECT_ROOT
 
 ISA_FLAGS = (
     "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
     "amx_tile", "amx_bf16", "amx_int8",
 )  # fmt: skip
-PACKAGES = (
-    "torch", "transformers", "optimum", "optimum-onnx", "optimum-intel", "onnxruntime", "openvino", "nncf",
-    "numpy", "pydantic", "intel-extension-for-pytorch",
-)  # fmt: skip
+PACKAGES = (*recorded_packages(), "numpy", "pydantic")
+"""The distributions whose versions a manifest and every row record: what the backends declare, and bench's own."""
 
 
 def cpu_info(cpuinfo_text: str | None = None) -> dict:

@@ -5,26 +5,18 @@ import json
 import numpy as np
 import pytest
 
-from bench.backends.onnxruntime.runtime import feed
-from bench.backends.onnxruntime.artifacts import artifact_kind, cache_parts
+from backend_jobs import expected_exit, job_of
+from bench.backends.feed import graph_feed
+from bench.backends.onnxruntime.artifacts import OnnxArtifacts
+from bench.backends.onnxruntime.runtime import OnnxruntimeOptions
+from bench.plan.matrix import case_id
 from conftest import bench_cli, write_suite
-
-OPTIONS = {"optimization_level": None, "per_channel": True}
 
 
 def key(precision="fp32", seq_len=128, batch_size=1, threads=1, **options):
-    case = {
-        "model": "m",
-        "task": "text-classification",
-        "precision": precision,
-        "seq_len": seq_len,
-        "batch_size": batch_size,
-        "threads": threads,
-        "seed": 0,
-        "backend_options": {**OPTIONS, **options},
-    }
-    job = {"case": case, "source": {"identity": "abc"}}
-    return cache_parts(job, artifact_kind(precision, case["backend_options"]))
+    job = job_of("onnxruntime", precision=precision, seq_len=seq_len, batch_size=batch_size, threads=threads)
+    artifacts = OnnxArtifacts(job, OnnxruntimeOptions(**options))
+    return artifacts.parts(artifacts.kind())
 
 
 def test_one_export_serves_every_shape_and_thread_count():
@@ -41,18 +33,27 @@ def test_each_option_changes_only_the_artifact_it_shapes():
     assert key(precision="int8", per_channel=False) != int8
     assert key(precision="int8", optimization_level="O2") == int8  # int8 is quantized from the plain export
     assert key(optimization_level="O2")["artifact"] == "optimized-O2"
+    assert key(call="session") == export and key(precision="int8", call="iobinding") == int8
+
+
+def test_the_call_is_left_out_of_a_case_at_its_default_so_its_id_is_unchanged():
+    before = {"optimization_level": None, "per_channel": True}  # a case's options before `call` existed
+    assert OnnxruntimeOptions().model_dump() == OnnxruntimeOptions.model_validate(before).model_dump() == before
+    assert OnnxruntimeOptions(call="iobinding").model_dump() == {**before, "call": "iobinding"}
+    params = job_of("onnxruntime").case.to_dict()
+    assert case_id(params) == case_id({**params, "backend_options": before})
 
 
 def test_the_feed_adds_the_inputs_the_graph_declares():
     ids = np.array([[5, 6, 7], [8, 9, 0]], dtype=np.int64)
     inputs = {"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64)}
-    made = feed({"input_ids": 0, "attention_mask": 1, "token_type_ids": 2, "position_ids": 3}, inputs)
+    made = graph_feed({"input_ids": 0, "attention_mask": 1, "token_type_ids": 2, "position_ids": 3}, inputs, "g")
     assert list(made) == ["input_ids", "attention_mask", "token_type_ids", "position_ids"]
     assert made["token_type_ids"].tolist() == [[0, 0, 0], [0, 0, 0]]
     assert made["position_ids"].tolist() == [[0, 1, 2], [0, 1, 2]] and made["position_ids"].dtype == np.int64
-    assert list(feed({"input_ids": 0, "attention_mask": 1}, inputs)) == ["input_ids", "attention_mask"]
-    with pytest.raises(ValueError, match="'pixel_values'"):
-        feed({"pixel_values": 0}, inputs)
+    assert list(graph_feed({"input_ids": 0, "attention_mask": 1}, inputs, "g")) == ["input_ids", "attention_mask"]
+    with pytest.raises(ValueError, match="the ONNX graph wants an input 'pixel_values'"):
+        graph_feed({"pixel_values": 0}, inputs, "the ONNX graph")
 
 
 SUITE = """\
@@ -97,8 +98,9 @@ def test_o4_and_misspelled_options_are_refused_with_the_field_named(tmp_path):
 def run(suite, out, cache, *filters):
     args = [f"--filter={f}" for f in filters]
     result = bench_cli("run", suite, "--out", out, "--no-report", "--no-peak", *args, env=cache)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return {r["backend"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    rows = {r["backend"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert result.returncode == expected_exit(rows.values()), result.stdout + result.stderr
+    return rows
 
 
 def check_row(row):
@@ -148,3 +150,38 @@ def test_fp32_optimized_and_int8_run_checked_then_hit_the_cache_or_rebuild_a_dam
     cleared = bench_cli("cache", "clear", env=cache)
     assert cleared.returncode == 0 and cleared.stdout.startswith("removed 3 artifact(s)")
     assert "0 artifact(s)" in bench_cli("cache", "list", env=cache).stdout
+
+
+CALLS_SUITE = SUITE.split("backends:")[0].replace("name: ort", "name: ort-calls") + """\
+backends:
+  - name: ort
+    type: onnxruntime
+  - name: ort-session
+    type: onnxruntime
+    options: {call: session}
+  - name: ort-iobinding
+    type: onnxruntime
+    options: {call: iobinding}
+    precisions: [fp32, int8]
+"""
+
+
+@pytest.mark.slow
+def test_the_bare_session_and_io_binding_time_the_same_session_and_say_which_call_was_timed(tmp_path):
+    suite = write_suite(tmp_path, CALLS_SUITE)
+    cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    result = bench_cli("run", suite, "--out", tmp_path / "run", "--no-report", "--no-peak", env=cache)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    rows = {(r["backend"], r["precision"]): r for r in rows}
+    assert result.returncode == expected_exit(rows.values()), result.stdout + result.stderr
+    assert set(rows) == {("ort", "fp32"), ("ort-session", "fp32"), ("ort-iobinding", "fp32"), ("ort-iobinding", "int8")}
+    for (backend, precision), row in rows.items():
+        assert row["status"] == "ok" and row["accuracy"]["passed"], row["reason"] or row["accuracy"]
+        assert row["effective"]["backend"]["call"] == {"ort": "optimum"}.get(backend, backend.removeprefix("ort-"))
+        assert row["effective"]["backend"]["use_io_binding"] is (backend == "ort-iobinding")
+        assert row["precision_mode"]["label"] == {"fp32": "fp32", "int8": "int8 dynamic"}[precision]
+    assert "call" not in rows["ort", "fp32"]["backend_options"]
+    assert rows["ort-session", "fp32"]["backend_options"]["call"] == "session"
+    fp32 = [rows[b, "fp32"]["accuracy"]["outputs"] for b in ("ort", "ort-session", "ort-iobinding")]
+    assert fp32[0] == fp32[1] == fp32[2]  # one graph, one session's settings: the same numbers whatever the call
+    assert rows["ort-session", "fp32"]["details"]["cache"] == rows["ort-iobinding", "fp32"]["details"]["cache"] == "hit"

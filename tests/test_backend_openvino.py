@@ -4,35 +4,16 @@ import json
 
 import pytest
 
-from bench.backends.openvino.ir import artifact_kind, cache_parts
+from backend_jobs import expected_exit, job_of
+from bench.backends.openvino.ir import IrArtifacts
+from bench.backends.openvino.runtime import OpenvinoOptions
 from conftest import bench_cli, write_suite
 
-OPTIONS = {
-    "int8_mode": "weights",
-    "static_shape": False,
-    "compiled_cache": False,
-    "calibration_samples": 8,
-    "calibration_seq_len": 128,
-}
 
-
-def job(precision="fp32", seq_len=128, batch_size=1, threads=1, **options):
-    case = {
-        "model": "m",
-        "task": "text-classification",
-        "precision": precision,
-        "seq_len": seq_len,
-        "batch_size": batch_size,
-        "threads": threads,
-        "seed": 0,
-        "backend_options": {**OPTIONS, **options},
-    }
-    return {"case": case, "source": {"identity": "abc"}}
-
-
-def key(**kwargs):
-    j = job(**kwargs)
-    return cache_parts(j, artifact_kind(j["case"]["precision"], j["case"]["backend_options"]))
+def key(precision="fp32", seq_len=128, batch_size=1, threads=1, **options):
+    job = job_of("openvino", precision=precision, seq_len=seq_len, batch_size=batch_size, threads=threads)
+    artifacts = IrArtifacts(job, OpenvinoOptions(**options))
+    return artifacts.parts(artifacts.kind())
 
 
 def test_fp32_and_bf16_share_one_ir_and_int8_modes_each_have_their_own():
@@ -43,7 +24,7 @@ def test_fp32_and_bf16_share_one_ir_and_int8_modes_each_have_their_own():
 
 def test_the_key_ignores_shape_threads_and_runtime_options_but_not_what_changes_the_file():
     base = key()
-    assert key(seq_len=384, batch_size=8, threads=2, static_shape=True, compiled_cache=True) == base
+    assert key(seq_len=384, batch_size=8, threads=2, static_shape=True, compiled_cache=True, call="compiled") == base
     assert key(calibration_samples=32) == base  # calibration only matters to the static int8 IR
     static = key(precision="int8", int8_mode="static")
     assert key(precision="int8", int8_mode="static", calibration_samples=32) != static
@@ -97,8 +78,8 @@ def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_both_caches(tmp_path):
     suite = write_suite(tmp_path, SUITE)
     cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}  # starts empty, whatever ran before in this session
     result = bench_cli("run", suite, "--out", tmp_path / "first", "--no-report", "--no-peak", env=cache)
-    assert result.returncode == 0, result.stdout + result.stderr
     first = rows_of(tmp_path / "first")
+    assert result.returncode == expected_exit(first.values()), result.stdout + result.stderr
     assert len(first) == 5
     for row in first.values():
         assert row["status"] == "ok" and row["accuracy"]["passed"], row["reason"] or row["accuracy"]
@@ -127,11 +108,41 @@ def test_fp32_bf16_int8_run_checked_and_a_second_run_hits_both_caches(tmp_path):
         "run", suite, "--out", tmp_path / "second", "--no-report", "--no-peak",
         "--filter", "backend=ov", "--filter", "precision=fp32", "--filter", "precision=int8", env=cache,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
     second = rows_of(tmp_path / "second")
+    assert result.returncode == expected_exit(second.values()), result.stdout + result.stderr
     assert len(second) == 2 and second["ov", "fp32"]["details"]["cache"] == "hit"
     assert not {"convert_ms", "torch_load_ms", "quantize_ms"} & set(second["ov", "fp32"]["timings_ms"])
     assert second["ov", "fp32"]["details"]["compiled_from_cache"] is True
     assert second["ov", "fp32"]["timings_ms"]["prepare"] < fp32["timings_ms"]["prepare"] / 2
     assert second["ov", "int8"]["details"]["cache"].startswith("rebuilt: openvino_model.bin has 100 bytes")
     assert all(r["status"] == "ok" and r["accuracy"]["passed"] for r in second.values())
+
+
+CALLS_SUITE = SUITE.split("backends:")[0].replace("name: ov", "name: ov-calls") + """\
+backends:
+  - name: ov
+    type: openvino
+  - name: ov-compiled
+    type: openvino
+    options: {call: compiled}
+    precisions: [fp32, bf16]
+"""
+
+
+@pytest.mark.slow
+def test_the_bare_compiled_model_is_timed_on_the_same_compile_and_the_row_says_so(tmp_path):
+    suite = write_suite(tmp_path, CALLS_SUITE)
+    result = bench_cli("run", suite, "--out", tmp_path / "run", env={"BENCH_CACHE_DIR": str(tmp_path / "cache")})
+    rows = rows_of(tmp_path / "run")
+    assert result.returncode == expected_exit(rows.values()), result.stdout + result.stderr
+    assert set(rows) == {("ov", "fp32"), ("ov-compiled", "fp32"), ("ov-compiled", "bf16")}
+    for (backend, precision), row in rows.items():
+        assert row["status"] == "ok" and row["accuracy"]["passed"], row["reason"] or row["accuracy"]
+        assert row["effective"]["backend"]["call"] == ("compiled" if backend == "ov-compiled" else "optimum")
+        hint = row["effective"]["backend"]["INFERENCE_PRECISION_HINT"]
+        assert hint == {"fp32": "f32", "bf16": "bf16"}[precision]
+        assert row["precision_mode"]["label"] == {"f32": "fp32", "bf16": "bf16 hint"}[hint]
+    assert "call" not in rows["ov", "fp32"]["backend_options"]
+    optimum, compiled = rows["ov", "fp32"]["accuracy"], rows["ov-compiled", "fp32"]["accuracy"]
+    assert optimum["outputs"] == compiled["outputs"]  # one IR compiled with one configuration: the same numbers
+    assert rows["ov-compiled", "fp32"]["details"]["cache"] == "hit"

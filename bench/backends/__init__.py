@@ -1,52 +1,37 @@
-"""The backend registry: name → module, environment, precisions and options model. Imports nothing heavy."""
+"""The backend registry: each backend class declares what the parent needs to know of it (bench.backends.base).
+
+Importing it imports no numerical library: a backend module imports those inside its methods, in the worker.
+"""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from bench.backends.base import Backend, BackendInfo
+from bench.backends.onnxruntime.runtime import OnnxruntimeBackend
+from bench.backends.openvino.runtime import OpenvinoBackend
+from bench.backends.torch.bettertransformer import BetterTransformerBackend
+from bench.backends.torch.compile import TorchCompileBackend
+from bench.backends.torch.eager import PytorchBackend
+from bench.backends.torch.ipex import IpexBackend
+from bench.backends.torch.torchscript import TorchScriptBackend
+from bench.backends.torch.trainer import TrainerBackend
 
-from pydantic import BaseModel
-
-from bench.backends import options as opts
-
-if TYPE_CHECKING:
-    from bench.backends.base import Backend
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    module: str
-    environment: str
-    precisions: tuple[str, ...]
-    options: type[BaseModel]
-    thread_family: str
-    """Which thread translation applies (see bench.run.threads.thread_settings)."""
-
-
-BACKENDS: dict[str, BackendInfo] = {
-    "pytorch": BackendInfo("bench.backends.torch.eager", "main", ("fp32", "bf16"), opts.PytorchOptions, "torch"),
-    "torchscript": BackendInfo(
-        "bench.backends.torch.torchscript", "main", ("fp32", "bf16"), opts.TorchscriptOptions, "torch"
-    ),
-    "torch_compile": BackendInfo(
-        "bench.backends.torch.compile", "main", ("fp32", "bf16"), opts.TorchCompileOptions, "torch"
-    ),
-    "onnxruntime": BackendInfo(
-        "bench.backends.onnxruntime.runtime", "main", ("fp32", "int8"), opts.OnnxruntimeOptions, "onnxruntime"
-    ),
-    "openvino": BackendInfo(
-        "bench.backends.openvino.runtime", "main", ("fp32", "bf16", "int8"), opts.OpenvinoOptions, "openvino"
-    ),
-    "ipex": BackendInfo("bench.backends.torch.ipex", "intel", ("fp32", "bf16"), opts.IpexOptions, "torch"),
-    "bettertransformer": BackendInfo(
-        "bench.backends.torch.bettertransformer", "intel", ("fp32",), opts.BetterTransformerOptions, "torch"
-    ),
-    "trainer": BackendInfo("bench.backends.torch.trainer", "intel", ("fp32", "bf16"), opts.TrainerOptions, "torch"),
-}
+REGISTERED: tuple[type[Backend], ...] = (
+    PytorchBackend,
+    TorchScriptBackend,
+    TorchCompileBackend,
+    OnnxruntimeBackend,
+    OpenvinoBackend,
+    IpexBackend,
+    BetterTransformerBackend,
+    TrainerBackend,
+)
+BACKENDS: dict[str, BackendInfo] = {backend.name: BackendInfo.of(backend) for backend in REGISTERED}
 
 
 def backend_class(name: str) -> type[Backend]:
-    """Import a backend's module (in the worker only) and return its class."""
-    module = importlib.import_module(BACKENDS[name].module)
-    return module.BACKEND
+    return BACKENDS[name].backend
+
+
+def recorded_packages() -> tuple[str, ...]:
+    """Every backend's recorded distributions, each once, in the registry's order."""
+    return tuple(dict.fromkeys(package for info in BACKENDS.values() for package in info.records))

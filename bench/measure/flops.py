@@ -18,8 +18,7 @@ def count_flops(job: Job) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench.backends.torch.common import model_call_kwargs
-    from bench.measure.loading import load_config, model_class
+    from bench.measure.loading import load_config, model_call_kwargs, model_class
 
     case = job.case
     config = load_config(job.source, case.model_entry.get("config_overrides", {}))

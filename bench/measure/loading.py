@@ -26,6 +26,11 @@ def model_class(task: str):
     return getattr(transformers, TASK_CLASSES[task])
 
 
+def model_call_kwargs(task: str) -> dict:
+    """A causal LM is measured on its forward pass (prefill) without a KV cache."""
+    return {"use_cache": False} if task == "text-generation" else {}
+
+
 def load_config(source: Source, overrides: dict):
     from transformers import AutoConfig
 

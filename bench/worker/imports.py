@@ -1,7 +1,7 @@
 """The import probe `bench doctor` runs under each interpreter.
 
 `python -m bench.worker.imports --result RESULT.json BACKEND...` imports each backend's module and the libraries
-it needs (the module's REQUIRES, else its thread family's library) and answers with what failed and why.
+it needs (what the backend declares it requires) and answers with what failed and why.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from bench.backends import BACKENDS  # an interpreter without bench's own requir
 from bench.machine import installed_versions
 from bench.worker.answer import answer
 
-FAMILY_REQUIRES = {"torch": ("torch", "transformers"), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
 VERSIONS = ("torch", "transformers", "optimum", "intel-extension-for-pytorch", "onnxruntime", "openvino", "numpy")
 
 
@@ -24,8 +23,8 @@ def probe(backends: list[str]) -> dict:
     for name in backends:
         info = BACKENDS[name]
         try:
-            module = importlib.import_module(info.module)
-            for required in getattr(module, "REQUIRES", FAMILY_REQUIRES.get(info.thread_family, ())):
+            importlib.import_module(info.module)
+            for required in info.requires:
                 importlib.import_module(required)
             results[name] = {"ok": True, "environment": info.environment}
         except BaseException as exc:  # noqa: BLE001 - a library that exits while importing is a finding too

@@ -1,9 +1,7 @@
 """ONNX artifacts for ONNX Runtime: export from the loaded torch model, Optimum's graph optimizer, int8 quantization.
 
-Each step is one entry of the artifact cache, keyed by what determines its bytes. The export has dynamic batch and
-sequence axes, so sequence length, batch size and threads are not part of any key: one export serves every shape.
-int8 is quantized from the plain export, so fp32 and int8 cases of a model share it, and the torch model is loaded
-only when no export exists yet.
+The export has dynamic batch and sequence axes, so sequence length, batch size and threads are not part of any key:
+one export serves every shape. int8 is quantized from the plain export, so fp32 and int8 cases of a model share it.
 """
 
 from __future__ import annotations
@@ -12,47 +10,19 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.machine import installed_versions
-from bench.backends.cache import CacheEntry, get_or_build
+from bench.backends.artifacts import ArtifactChain
 from bench.measure.timing import timed
 
-VERSIONED = ("optimum", "optimum-onnx", "onnxruntime", "onnx", "transformers", "torch")
 MODEL_FILE = "model.onnx"
-EXPORT_ATTN = "eager"
-"""The attention the exported graph is traced with: the MatMul/Softmax pattern ORT's fusions know."""
 QUANTIZATION = "avx512_vnni"
 """Optimum's AutoQuantizationConfig preset: u8 activations, s8 weights, no reduced range (VNNI does not saturate)."""
 
 
-def versions() -> dict:
-    return installed_versions(VERSIONED, keep_missing=True)
-
-
-def artifact_kind(precision: str, options: dict) -> str:
+def artifact_kind(precision: str, options) -> str:
     """export, optimized-O<n> (fp32 with an optimization level) or int8."""
     if precision == "int8":
         return "int8"
-    return f"optimized-{options['optimization_level']}" if options["optimization_level"] else "export"
-
-
-def cache_parts(job: dict, kind: str) -> dict:
-    case = job["case"]
-    parts = {
-        "backend": "onnxruntime",
-        "model": job["source"]["identity"],
-        "task": case["task"],
-        "seed": case["seed"],  # weights of any head a checkpoint lacks
-        "artifact": kind,
-        "export_attn_implementation": EXPORT_ATTN,
-        "versions": versions(),
-    }
-    if kind == "int8":
-        parts["quantization"] = {
-            "preset": QUANTIZATION,
-            "is_static": False,
-            "per_channel": case["backend_options"]["per_channel"],
-        }
-    return parts
+    return f"optimized-{options.optimization_level}" if options.optimization_level else "export"
 
 
 def onnx_bytes(folder: Path) -> int:
@@ -60,54 +30,42 @@ def onnx_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith(MODEL_FILE))
 
 
-class ArtifactBuilder:
-    """Gets the case's ONNX folder from the cache or builds it; `timings` and `details` say what that took."""
-
-    def __init__(self, job: dict):
-        self.job = job
-        self.case = job["case"]
-        self.options = self.case["backend_options"]
-        self.timings: dict[str, float] = {}
-        self.details: dict = {}
-        self.warnings: list[str] = []
-
-    def get(self) -> Path:
-        kind = artifact_kind(self.case["precision"], self.options)
-        if kind == "int8" and self.options["optimization_level"]:
+class OnnxArtifacts(
+    ArtifactChain,
+    backend="onnxruntime",
+    export_kind="export",
+    export_attn="eager",  # the MatMul/Softmax pattern ORT's fusions know
+    export_step="export_ms",
+    export_details=("export_cache", "export_model_bytes"),
+    versioned=("optimum", "optimum-onnx", "onnxruntime", "onnx", "transformers", "torch"),
+    seeded=True,
+):
+    def kind(self) -> str:
+        kind = artifact_kind(self.case.precision, self.options)
+        if kind == "int8" and self.options.optimization_level:
             self.warnings.append(
-                f"optimization_level {self.options['optimization_level']} is not applied to int8: the quantizer"
+                f"optimization_level {self.options.optimization_level} is not applied to int8: the quantizer"
                 " needs the unfused graph; ORT fuses the quantized graph when the session is created"
             )
-        builders = {"export": self._export, "int8": self._quantize}
-        entry = self._entry(kind, builders.get(kind, self._optimize))
-        self.details.update({"cache": entry.status, "artifact": kind, "model_bytes": onnx_bytes(entry.path)})
-        return entry.path
+        return kind
 
-    def _entry(self, kind: str, build) -> CacheEntry:
-        name = f"onnxruntime-{self.case['model']}-{kind}"
-        return get_or_build(self.job["cache_dir"], name, cache_parts(self.job, kind), build)
+    def extra_parts(self, kind: str) -> dict:
+        if kind != "int8":
+            return {}
+        return {"quantization": {"preset": QUANTIZATION, "is_static": False, "per_channel": self.options.per_channel}}
 
-    def _upstream_export(self) -> Path:
-        entry = self._entry("export", self._export)
-        self.details["export_cache"] = entry.status
-        self.details["export_model_bytes"] = onnx_bytes(entry.path)
-        return entry.path
+    def export(self, model, folder: Path) -> None:
+        export_onnx(model, folder, self.case.task)
 
-    def _export(self, folder: Path) -> None:
-        from bench.measure.loading import load_model
+    def derive(self, kind: str, export: Path, folder: Path) -> None:
+        if kind == "int8":
+            _, self.timings["quantize_ms"] = timed(lambda: quantize_onnx(export, folder, self.options.per_channel))
+        else:
+            level = self.options.optimization_level
+            _, self.timings["optimize_ms"] = timed(lambda: optimize_onnx(export, folder, level))
 
-        model, self.timings["torch_load_ms"] = timed(lambda: load_model(self.job, attn_implementation=EXPORT_ATTN))
-        _, self.timings["export_ms"] = timed(lambda: export_onnx(model, folder, self.case["task"]))
-
-    def _optimize(self, folder: Path) -> None:
-        source = self._upstream_export()
-        level = self.options["optimization_level"]
-        _, self.timings["optimize_ms"] = timed(lambda: optimize_onnx(source, folder, level))
-
-    def _quantize(self, folder: Path) -> None:
-        source = self._upstream_export()
-        per_channel = self.options["per_channel"]
-        _, self.timings["quantize_ms"] = timed(lambda: quantize_onnx(source, folder, per_channel))
+    def size(self, folder: Path) -> int:
+        return onnx_bytes(folder)
 
 
 def export_onnx(model, folder: Path, task: str) -> None:

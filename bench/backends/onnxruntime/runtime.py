@@ -1,14 +1,22 @@
 """ONNX Runtime through Optimum's ORTModelFor<task>: a cached ONNX export, one session sized to the case.
 
 The session gets the thread translation (intra-op threads, one inter-op thread, sequential execution, intra-op
-spinning), every graph optimization ORT has (ORT_ENABLE_ALL), the CPU provider and no I/O binding. What the row
-reports is read back from the created session, not echoed from the request.
+spinning), every graph optimization ORT has (ORT_ENABLE_ALL) and the CPU provider; the measured call is Optimum's
+model class without I/O binding, or (option `call`) the bare session. What the row reports is read back from the
+created session, not echoed from the request.
 """
 
 from __future__ import annotations
 
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
 from bench.backends.base import Backend
-from bench.backends.onnxruntime.artifacts import ArtifactBuilder
+from bench.backends.feed import graph_feed
+from bench.backends.onnxruntime.artifacts import OnnxArtifacts, artifact_kind
+from bench.backends.onnxruntime.calls import CALLS
+from bench.backends.options import Options
 from bench.measure.timing import timed
 
 ORT_CLASSES = {
@@ -20,28 +28,57 @@ ORT_CLASSES = {
 SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
+class OnnxruntimeOptions(Options):
+    OMITTED_AT_DEFAULT = ("call",)
+
+    optimization_level: Optional[Literal["O1", "O2", "O3"]] = Field(
+        None,
+        description="fp32: Optimum's offline graph optimizer (O1 basic, O2 + transformer fusions, O3 + approximate"
+        " GELU, not fp32-exact) before the session; none: ORT's own ORT_ENABLE_ALL at session creation only."
+        " O4 (fp16) is for GPUs.",
+    )
+    per_channel: bool = Field(True, description="int8: one scale per output channel of each weight, not per tensor.")
+    call: Literal["optimum", "session", "iobinding"] = Field(
+        "optimum",
+        description="The call measured: Optimum's ORTModelFor<task>, the bare InferenceSession.run, or"
+        " run_with_iobinding over inputs and outputs bound once.",
+    )
+
+    @field_validator("optimization_level", mode="before")
+    @classmethod
+    def _not_o4(cls, value):
+        if value == "O4":
+            raise ValueError("expected 'O1', 'O2', 'O3' or null, got 'O4' (fp16 mixed precision, for GPUs only)")
+        return value
+
+
 def ort_model_class(task: str):
     import optimum.onnxruntime
 
     return getattr(optimum.onnxruntime, ORT_CLASSES[task])
 
 
-class OnnxruntimeBackend(Backend):
+class OnnxruntimeBackend(
+    Backend,
+    name="onnxruntime",
+    options_model=OnnxruntimeOptions,
+    precisions=("fp32", "int8"),
+    thread_family="onnxruntime",
+    requires=("onnxruntime",), records=("optimum", "optimum-onnx", "onnxruntime"),
+):
     def load(self) -> None:
         import onnxruntime
 
         self.ort = onnxruntime
-        ort_model_class(self.case["task"])  # optimum imports torch and transformers: that time belongs to load
+        ort_model_class(self.case.task)  # optimum imports torch and transformers: that time belongs to load
 
     def prepare(self, inputs) -> None:
-        builder = ArtifactBuilder(self.job)
-        folder = builder.get()
-        self.timings.update(builder.timings)
-        self.details.update(builder.details)
-        self.warnings += builder.warnings
+        artifacts = OnnxArtifacts(self.job, self.options)
+        folder = artifacts.get()
+        self.take(artifacts)
         self.model, self.timings["session_ms"] = timed(lambda: self.open_session(folder))
         self.session = self.model.model
-        self.inputs = feed(self.model.input_names, inputs)
+        self.call = CALLS[self.options.call](self.model, graph_feed(self.model.input_names, inputs, "the ONNX graph"))
         self.reported = self.read_back()
 
     def session_options(self):
@@ -55,8 +92,8 @@ class OnnxruntimeBackend(Backend):
         return options
 
     def open_session(self, folder):
-        extra = {"use_cache": False} if self.case["task"] == "text-generation" else {}
-        return ort_model_class(self.case["task"]).from_pretrained(
+        extra = {"use_cache": False} if self.case.task == "text-generation" else {}
+        return ort_model_class(self.case.task).from_pretrained(
             folder,
             provider="CPUExecutionProvider",
             session_options=self.session_options(),
@@ -65,7 +102,10 @@ class OnnxruntimeBackend(Backend):
         )
 
     def run(self):
-        return self.model(**self.inputs)
+        return self.call()
+
+    def outputs(self, raw):
+        return super().outputs(self.call.named(raw))
 
     def hidden_state(self):
         names = [output.name for output in self.session.get_outputs()]
@@ -81,7 +121,7 @@ class OnnxruntimeBackend(Backend):
             "graph_optimization_level": options.graph_optimization_level.name,
             "intra_op_spinning": options.get_session_config_entry(SPINNING_KEY),
             "providers": self.session.get_providers(),
-            "use_io_binding": self.model.use_io_binding,
+            "use_io_binding": self.call.uses_io_binding,
         }
         if reported["intra_op_num_threads"] == 0:
             self.warnings.append("ORT reports intra_op_num_threads 0 (its own choice), not a thread count")
@@ -94,10 +134,9 @@ class OnnxruntimeBackend(Backend):
 
     def precision_mode(self) -> dict:
         """int8 is Optimum's dynamic quantization (is_static=False): s8 weights, u8 activations quantized per call."""
-        from bench.backends.onnxruntime.artifacts import artifact_kind
         from bench.backends.precision_mode import DYNAMIC_INT8, NATIVE, mode
 
-        if artifact_kind(self.case["precision"], self.options) == "int8":
+        if artifact_kind(self.case.precision, self.options) == "int8":
             return mode("int8", "int8", DYNAMIC_INT8)
         return mode("fp32", "fp32", NATIVE)
 
@@ -108,29 +147,7 @@ class OnnxruntimeBackend(Backend):
         return {
             "threads": threads or None,
             **self.reported,
+            "call": self.options.call,
             "onnxruntime": self.ort.__version__,
             "optimum-onnx": metadata.version("optimum-onnx"),
         }
-
-
-def feed(input_names, inputs: dict) -> dict:
-    """The arrays the graph declares, made once: token types 0, positions 0..seq-1 (as the eager reference uses)."""
-    import numpy as np
-
-    ids = inputs["input_ids"]
-    made = {
-        "token_type_ids": lambda: np.zeros_like(ids),
-        "position_ids": lambda: np.broadcast_to(np.arange(ids.shape[1], dtype=ids.dtype), ids.shape).copy(),
-    }
-    result = {}
-    for name in input_names:
-        if name in inputs:
-            result[name] = inputs[name]
-        elif name in made:
-            result[name] = made[name]()
-        else:
-            raise ValueError(f"the ONNX graph wants an input {name!r} that bench does not make")
-    return result
-
-
-BACKEND = OnnxruntimeBackend

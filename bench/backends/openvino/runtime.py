@@ -2,14 +2,20 @@
 
 The execution precision is always set, never left to the device: on a CPU with AVX512_BF16 OpenVINO's default is
 bf16, so an fp32 case asks for f32. int8 runs its int8 IR with an f32 hint, so only the quantization differs from fp32.
+The measured call is optimum-intel's model class, or (option `call`) the bare compiled model it compiled.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from bench.backends.base import Backend
-from bench.backends.openvino.ir import IrBuilder, ov_model_class, read_ir
+from bench.backends.feed import graph_feed
+from bench.backends.openvino.ir import IrArtifacts, ov_model_class, read_ir
+from bench.backends.options import Options
 from bench.measure.timing import timed
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
@@ -24,43 +30,74 @@ READ_BACK = (
 )
 
 
-class OpenvinoBackend(Backend):
+class OpenvinoOptions(Options):
+    OMITTED_AT_DEFAULT = ("call",)
+
+    int8_mode: Literal["weights", "static"] = Field(
+        "weights", description="int8: NNCF weight compression, or static quantization calibrated on synthetic inputs."
+    )
+    static_shape: bool = Field(False, description="Reshape to the case's batch x seq before compiling.")
+    compiled_cache: bool = Field(False, description="Keep compiled blobs (OpenVINO CACHE_DIR) in the bench cache.")
+    calibration_samples: int = Field(8, ge=1, description="Static int8: synthetic calibration samples.")
+    calibration_seq_len: int = Field(128, ge=1, description="Static int8: sequence length of each sample.")
+    call: Literal["optimum", "compiled"] = Field(
+        "optimum",
+        description="The call measured: optimum-intel's OVModelFor<task>, or the bare openvino.CompiledModel it"
+        " compiled, called on the IR's inputs.",
+    )
+
+
+class OpenvinoBackend(
+    Backend,
+    name="openvino",
+    options_model=OpenvinoOptions,
+    precisions=("fp32", "bf16", "int8"),
+    thread_family="openvino",
+    requires=("openvino",), records=("optimum", "optimum-intel", "openvino", "nncf"),
+):
     def load(self) -> None:
         import openvino
 
         self.openvino = openvino
-        ov_model_class(self.case["task"])  # optimum-intel imports lazily: its import time belongs to load, not here
+        ov_model_class(self.case.task)  # optimum-intel imports lazily: its import time belongs to load, not here
 
     def prepare(self, inputs) -> None:
-        import torch
-
-        builder = IrBuilder(self.job)
-        folder = builder.get()
-        self.timings.update(builder.timings)
-        self.details.update(builder.details)
-        self.model, self.timings["read_ms"] = timed(lambda: read_ir(folder, self.case["task"], self.ov_config()))
+        artifacts = IrArtifacts(self.job, self.options)
+        folder = artifacts.get()
+        self.take(artifacts)
+        self.model, self.timings["read_ms"] = timed(lambda: read_ir(folder, self.case.task, self.ov_config()))
         self.apply_static_shape()
         _, self.timings["compile_ms"] = timed(self.compile)
         self.reported = self.read_back()
-        self.inputs = {name: torch.from_numpy(value) for name, value in inputs.items()}
+        self.call = self.make_call(inputs)
+
+    def make_call(self, inputs):
+        if self.options.call == "compiled":
+            compiled = self.compiled_model()
+            feed = graph_feed([i.get_any_name() for i in compiled.inputs], inputs, "the OpenVINO IR")
+            return lambda: compiled(feed)
+        import torch
+
+        tensors = {name: torch.from_numpy(value) for name, value in inputs.items()}
+        return lambda: self.model(**tensors)
 
     def ov_config(self) -> dict:
         """The thread translation plus the precision hint, and the compiled-blob cache if asked for."""
-        hint = PRECISION_HINTS[self.case["precision"]]
+        hint = PRECISION_HINTS[self.case.precision]
         config = {**self.threads, "INFERENCE_PRECISION_HINT": hint}
-        if self.options["compiled_cache"]:
+        if self.options.compiled_cache:
             # one folder per hint: OpenVINO's blob key leaves the hint out, and an f32 blob loaded for bf16 gives NaN
-            config["CACHE_DIR"] = str(Path(self.job["cache_dir"]) / "openvino-compiled" / hint)
+            config["CACHE_DIR"] = str(Path(self.job.cache_dir) / "openvino-compiled" / hint)
         return config
 
     def apply_static_shape(self) -> None:
-        if not self.options["static_shape"]:
+        if not self.options.static_shape:
             return
-        if self.case["task"] == "text-generation":
+        if self.case.task == "text-generation":
             self.warnings.append("static_shape is not applied: optimum-intel keeps causal LMs dynamic")
             return
-        self.model.reshape(self.case["batch_size"], self.case["seq_len"])
-        self.details["static_shape"] = [self.case["batch_size"], self.case["seq_len"]]
+        self.model.reshape(self.case.batch_size, self.case.seq_len)
+        self.details["static_shape"] = [self.case.batch_size, self.case.seq_len]
 
     def compile(self) -> None:
         try:
@@ -75,7 +112,7 @@ class OpenvinoBackend(Backend):
             ) from exc
 
     def run(self):
-        return self.model(**self.inputs)
+        return self.call()
 
     def hidden_state(self):
         names = [output.get_any_name() for output in self.model.model.outputs]
@@ -89,7 +126,7 @@ class OpenvinoBackend(Backend):
         """The compiled model's own answer for each setting; a mismatch with what was asked becomes a warning."""
         compiled = self.compiled_model()
         reported = {key: plain(compiled.get_property(key)) for key in READ_BACK}
-        if self.options["compiled_cache"]:
+        if self.options.compiled_cache:
             self.details["compiled_from_cache"] = bool(compiled.get_property("LOADED_FROM_CACHE"))
         asked = self.ov_config()
         if reported["INFERENCE_NUM_THREADS"] == 0:
@@ -104,7 +141,7 @@ class OpenvinoBackend(Backend):
         """From the IR's constants and nodes and the execution precision the compiled model reports."""
         from bench.backends.precision_mode import openvino_mode
 
-        return openvino_mode(self.model.model, self.reported["INFERENCE_PRECISION_HINT"], self.case["precision"])
+        return openvino_mode(self.model.model, self.reported["INFERENCE_PRECISION_HINT"], self.case.precision)
 
     def effective(self) -> dict:
         from importlib import metadata
@@ -112,6 +149,7 @@ class OpenvinoBackend(Backend):
         return {
             "threads": self.reported["INFERENCE_NUM_THREADS"],
             **self.reported,
+            "call": self.options.call,
             "openvino": self.openvino.get_version(),
             "optimum-intel": metadata.version("optimum-intel"),
             "nncf": metadata.version("nncf"),
@@ -127,6 +165,3 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return str(value)
-
-
-BACKEND = OpenvinoBackend

@@ -8,22 +8,32 @@ from __future__ import annotations
 
 import sys
 
-from bench.backends.base import Backend
+from bench.backends.options import Options
 from bench.backends.torch.common import (
+    TORCH,
+    TorchBackend,
     configure_torch,
     inference_context,
-    model_call_kwargs,
     to_tensors,
     torch_effective,
 )
-from bench.measure.hidden_state import hook_or_reason
-from bench.measure.loading import load_model
+from bench.measure.loading import load_model, model_call_kwargs
 from bench.measure.timing import timed
 
-REQUIRES = ("torch", "transformers", "optimum.bettertransformer")
+
+class BetterTransformerOptions(Options):
+    """optimum's BetterTransformer (model.to_bettertransformer()) on a model loaded with eager attention."""
 
 
-class BetterTransformerBackend(Backend):
+class BetterTransformerBackend(
+    TorchBackend,
+    name="bettertransformer",
+    options_model=BetterTransformerOptions,
+    precisions=("fp32",),
+    environment="intel",
+    requires=(*TORCH, "optimum.bettertransformer"),
+    records=(*TORCH, "optimum"),
+):
     def load(self) -> None:
         configure_torch(self.threads)
         self.model = load_model(self.job, attn_implementation="eager")
@@ -33,19 +43,11 @@ class BetterTransformerBackend(Backend):
         self.details["converted_layers"] = converted_layers(self.model)
         if not self.details["converted_layers"]:
             self.warnings.append("to_bettertransformer() replaced no layer: this is the plain eager model")
-        self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case["task"])}
+        self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case.task)}
 
     def run(self):
-        with inference_context(self.case["precision"]):
+        with inference_context(self.case.precision):
             return self.model(**self.inputs)
-
-    def hidden_state(self):
-        return hook_or_reason(self.model)
-
-    def precision_mode(self) -> dict:
-        from bench.backends.precision_mode import torch_mode
-
-        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
 
     def effective(self) -> dict:
         import torch
@@ -61,5 +63,3 @@ class BetterTransformerBackend(Backend):
 def converted_layers(model) -> int:
     return sum(1 for module in model.modules() if type(module).__name__.endswith("BetterTransformer"))
 
-
-BACKEND = BetterTransformerBackend

@@ -13,19 +13,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from bench.backends.base import Backend
+from pydantic import Field
+
+from bench.backends.cache import RECORD, get_or_build
+from bench.backends.options import Options
 from bench.backends.torch.common import (
+    TorchBackend,
+    case_cache_parts,
     configure_torch,
     inference_context,
-    model_call_kwargs,
     to_tensors,
     torch_effective,
 )
-from bench.backends.torch.torchscript import case_cache_parts
-from bench.backends.cache import RECORD, get_or_build
-from bench.measure.hidden_state import hook_or_reason
-from bench.measure.loading import load_model
+from bench.job import Case, Job
+from bench.measure.loading import load_model, model_call_kwargs
 from bench.measure.timing import timed
 
 SETTLING_CALLS = 2
@@ -33,26 +36,34 @@ SETTLING_CALLS = 2
 NOT_KEPT = ("locks", RECORD)
 
 
-class TorchCompileBackend(Backend):
+class TorchCompileOptions(Options):
+    attn_implementation: Literal["eager", "sdpa"] = "eager"
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    fullgraph: bool = Field(False, description="Fail on a graph break instead of falling back to Python.")
+
+
+class TorchCompileBackend(
+    TorchBackend, name="torch_compile", options_model=TorchCompileOptions, precisions=("fp32", "bf16")
+):
     def load(self) -> None:
         self.inductor_dir = private_inductor_dir()
         configure_torch(self.threads)
-        self.model = load_model(self.job, attn_implementation=self.options["attn_implementation"])
+        self.model = load_model(self.job, attn_implementation=self.options.attn_implementation)
 
     def prepare(self, inputs) -> None:
         import torch
 
-        self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case["task"])}
+        self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case.task)}
         self.hidden = self.hidden_state_hook()
         self.compiled = torch.compile(
             self.model,
             backend="inductor",
-            mode=self.options["mode"],
+            mode=self.options.mode,
             dynamic=False,
-            fullgraph=self.options["fullgraph"],
+            fullgraph=self.options.fullgraph,
         )
         before = compile_counters()
-        entry = get_or_build(self.job["cache_dir"], entry_name(self.case), cache_parts(self.job), self.build)
+        entry = get_or_build(self.job.cache_dir, entry_name(self.case), cache_parts(self.job), self.build)
         if entry.hit:
             _, self.timings["restore_ms"] = timed(lambda: keep(entry.path, self.inductor_dir))
             _, self.timings["compile_ms"] = timed(self.run)
@@ -75,7 +86,7 @@ class TorchCompileBackend(Backend):
         self.warnings += cache_warnings(entry.hit, compiled)
 
     def run(self):
-        with inference_context(self.case["precision"]):
+        with inference_context(self.case.precision):
             return self.compiled(**self.inputs)
 
     def after_measurement(self) -> None:
@@ -89,45 +100,41 @@ class TorchCompileBackend(Backend):
 
     def hidden_state_hook(self):
         """Attached before compiling, so the graph measured is the graph checked (it returns one tensor more)."""
-        if self.case["task"] == "feature-extraction":
+        if self.case.task == "feature-extraction":
             return None
+        from bench.measure.hidden_state import hook_or_reason
+
         hook = hook_or_reason(self.model, persistent=True)
         return hook if isinstance(hook, str) else hook.attach()
 
     def hidden_state(self):
         return self.hidden
 
-    def precision_mode(self) -> dict:
-        from bench.backends.precision_mode import torch_mode
-
-        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
-
     def effective(self) -> dict:
-
         return {
             **torch_effective(),
             "attn_implementation": self.model.config._attn_implementation,
             "compiler_backend": "inductor",
-            "mode": self.options["mode"],
+            "mode": self.options.mode,
             "dynamic": False,
-            "fullgraph": self.options["fullgraph"],
+            "fullgraph": self.options.fullgraph,
             **caches_enabled(),
         }
 
 
-def cache_parts(job: dict) -> dict:
+def cache_parts(job: Job) -> dict:
     """As a TorchScript module's key, plus the threads and the CPU: inductor's kernels are built for both."""
     import torch
 
     parts = case_cache_parts(job, "torch_compile")
-    parts["threads"] = job["case"]["threads"]
+    parts["threads"] = job.case.threads
     parts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    parts["hidden_state_hook"] = job["case"]["task"] != "feature-extraction"
+    parts["hidden_state_hook"] = job.case.task != "feature-extraction"
     return parts
 
 
-def entry_name(case: dict) -> str:
-    return f"torch_compile-{case['model']}-{case['precision']}"
+def entry_name(case: Case) -> str:
+    return f"torch_compile-{case.model}-{case.precision}"
 
 
 def private_inductor_dir() -> Path:
@@ -190,5 +197,3 @@ def inductor_cache_dir() -> str:
 
     return cache_dir()
 
-
-BACKEND = TorchCompileBackend

@@ -3,49 +3,55 @@ weights or as weights converted to bf16 (option bf16: weights) run without autoc
 
 from __future__ import annotations
 
-from bench.backends.base import Backend
+from typing import Literal
+
+from pydantic import Field
+
+from bench.backends.options import Options
 from bench.backends.torch.common import (
+    TorchBackend,
     configure_torch,
     inference_context,
-    model_call_kwargs,
     to_tensors,
     torch_effective,
 )
-from bench.measure.hidden_state import hook_or_reason
-from bench.measure.loading import load_model
+from bench.measure.loading import load_model, model_call_kwargs
 from bench.measure.timing import timed
 
 
-class PytorchBackend(Backend):
+class PytorchOptions(Options):
+    attn_implementation: Literal["eager", "sdpa"] = "eager"
+    bf16: Literal["autocast", "weights"] = Field(
+        "autocast",
+        description="bf16: autocast over the fp32 weights (cast on every call), or the weights converted to bf16"
+        " once in preparation (model.to(torch.bfloat16)) and run without autocast.",
+    )
+
+
+class PytorchBackend(TorchBackend, name="pytorch", options_model=PytorchOptions, precisions=("fp32", "bf16")):
     def load(self) -> None:
         configure_torch(self.threads)
-        self.model = load_model(self.job, attn_implementation=self.options["attn_implementation"])
+        self.model = load_model(self.job, attn_implementation=self.options.attn_implementation)
 
     @property
     def autocast(self) -> bool:
-        return self.case["precision"] == "bf16" and self.options.get("bf16", "autocast") == "autocast"
+        return self.case.precision == "bf16" and self.options.bf16 == "autocast"
 
     def prepare(self, inputs) -> None:
-        if self.case["precision"] == "bf16" and not self.autocast:
+        if self.case.precision == "bf16" and not self.autocast:
             import torch
 
             self.model, self.timings["to_bf16_ms"] = timed(lambda: self.model.to(torch.bfloat16))
-        self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case["task"])}
+        self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case.task)}
 
     def run(self):
         with inference_context("bf16" if self.autocast else "fp32"):
             return self.model(**self.inputs)
 
-    def hidden_state(self):
-        return hook_or_reason(self.model)
-
     def precision_mode(self) -> dict:
         from bench.backends.precision_mode import torch_mode
 
-        return torch_mode(self.model, self.case["precision"], autocast=self.autocast)
+        return torch_mode(self.model, self.case.precision, autocast=self.autocast)
 
     def effective(self) -> dict:
         return {**torch_effective(), "attn_implementation": self.model.config._attn_implementation}
-
-
-BACKEND = PytorchBackend

@@ -1,54 +1,66 @@
 """Intel Extension for PyTorch: ipex.optimize (fp32 or bf16 weights), then by default torch.jit.trace + freeze.
 
-The guide's "IPEX graph optimization". bf16 is traced and run under CPU autocast. Only this backend and the Trainer
-path import intel_extension_for_pytorch: the import changes every TorchScript graph in its process, and each case
-runs in a process of its own.
+The guide's "IPEX graph optimization". bf16 is traced and run under CPU autocast. IPEX is imported only by this
+backend and the Trainer (through common.import_ipex): the import changes every TorchScript graph in its process,
+and each case runs in a process of its own.
 """
 
 from __future__ import annotations
 
 import collections
-import os
+from typing import Literal
 
-from bench.backends.base import Backend
+from pydantic import Field
+
+from bench.backends.options import Options
 from bench.backends.torch.common import (
+    FROZEN_OUTPUTS,
+    IpexUser,
+    child_processes,
     configure_torch,
+    import_ipex,
     inference_context,
-    model_call_kwargs,
     to_tensors,
     torch_effective,
+    trace_context,
+    traceable_job,
 )
-from bench.backends.torch.torchscript import FROZEN_OUTPUTS, trace_context, traceable_job
-from bench.measure.hidden_state import hook_or_reason
-from bench.measure.loading import load_model
+from bench.measure.loading import load_model, model_call_kwargs
 from bench.measure.timing import timed
 
-REQUIRES = ("torch", "transformers", "intel_extension_for_pytorch")
+
+class IpexOptions(Options):
+    jit: bool = Field(True, description="After ipex.optimize, torch.jit.trace + torch.jit.freeze (graph mode).")
+    auto_kernel_selection: bool = Field(False, description="ipex.optimize's auto_kernel_selection (oneDNN linear).")
+    attn_implementation: Literal["eager", "sdpa"] = "eager"
 
 
-class IpexBackend(Backend):
+class IpexBackend(IpexUser, name="ipex", options_model=IpexOptions, precisions=("fp32", "bf16")):
+    """Its precision mode is the torch default: ipex.optimize(dtype=bf16) converts the weights, and the calls
+    (traced or not) also run under autocast."""
+
     def load(self) -> None:
         configure_torch(self.threads)
         self.ipex, self.timings["ipex_import_ms"] = timed(import_ipex)
-        job = traceable_job(self.job) if self.options["jit"] else self.job
-        self.model = load_model(job, attn_implementation=self.options["attn_implementation"])
+        job = traceable_job(self.job) if self.options.jit else self.job
+        self.model = load_model(job, attn_implementation=self.options.attn_implementation)
 
     def prepare(self, inputs) -> None:
         import torch
 
-        dtype = torch.bfloat16 if self.case["precision"] == "bf16" else torch.float32
+        dtype = torch.bfloat16 if self.case.precision == "bf16" else torch.float32
         self.model, self.timings["ipex_optimize_ms"] = timed(
             lambda: self.ipex.optimize(
-                self.model, dtype=dtype, auto_kernel_selection=self.options["auto_kernel_selection"], inplace=True
+                self.model, dtype=dtype, auto_kernel_selection=self.options.auto_kernel_selection, inplace=True
             )
         )
         self.inputs = to_tensors(inputs)
         self.call_kwargs = {}
-        if not self.options["jit"]:
-            self.call_kwargs = model_call_kwargs(self.case["task"])
+        if not self.options.jit:
+            self.call_kwargs = model_call_kwargs(self.case.task)
             self.module = self.model
             return
-        with trace_context(self.case["precision"]):  # the accuracy gate, not check_trace, judges the graph
+        with trace_context(self.case.precision):  # the accuracy gate, not check_trace, judges the graph
             traced, self.timings["trace_ms"] = timed(
                 lambda: torch.jit.trace(self.model, example_kwarg_inputs=self.inputs, strict=False, check_trace=False)
             )
@@ -65,17 +77,11 @@ class IpexBackend(Backend):
         self.details["fused_ops"] = fused_ops(torch.jit.last_executed_optimized_graph())
 
     def run(self):
-        with inference_context(self.case["precision"]):
+        with inference_context(self.case.precision):
             return self.module(**self.inputs, **self.call_kwargs)
 
     def hidden_state(self):
-        return FROZEN_OUTPUTS if self.options["jit"] else hook_or_reason(self.module)
-
-    def precision_mode(self) -> dict:
-        """ipex.optimize(dtype=bf16) converts the weights; the calls (traced or not) also run under autocast."""
-        from bench.backends.precision_mode import torch_mode
-
-        return torch_mode(self.model, self.case["precision"], autocast=self.case["precision"] == "bf16")
+        return FROZEN_OUTPUTS if self.options.jit else super().hidden_state()
 
     def effective(self) -> dict:
         import torch
@@ -86,28 +92,12 @@ class IpexBackend(Backend):
             "ipex": self.ipex.__version__,
             "ipex_isa": self.ipex._C._get_current_isa_level(),
             "onednn_isa": self.ipex._C._get_current_onednn_isa_level(),
-            "jit": self.options["jit"],
-            "auto_kernel_selection": self.options["auto_kernel_selection"],
+            "jit": self.options.jit,
+            "auto_kernel_selection": self.options.auto_kernel_selection,
             "weights_dtype": str(next(self.model.parameters()).dtype),
             "attn_implementation": self.model.config._attn_implementation,
             "child_processes": child_processes(),
         }
-
-
-def import_ipex():
-    """IPEX imports torch._inductor, which forks a pool of compile workers unless told to compile in-process:
-    nothing here compiles, and the pool would compete with the measured threads."""
-    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-    import intel_extension_for_pytorch as ipex
-
-    return ipex
-
-
-def child_processes() -> int:
-    """Processes this worker started (a compile pool would be one); they would share the pinned CPUs."""
-    import psutil
-
-    return len(psutil.Process().children(recursive=True))
 
 
 def fused_ops(graph) -> dict[str, int]:
@@ -115,5 +105,3 @@ def fused_ops(graph) -> dict[str, int]:
     counts = collections.Counter(node.kind() for node in graph.nodes() if node.kind().startswith("ipex"))
     return dict(sorted(counts.items()))
 
-
-BACKEND = IpexBackend

@@ -12,29 +12,45 @@ from __future__ import annotations
 
 import tempfile
 
-from bench.backends.base import Backend
-from bench.backends.torch.ipex import child_processes, import_ipex
-from bench.backends.torch.common import configure_torch, torch_effective
-from bench.backends.torch.torchscript import FROZEN_OUTPUTS
-from bench.measure.hidden_state import hook_or_reason
+from pydantic import Field
+
+from bench.backends.options import Options
+from bench.backends.torch.common import (
+    TORCH,
+    FROZEN_OUTPUTS,
+    IpexUser,
+    child_processes,
+    configure_torch,
+    import_ipex,
+    torch_effective,
+)
 from bench.measure.loading import load_model, select_outputs
 from bench.measure.timing import timed
 
-REQUIRES = ("torch", "transformers", "accelerate", "intel_extension_for_pytorch")
+
+class TrainerOptions(Options):
+    use_ipex: bool = Field(True, description="TrainingArguments(use_ipex=...): ipex.optimize through the Trainer.")
+    jit_mode_eval: bool = Field(True, description="TrainingArguments(jit_mode_eval=...): trace + freeze for eval.")
 
 
-class TrainerBackend(Backend):
+class TrainerBackend(
+    IpexUser,
+    name="trainer",
+    options_model=TrainerOptions,
+    precisions=("fp32", "bf16"),
+    requires=(*TORCH, "accelerate", "intel_extension_for_pytorch"),
+):
     def load(self) -> None:
         configure_torch(self.threads)
-        if self.options["use_ipex"]:  # imported by the Trainer anyway; timed apart from its preparation
+        if self.options.use_ipex:  # imported by the Trainer anyway; timed apart from its preparation
             _, self.timings["ipex_import_ms"] = timed(import_ipex)
         self.model = load_model(self.job, attn_implementation="eager")
-        if self.case["task"] == "text-generation":
+        if self.case.task == "text-generation":
             self.model.config.use_cache = False  # evaluation batches carry no KV cache
 
     def prepare(self, inputs) -> None:
         self.rows = rows_of(inputs)
-        self.trainer = make_trainer(self.model, self.options, self.case["precision"], len(self.rows))
+        self.trainer = make_trainer(self.model, self.options, self.case.precision, len(self.rows))
         dataloader = self.trainer.get_eval_dataloader(self.rows)
         self.batch = self.trainer._prepare_inputs(next(iter(dataloader)))
         self.module, self.timings["wrap_model_ms"] = timed(
@@ -49,7 +65,7 @@ class TrainerBackend(Backend):
         scripted = isinstance(self.module, torch.jit.ScriptModule)
         self.details["torchscript"] = scripted
         self.details["autocast_per_call"] = bool(self.trainer.use_cpu_amp)
-        if self.options["jit_mode_eval"]:
+        if self.options.jit_mode_eval:
             self.timings["trainer_jit_ms"] = 1000 * getattr(self.trainer, "jit_compilation_time", 0.0)
             if not scripted:
                 self.warnings.append("jit_mode_eval fell back to the eager model (the Trainer's warning is in the log)")
@@ -59,17 +75,19 @@ class TrainerBackend(Backend):
         return logits
 
     def outputs(self, raw):
-        return select_outputs(self.case["task"], raw if isinstance(raw, (tuple, list)) else (raw,))
+        return select_outputs(self.case.task, raw if isinstance(raw, (tuple, list)) else (raw,))
 
     def hidden_state(self):
         import torch
+
+        from bench.measure.hidden_state import hook_or_reason
 
         return FROZEN_OUTPUTS if isinstance(self.module, torch.jit.ScriptModule) else hook_or_reason(self.module)
 
     def precision_mode(self) -> dict:
         from bench.backends.precision_mode import torch_mode
 
-        return torch_mode(self.model, self.case["precision"], autocast=bool(self.trainer.use_cpu_amp))
+        return torch_mode(self.model, self.case.precision, autocast=bool(self.trainer.use_cpu_amp))
 
     def effective(self) -> dict:
         import torch
@@ -95,15 +113,15 @@ def rows_of(inputs: dict) -> list[dict]:
     return [{name: torch.from_numpy(value[i]) for name, value in inputs.items()} for i in range(batch)]
 
 
-def make_trainer(model, options: dict, precision: str, batch_size: int):
+def make_trainer(model, options: TrainerOptions, precision: str, batch_size: int):
     from transformers import Trainer, TrainingArguments
 
     output_dir = tempfile.TemporaryDirectory(prefix="bench-trainer-")
     args = TrainingArguments(
         output_dir=output_dir.name,
         use_cpu=True,
-        use_ipex=options["use_ipex"],
-        jit_mode_eval=options["jit_mode_eval"],
+        use_ipex=options.use_ipex,
+        jit_mode_eval=options.jit_mode_eval,
         bf16=precision == "bf16",
         per_device_eval_batch_size=batch_size,
         dataloader_pin_memory=False,
@@ -114,5 +132,3 @@ def make_trainer(model, options: dict, precision: str, batch_size: int):
     trainer._bench_output_dir = output_dir  # removed when the worker exits
     return trainer
 
-
-BACKEND = TrainerBackend

@@ -1,0 +1,48 @@
+"""A job as the runner writes it, for tests that drive a backend's parts in this process; what a run should exit with."""
+
+from bench.backends import BACKENDS
+from bench.job import Job
+from bench.run.threads import thread_settings
+
+
+def job_of(backend_type: str, **case) -> Job:
+    """bert-tiny's text classification at seq 128, batch 1, one thread, with the backend's default options;
+    `case` changes any field of the case."""
+    info = BACKENDS[backend_type]
+    values = {
+        "suite": "test",
+        "model": "m",
+        "task": "text-classification",
+        "model_entry": {"name": "m", "config": "bert-tiny", "task": "text-classification"},
+        "backend": backend_type,
+        "backend_type": backend_type,
+        "backend_options": info.options().model_dump(),
+        "environment": info.environment,
+        "precision": "fp32",
+        "seq_len": 128,
+        "batch_size": 1,
+        "threads": 1,
+        "padding_ratio": 0.0,
+        "seed": 0,
+        "measure": {},
+        "tolerance": {},
+        **case,
+    }
+    return Job.from_dict(
+        {
+            "mode": "measure",
+            "case": values,
+            "source": {"kind": "config", "location": "", "identity": "abc"},
+            "vocab": {"size": 30522, "pad_token_id": 0},
+            "thread_settings": thread_settings(info.thread_family, values["threads"]),
+            "cpus": [0],
+            "reference": "",
+            "cache_dir": "",
+        }
+    )
+
+
+def expected_exit(rows) -> int:
+    """What `bench run` exits with when every row is ok and accurate: 1 if another program's work contaminated a
+    case on this shared machine (the row says so), else 0."""
+    return 1 if any((row.get("interference") or {}).get("contaminated") for row in rows) else 0
