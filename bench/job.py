@@ -18,21 +18,8 @@ MAIN = "main"
 """The environment bench itself runs in, where the accuracy reference is computed."""
 
 
-class _Readable:
-    """Dict-style reads (`case["precision"]`) for code not yet moved to attributes."""
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-
 @dataclass(frozen=True)
-class Case(_Readable):
+class Case:
     """One measurement: a model at a shape on a backend, precision and thread count, in an environment."""
 
     suite: str
@@ -89,7 +76,7 @@ class Case(_Readable):
 
 
 @dataclass(frozen=True)
-class Source(_Readable):
+class Source:
     """Where a model's weights come from: a directory on disk, or a config.json for random weights."""
 
     kind: str
@@ -106,7 +93,7 @@ class Source(_Readable):
 
 
 @dataclass
-class Job(_Readable):
+class Job:
     """Everything one worker needs to measure one case (or, with mode "reference", to compute its reference)."""
 
     mode: str
