@@ -2,7 +2,7 @@
 
 from bench.backends import BACKENDS
 from bench.job import Job
-from bench.run.threads import thread_settings
+from bench.backends.threads import thread_settings
 
 
 def job_of(backend_type: str, **case) -> Job:

@@ -44,7 +44,7 @@ class Backend(ABC):
     """The options a suite may give it, checked in the parent; the worker hands the parsed model to `self.options`."""
     precisions: ClassVar[tuple[str, ...]]
     thread_family: ClassVar[str]
-    """Which translation of a thread count applies (bench.run.threads.thread_settings)."""
+    """Which translation of a thread count applies (bench.backends.threads.thread_settings)."""
     environment: ClassVar[str] = MAIN
     """The environment its cases run in unless a suite says otherwise."""
     requires: ClassVar[tuple[str, ...]]
