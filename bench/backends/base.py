@@ -60,8 +60,8 @@ class Backend(ABC):
         for key, value in declared.items():
             setattr(cls, key, value)
 
-    def __init__(self, job: Job | dict):
-        self.job = job if isinstance(job, Job) else Job.from_dict(job)
+    def __init__(self, job: Job):
+        self.job = job
         self.case = self.job.case
         self.options = self.options_model.model_validate(self.case.backend_options)
         self.threads: dict = self.job.thread_settings
