@@ -79,7 +79,7 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
             from bench.run.peak import record_peak, summary
 
             print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
-        workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait)
+        workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait, warm_start=not args.cold_start)
     except KeyboardInterrupt:
         workflow.record_end(run_dir, interrupted=True)
         try:
@@ -195,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet-wait", type=float, default=QUIET_WAIT_S, metavar="SECONDS",
         help="before each case, wait up to this long for its CPUs to be free of other processes"
         " (default %(default)g; 0: check and record only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cold-start", action="store_true",
+        help="start every worker as a fresh interpreter (slower: about 6 s of imports each) instead of forking it"
+        " from a process of its environment that has imported torch and transformers once",
     )  # fmt: skip
     add_allow_large(p)
     p.add_argument(

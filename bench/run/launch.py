@@ -75,14 +75,28 @@ def job_folder(path: Path):
             pass
 
 
-def launch(python: str | Path, job: Job, cpus: list[int], timeout: float, log_path: Path, work_dir: Path) -> Outcome:
-    """One case in one worker: the job written to its folder, the worker's output appended to the case's log."""
+def launch(
+    python: str | Path, job: Job, cpus: list[int], timeout: float, log_path: Path, work_dir: Path, warm=None
+) -> Outcome:
+    """One case in one worker: the job written to its folder, the worker's output appended to the case's log.
+
+    `warm` (bench.run.warm.WarmStarts) forks the worker from a process that has imported torch and transformers;
+    without it, or where that fails to start, the worker starts as a fresh interpreter.
+    """
     with job_folder(work_dir) as tmp:
         job_path, result_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
         with open(job_path, "w") as handle:
             json.dump(job.to_dict(), handle)
+        args = ["--job", job_path]
+        if warm is not None:
+            outcome = warm.run_child(
+                python, WORKER, args, result_path,
+                threads=job.case.threads, timeout=timeout, output_path=log_path, cpus=cpus,
+            )  # fmt: skip
+            if outcome is not None:
+                return outcome
         return run_child(
-            python, WORKER, ["--job", job_path], result_path,
+            python, WORKER, args, result_path,
             threads=job.case.threads, timeout=timeout, output_path=log_path, cpus=cpus,
         )  # fmt: skip
 

@@ -13,6 +13,7 @@ from bench.backends import BACKENDS
 from bench.environments import environment
 from bench.errors import BenchError
 from bench.run.launch import Outcome, launch
+from bench.run.warm import WarmStarts
 from bench.machine import installed_versions
 from bench.job import MAIN, Case, Job, Source
 from bench.paths import cache_root
@@ -34,18 +35,33 @@ class Runner:
     physical places) and how long to wait for them to be quiet before a case."""
 
     def __init__(
-        self, run_dir: RunDir, suite_dir: Path, progress: Progress | None = None, quiet_wait: float = QUIET_WAIT_S
+        self,
+        run_dir: RunDir,
+        suite_dir: Path,
+        progress: Progress | None = None,
+        quiet_wait: float = QUIET_WAIT_S,
+        warm_start: bool = True,
     ):
         self.run_dir = run_dir
         self.suite_dir = suite_dir
         self.progress = progress or Progress(stream=sys.stderr)
         self.cpus = available_cpus(within=run_dir.cpus)
         self.quiet_wait = quiet_wait
+        self.warm_start = warm_start
+        self.warm: WarmStarts | None = None
         self.provenance = Provenance(run_dir.read_manifest() if run_dir.manifest_path.exists() else {})
         self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:
         """R passes over the cases (R = each case's measure.rounds), each pass shuffled; a row per case at its end."""
+        self.warm = WarmStarts(self.run_dir.logs / "warm-start.log", self.say) if self.warm_start else None
+        try:
+            return self.passes(cases)
+        finally:
+            if self.warm is not None:
+                self.warm.close()
+
+    def passes(self, cases: list[Case]) -> list[dict]:
         done = rounds.rounds_by_case(self.run_dir.round_records())
         todo = list(rounds.passes(cases, {k: len(v) for k, v in done.items()}, seed=cases[0].seed if cases else 0))
         finished, rows = set(), []
@@ -93,7 +109,9 @@ class Runner:
             if failure is not None:
                 return make_row(case, failure, cpus)
         quiet = wait_for_quiet(cpus, self.quiet_wait, self.say)
-        outcome = launch(env.python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case))
+        outcome = launch(
+            env.python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case), self.warm
+        )
         row = make_row(case, outcome, cpus, quiet)
         sharing = core_sharing(cpus, self.cpus)
         if sharing:
@@ -107,7 +125,7 @@ class Runner:
         """The eager fp32 outputs for this model and inputs, computed once in `main` and shared by every env."""
         job = self.job(case.reference(), source, cpus, mode="reference", reference=path)
         python = environment(MAIN).python
-        outcome = launch(python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case))
+        outcome = launch(python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case), self.warm)
         if outcome.status == "ok" and path.exists():
             return None
         outcome.reason = f"the eager fp32 reference could not be computed: {outcome.reason}"

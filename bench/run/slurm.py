@@ -105,6 +105,7 @@ def array_options(shards: int, out: Path, name: str) -> list[str]:
 def run_options(args) -> list[str]:
     """What each task's `bench run` is given besides the suite, shard and folder (the same on --resume)."""
     options = (["--no-peak"] if args.no_peak else []) + (["--no-report"] if args.no_report else [])
+    options += ["--cold-start"] if getattr(args, "cold_start", False) else []
     return options + (["--quiet-wait", f"{args.quiet_wait:g}"] if args.quiet_wait is not None else [])
 
 

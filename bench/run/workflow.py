@@ -147,8 +147,10 @@ def resume_run(run_path: str, filters: list[str], cpus_text: str | None = None, 
     return run_dir, [c for c in cases if c.case_id not in done], Path(manifest["suite_file"]).parent, notes
 
 
-def execute(run_dir: RunDir, cases, suite_dir: Path, progress=None, quiet_wait: float = QUIET_WAIT_S) -> list[dict]:
-    rows = Runner(run_dir, suite_dir, progress, quiet_wait).run(cases)
+def execute(
+    run_dir: RunDir, cases, suite_dir: Path, progress=None, quiet_wait: float = QUIET_WAIT_S, warm_start: bool = True
+) -> list[dict]:
+    rows = Runner(run_dir, suite_dir, progress, quiet_wait, warm_start).run(cases)
     record_end(run_dir)
     return rows
 

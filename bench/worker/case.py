@@ -132,6 +132,7 @@ def effective(backend) -> dict:
     """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
     from bench.machine import PACKAGES, installed_versions
     from bench.backends.threads import thread_variables
+    from bench.worker.warm import START_VAR
 
     versions = installed_versions(PACKAGES)
     backend_reported = backend.effective()
@@ -141,6 +142,7 @@ def effective(backend) -> dict:
         "pid": os.getpid(),
         "env": thread_variables(os.environ),
         "python": sys.executable,
+        "start": os.environ.get(START_VAR, "cold"),
         "versions": versions,
         "backend": backend_reported,
     }

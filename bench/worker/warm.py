@@ -1,0 +1,141 @@
+"""A warm start: one process per environment and thread count imports torch and transformers once, then forks a
+fresh worker for each case. `python -m bench.worker.warm`, driven by bench.run.warm over its stdin and stdout.
+
+Importing torch and transformers takes about 6 s of every worker's start; a forked worker starts in milliseconds
+with them already imported. Nothing else is shared: the server never builds a model, never runs an operator and
+never starts a thread pool, so each forked worker loads, prepares and measures its case as a fresh process would.
+Thread pools read their sizes when the libraries load, so a server serves one thread count only.
+
+The protocol, one JSON object per line:
+- server → parent, once: {"ready": true, "pid": ..., "preloaded": [...], "import_s": ...}
+- parent → server: {"module": ..., "argv": [...], "cpus": [...] | null, "output": PATH, "env": {...}}
+- server → parent: {"pid": PID} when the worker is forked, then {"pid": PID, "returncode": N} when it has ended.
+The worker runs in a session of its own (its process group id is its pid), pinned to `cpus`, its output appended
+to `output`, and dies with the server, which dies with the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import sys
+import time
+import traceback
+
+PRELOAD = (
+    "torch",
+    "transformers",
+    "transformers.modeling_utils",
+    "transformers.models.auto.modeling_auto",
+    "transformers.models.auto.tokenization_auto",
+    "bench.worker.case",
+    "bench.backends",
+    "bench.measure.accuracy",
+    "bench.measure.hidden_state",
+    "bench.measure.inputs",
+    "bench.measure.interference",
+    "bench.measure.reference",
+    "bench.measure.memory",
+    "bench.measure.stats",
+    "bench.measure.timing",
+)
+START_VAR = "BENCH_START"
+"""Set to "warm" in a forked worker; the row records how its worker started."""
+PR_SET_PDEATHSIG = 1
+
+
+def main() -> int:
+    from bench.worker.case import HIDDEN_MODULES
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the server ends: it closes stdin
+    die_with_parent()
+    for name in HIDDEN_MODULES:
+        sys.modules.setdefault(name, None)
+    started = time.perf_counter()
+    preloaded = [name for name in PRELOAD if imported(name)]
+    reply({"ready": True, "pid": os.getpid(), "preloaded": preloaded, "import_s": time.perf_counter() - started})
+    for line in sys.stdin:
+        if line.strip():
+            serve(json.loads(line))
+    return 0
+
+
+def imported(name: str) -> bool:
+    """Import `name` if this environment has it; a worker that needs a missing one fails there, with its message."""
+    try:
+        __import__(name)
+        return True
+    except Exception:
+        traceback.print_exc()
+        return False
+
+
+def serve(request: dict) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        become_worker(request)
+    reply({"pid": pid})
+    _, status = os.waitpid(pid, 0)
+    reply({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def become_worker(request: dict) -> None:
+    """In the forked child: the setup a fresh worker gets from the launcher, then `python -m MODULE ARGV`. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        if request.get("cpus") is not None:
+            os.sched_setaffinity(0, request["cpus"])
+        die_with_parent()
+        redirect_output(request["output"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ[START_VAR] = "warm"
+        sys.argv = [request["module"], *request["argv"]]
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def redirect_output(path: str) -> None:
+    """Standard input from /dev/null, standard output and error appended to `path`: the server's pipes are closed."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    output = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(null, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(null)
+    os.close(output)
+
+
+def die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def reply(message: dict) -> None:
+    sys.__stdout__.write(json.dumps(message) + "\n")
+    sys.__stdout__.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
