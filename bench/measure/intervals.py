@@ -7,19 +7,26 @@ scipy into the process it measures; the tests check them against scipy.
 
 Over rounds (each a fresh worker's samples): a percentile bootstrap that resamples whole rounds
 (scipy.stats.bootstrap), never narrower than the order-statistic interval of all the samples together.
+
+Over the run: a machine whose speed drifts moves every case's round medians alike, so the run's other cases tell
+how far apart a case's rounds land by drift alone. Their pooled variance of log round medians gives the bound
+median·exp(±t·s/√k) for a case of k rounds, and the merged row's interval is never narrower than it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import statistics
+from typing import Iterable, Sequence
 
 CONFIDENCE = 0.95
 SKIPPED_SIGMAS = 7.0
 """The binomial walk starts this many standard deviations below n/2: the mass it skips is under 1e-11."""
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 0
-ORDER_STATISTICS, ROUNDS_BOOTSTRAP = "order_statistics", "rounds_bootstrap"
+ORDER_STATISTICS, ROUNDS_BOOTSTRAP, ROUNDS_POOLED = "order_statistics", "rounds_bootstrap", "rounds_pooled"
+MIN_POOLED_DF = 4
+"""The fewest degrees of freedom (rounds beyond each case's first, summed) the run's pooled spread needs."""
 
 
 def median_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int] | None:
@@ -114,3 +121,39 @@ def median_interval(
     else:
         record.update(median_ci=[float(within[0]), float(within[1])], median_ci_method=ORDER_STATISTICS)
     return record
+
+
+def pooled_log_spread(round_medians: Iterable[Sequence[float]]) -> dict | None:
+    """The between-round spread that cases share: {sd_log, df, cases}, or None below MIN_POOLED_DF.
+
+    For each group of round medians (one case's, k_i >= 2 of them) the sample variance s_i^2 (n-1) of their logs;
+    pooled s^2 = sum((k_i - 1) s_i^2) / sum(k_i - 1), on df = sum(k_i - 1) degrees of freedom.
+    """
+    df, weighted, cases = 0, 0.0, 0
+    for medians in round_medians:
+        logs = [math.log(m) for m in medians if m is not None and m > 0]
+        if len(logs) < 2:
+            continue
+        df += len(logs) - 1
+        weighted += (len(logs) - 1) * statistics.variance(logs)
+        cases += 1
+    if df < MIN_POOLED_DF:
+        return None
+    return {"sd_log": math.sqrt(weighted / df), "df": df, "cases": cases}
+
+
+def pooled_bound(median: float, rounds: int, pooled: dict, confidence: float = CONFIDENCE) -> list[float]:
+    """median·exp(±t·s/√k): how far a mean of k round levels strays when the machine's own spread is s."""
+    from scipy.stats import t
+
+    half = float(t.ppf(1 - (1 - confidence) / 2, pooled["df"])) * pooled["sd_log"] / math.sqrt(rounds)
+    return [median * math.exp(-half), median * math.exp(half)]
+
+
+def with_pooled_bound(record: dict, rounds: int, pooled: dict | None, confidence: float = CONFIDENCE) -> dict:
+    """A latency summary of k >= 2 rounds whose interval is widened to hold the pooled bound; as it was otherwise."""
+    if pooled is None or rounds < 2 or record.get("median_ci") is None:
+        return record
+    low, high = pooled_bound(record["median"], rounds, pooled, confidence)
+    interval = [float(min(record["median_ci"][0], low)), float(max(record["median_ci"][1], high))]
+    return {**record, "median_ci": interval, "median_ci_method": ROUNDS_POOLED}

@@ -4,12 +4,16 @@ A case is slower when three things hold: its median moved up by at least the thr
 Mann-Whitney U test on the raw samples says the two sets differ (two-sided, p < alpha = 0.01), and the ratio's
 interval (at 1 - alpha) lies above 1. Faster is the mirror image (a ratio at most 1 / (1 + threshold)).
 
-The ratio's interval has two parts, and is their union:
+The ratio's interval has up to three parts, and is their union:
 - within processes: the Hodges-Lehmann interval of the shift in log latency (the U test inverted), exponentiated;
 - between processes: when a side was measured in rounds (fresh workers), a bootstrap that resamples whole rounds on
   each side. Samples of one round share that round's level, so they are not independent draws: the U test on the
   pooled samples can call a difference that is only two processes landing on different levels. The rounds
   bootstrap widens the interval by the spread between rounds, so such a difference does not exclude 1.
+- the machine's drift: when both rows carry their run's pooled spread between rounds (rounds_agreement.pooled),
+  the interval holds the ratio of medians times exp(±t·sqrt(s_b²/k_b + s_n²/k_n)). On a machine whose speed
+  drifts, three rounds a side can all land on a slow level by chance; every case of the run shows how likely that
+  is, so a quiet re-run does not read as slower.
 A rank test on round medians alone cannot reach p < 0.01 with the rounds suites use: with R rounds a side its
 smallest p-value is 2 / C(2R, R) (0.33 for 2 rounds, 0.1 for 3, 0.029 for 4).
 
@@ -99,13 +103,24 @@ def judge(base: dict, new: dict, settings: Settings = Settings()) -> CaseResult:
         return result
     result.p_value = significance.mann_whitney_p(base["samples_ms"], new["samples_ms"])
     result.ratio_ci = significance.ratio_interval(
-        base["samples_ms"], new["samples_ms"], rounds_of(base), rounds_of(new), settings.confidence
+        base["samples_ms"], new["samples_ms"], rounds_of(base), rounds_of(new), settings.confidence, drift_of(base, new)
     )
     if result.ratio_ci is None:
         result.reasons = [f"too few samples ({n} and {m}) for a {settings.confidence:.0%} interval"]
         return result
     result.verdict = verdict(result.ratio, result.ratio_ci, result.p_value, settings)
     return result
+
+
+def drift_of(base: dict, new: dict) -> tuple[tuple[dict, int], tuple[dict, int]] | None:
+    """Each side's run-pooled spread between rounds and its count of rounds, when both rows carry one."""
+    sides = []
+    for row in (base, new):
+        pooled, rounds = (row.get("rounds_agreement") or {}).get("pooled"), rounds_of(row)
+        if not (isinstance(pooled, dict) and rounds):
+            return None
+        sides.append((pooled, len(rounds)))
+    return sides[0], sides[1]
 
 
 def verdict(ratio: float, interval: tuple[float, float], p_value: float, settings: Settings) -> str:

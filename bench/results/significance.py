@@ -3,7 +3,9 @@
 - within processes: the Hodges-Lehmann interval of the shift in log latency (the U test inverted: the ranks of the
   pairwise differences that bound it come from the normal approximation of U), exponentiated into a ratio;
 - between processes: a percentile bootstrap that resamples whole rounds on each side (a side measured in one round
-  stays as it is), of the ratio of the pooled medians.
+  stays as it is), of the ratio of the pooled medians;
+- the machine's drift: when both sides carry their run's pooled spread between rounds (s on df degrees of freedom,
+  k rounds), the ratio of medians times exp(±t·sqrt(s_b²/k_b + s_n²/k_n)), t on the Welch-Satterthwaite df.
 """
 
 from __future__ import annotations
@@ -29,15 +31,36 @@ def mann_whitney_p(base, new) -> float:
     return float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
 
 
-def ratio_interval(base, new, base_rounds, new_rounds, confidence: float) -> tuple[float, float] | None:
-    """new/base: the Hodges-Lehmann interval, widened by a bootstrap over rounds when a side has several."""
+def ratio_interval(base, new, base_rounds, new_rounds, confidence: float, drift=None) -> tuple[float, float] | None:
+    """new/base: the Hodges-Lehmann interval, widened by a bootstrap over rounds when a side has several, and by the
+    machine's drift when `drift` gives each side's pooled spread and rounds: ((pooled, k) of base, of new)."""
     within = hodges_lehmann_ratio(base, new, confidence)
     if within is None:
         return None
-    if base_rounds is None and new_rounds is None:
-        return within
-    between = rounds_bootstrap_ratio(base_rounds or [base], new_rounds or [new], confidence)
-    return min(within[0], between[0]), max(within[1], between[1])
+    interval = within
+    if base_rounds is not None or new_rounds is not None:
+        interval = union(interval, rounds_bootstrap_ratio(base_rounds or [base], new_rounds or [new], confidence))
+    if drift is not None:
+        ratio = float(np.median(new) / np.median(base))
+        interval = union(interval, drift_ratio_bound(ratio, *drift[0], *drift[1], confidence))
+    return interval
+
+
+def union(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return min(a[0], b[0]), max(a[1], b[1])
+
+
+def drift_ratio_bound(ratio: float, base_spread: dict, base_k: int, new_spread: dict, new_k: int, confidence: float):
+    """ratio·exp(±t·sqrt(s_b²/k_b + s_n²/k_n)): how far two medians of k rounds each stray apart by the machine's
+    drift alone; t at the Welch-Satterthwaite degrees of freedom of the two pooled spreads."""
+    from scipy.stats import t
+
+    base_var, new_var = base_spread["sd_log"] ** 2 / base_k, new_spread["sd_log"] ** 2 / new_k
+    if base_var + new_var <= 0:
+        return ratio, ratio
+    df = (base_var + new_var) ** 2 / (base_var**2 / base_spread["df"] + new_var**2 / new_spread["df"])
+    half = float(t.ppf(1 - (1 - confidence) / 2, df)) * math.sqrt(base_var + new_var)
+    return ratio * math.exp(-half), ratio * math.exp(half)
 
 
 def hodges_lehmann_ratio(base, new, confidence: float) -> tuple[float, float] | None:

@@ -5,19 +5,29 @@ process and ~200 ms in the next), and one process's samples only ever see one mo
 passes over the cases, shuffled per pass with a seeded order, and a case's row merges its rounds: all samples
 together, each round's median kept, and a verdict on whether the rounds agree.
 
+The machine's speed itself can drift (on a virtual machine, levels some 30% apart, switching every few seconds),
+so most cases' rounds land on different levels. That drift is shared by every case: the run's pooled spread
+between rounds measures it, the row's interval holds it, and only a case whose rounds disagree beyond it is
+unstable.
+
 Each finished round is appended to `rounds.jsonl` in the run folder, so a killed run resumes mid-case; the
 case's row goes to `results.jsonl` when its last round ends (or at its first failed round).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
 from collections import defaultdict
 
+from bench.measure.intervals import pooled_log_spread, with_pooled_bound
 from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput_at
 
 UNSTABLE_MIN_GAP = 0.05
 """Rounds disagree when their medians are further apart than this share of the lowest median..."""
+SPREAD_ALPHA = 0.01
+"""...and, when the run's pooled spread is known, their spread exceeds it at this level (F test)."""
 
 
 def pass_order(cases: list, pass_index: int, seed: int) -> list:
@@ -57,12 +67,32 @@ def round_summary(row: dict, index: int) -> dict:
     }
 
 
-def agreement(rounds: list[dict]) -> dict:
-    """'stable' or 'unstable' across rounds, with the levels the medians landed on.
+def pooled_spread(round_records: dict[str, list[dict]], leaving_out: str | None = None) -> dict | None:
+    """The machine's spread between rounds, from the ok rounds of the run's cases other than `leaving_out`.
 
-    Unstable when the round medians are further apart than the widest round's own interquartile range AND more
-    than UNSTABLE_MIN_GAP of the lowest median: a gap the samples inside each round cannot explain, and big
-    enough to change a ranking.
+    `round_records` maps a case to its finished rounds as the runner keeps them ({"row": ...} each);
+    None when they have fewer than MIN_POOLED_DF degrees of freedom.
+    """
+    return pooled_log_spread(
+        [(record["row"].get("latency_ms") or {}).get("median") for record in records if ok(record["row"])]
+        for case_id, records in round_records.items()
+        if case_id != leaving_out
+    )
+
+
+def ok(row: dict) -> bool:
+    return row.get("status") == "ok" and bool(row.get("latency_ms"))
+
+
+def agreement(rounds: list[dict], pooled: dict | None = None) -> dict:
+    """'stable' or 'unstable' across rounds, with the levels the medians landed on when they moved.
+
+    The medians moved when they are further apart than the widest round's own interquartile range AND more than
+    UNSTABLE_MIN_GAP of the lowest median: a gap the samples inside each round cannot explain, big enough to change
+    a ranking. With the run's pooled spread between rounds (`pooled`, from pooled_spread) a case is unstable only
+    when they moved AND their own variance of log medians is beyond the pooled one by the F test at
+    1 - SPREAD_ALPHA: drift that every case of the run shows is the machine's, and widens the interval instead.
+    Without it, moved is unstable.
     """
     medians = [r["median_ms"] for r in rounds if r.get("median_ms") is not None]
     if len(medians) < 2:
@@ -70,17 +100,50 @@ def agreement(rounds: list[dict]) -> dict:
     low, high = min(medians), max(medians)
     spread = max((r.get("iqr_ms") or 0.0) for r in rounds)
     gap = high - low
-    unstable = gap > spread and gap > UNSTABLE_MIN_GAP * low
+    moved = gap > spread and gap > UNSTABLE_MIN_GAP * low
+    own = statistics.stdev(math.log(m) for m in medians) if low > 0 else None
+    unstable = moved and (pooled is None or own is None or beyond(own, len(medians), pooled))
     return {
         "verdict": "unstable" if unstable else "stable",
         "medians_ms": medians,
         "gap": gap / low if low > 0 else None,
-        "levels_ms": [low, high] if unstable else None,
+        "levels_ms": [low, high] if moved else None,
+        "sd_log": own,
+        "pooled": pooled,
     }
 
 
-def merge(rows: list[dict]) -> dict:
-    """One row from a case's rounds (in round order): samples pooled, rounds recorded, the first failure wins."""
+def beyond(sd_log: float, rounds: int, pooled: dict) -> bool:
+    """The F test: a case's variance of log round medians (rounds - 1 df) over the pooled one is too large."""
+    from scipy.stats import f
+
+    if pooled["sd_log"] <= 0:
+        return sd_log > 0
+    return (sd_log / pooled["sd_log"]) ** 2 > float(f.ppf(1 - SPREAD_ALPHA, rounds - 1, pooled["df"]))
+
+
+def unstable_warning(verdict: dict) -> str:
+    """The row's warning: where its round medians landed, against what the run's other cases showed."""
+    levels = " and ".join(f"{m:.4g} ms" for m in verdict["levels_ms"])
+    pooled = verdict.get("pooled")
+    if pooled is None:
+        return (
+            f"unstable across rounds: round medians landed at {levels}; too few rounds of other cases in this run"
+            " to tell this from the machine's own drift, so its median is not a single figure"
+        )
+    return (
+        f"unstable across rounds: round medians landed at {levels} (±{verdict['sd_log']:.1%} between rounds),"
+        f" more than the run's other cases' rounds disagreed (±{pooled['sd_log']:.1%} over {pooled['cases']}"
+        " cases); more than the machine's drift explains, so its median is not a single figure"
+    )
+
+
+def merge(rows: list[dict], pooled: dict | None = None) -> dict:
+    """One row from a case's rounds (in round order): samples pooled, rounds recorded, the first failure wins.
+
+    `pooled` is the run's spread between rounds (pooled_spread): the row's interval holds its bound, and the
+    rounds are judged against it.
+    """
     failed = next((r for r in rows if r.get("status") != "ok"), None)
     if failed is not None:
         merged = dict(failed)
@@ -91,14 +154,15 @@ def merge(rows: list[dict]) -> dict:
     samples = [s for r in rows for s in r["samples_ms"]]
     merged["samples_ms"] = samples
     merged["round_samples_ms"] = [r["samples_ms"] for r in rows]
-    merged["latency_ms"] = latency_summary(samples, merged["round_samples_ms"] if len(rows) > 1 else None)
+    latency = latency_summary(samples, merged["round_samples_ms"] if len(rows) > 1 else None)
+    merged["latency_ms"] = with_pooled_bound(latency, len(rows), pooled)
     merged["latency_ms"]["ci_target"] = ci_target(merged["latency_ms"], rows[0]["measure"].get("target_ci"))
     merged["throughput"] = throughput_at(merged["latency_ms"]["median"], rows[-1])
     merged["timings_ms"] = rows[0].get("timings_ms")
     merged["provenance"] = rows[0].get("provenance")
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)
     merged["rounds"] = [round_summary(r, i) for i, r in enumerate(rows)]
-    merged["rounds_agreement"] = agreement(merged["rounds"])
+    merged["rounds_agreement"] = agreement(merged["rounds"], pooled)
     dirty = next((r for r in rows if (r.get("interference") or {}).get("contaminated")), None)
     if dirty is not None:
         merged["interference"] = dirty["interference"]
@@ -107,11 +171,7 @@ def merge(rows: list[dict]) -> dict:
         merged["accuracy"] = failing["accuracy"]
     merged["warnings"] = pooled_warnings(rows, merged["latency_ms"], len(samples))
     if merged["rounds_agreement"]["verdict"] == "unstable":
-        levels = " and ".join(f"{m:.4g} ms" for m in merged["rounds_agreement"]["levels_ms"])
-        merged["warnings"].append(
-            f"unstable across rounds: round medians landed at {levels}; the machine ran this case at different"
-            " speeds in different processes, so its median is not a single figure"
-        )
+        merged["warnings"].append(unstable_warning(merged["rounds_agreement"]))
     return merged
 
 

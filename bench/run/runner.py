@@ -80,7 +80,8 @@ class Runner:
             self.progress.case_finished(row)
             last = index + 1 >= case.measure.get("rounds", 1)
             if last or row["status"] != "ok":
-                merged = rounds.merge([record["row"] for record in done[case.case_id]])
+                pooled = rounds.pooled_spread(done, leaving_out=case.case_id)
+                merged = rounds.merge([record["row"] for record in done[case.case_id]], pooled)
                 self.run_dir.append(merged)
                 rows.append(merged)
                 finished.add(case.case_id)
