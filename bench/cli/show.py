@@ -8,6 +8,7 @@ import sys
 from bench.results.completeness import Completeness
 from bench.plan.matrix import parse_filters
 from bench.results.folder import RunDir, latest_rows, row_is_good
+from bench.results.machines import Machines
 from bench.results.rows import matches
 
 FORMATS = ("table", "md", "csv", "json")
@@ -32,16 +33,25 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
     if not data_only:
         print(done.summary() + ("\n" if summary else ""), file=out)
     if summary:
-        print(verdict_markdown(rows), file=out)
+        print(verdict_markdown(rows, manifest), file=out)
     else:
-        print(formatted(rows, fmt, sort, out.isatty() if color is None else color), file=out)
+        print(formatted(rows, fmt, sort, out.isatty() if color is None else color, manifest), file=out)
     if not done.complete:
         where = run_dir.path
         print(f"\nIncomplete: {done.missing_text()}\ncontinue with: bench run --resume {where}", file=status)
     return done.complete and all(row_is_good(r) for r in all_rows)
 
 
-def formatted(rows: list[dict], fmt: str, sort: str, color: bool) -> str:
+def per_machine(rows: list[dict], manifest: dict | None) -> list[tuple[str | None, list[dict]]]:
+    """(heading, rows) per machine the rows were measured on; one group without heading for a single machine."""
+    machines = Machines(manifest)
+    grouped = machines.group(rows)
+    if len(grouped) < 2:
+        return [(None, rows)]
+    return [(f"On {machines.known[key].name}", members) for key, members in grouped.items()]
+
+
+def formatted(rows: list[dict], fmt: str, sort: str, color: bool, manifest: dict | None = None) -> str:
     if fmt == "json":
         from bench.results.rows import ordered
 
@@ -49,23 +59,33 @@ def formatted(rows: list[dict], fmt: str, sort: str, color: bool) -> str:
     if fmt == "table":
         from bench.cli.table import render, terminal_width
 
-        return render(rows, sort=sort, color=color, width=terminal_width(color))
+        parts = []
+        for heading, members in per_machine(rows, manifest):
+            text = render(members, sort=sort, color=color, width=terminal_width(color))
+            parts.append(f"## {heading}\n\n{text}" if heading else text)
+        return "\n\n".join(parts)
     from bench.report import data, tables
 
-    entries = data.annotate(rows, None)
+    entries = data.annotate(rows, None, manifest)
     if fmt == "csv":
         return tables.to_csv(entries).rstrip("\n")
     from bench.report.markdown import table
 
     lines = []
-    for (model, task), members in tables.by_model(entries).items():
-        lines += [f"### {model} ({task})", "", *table(*tables.table_cells(members))]
+    for machine, mine in data.by_machine(entries):
+        lines += [f"## On {machine.name}", ""] if machine else []
+        for (model, task), members in tables.by_model(mine).items():
+            lines += [f"### {model} ({task})", "", *table(*tables.table_cells(members))]
     return "\n".join(lines).rstrip("\n")
 
 
-def verdict_markdown(rows: list[dict]) -> str:
+def verdict_markdown(rows: list[dict], manifest: dict | None = None) -> str:
     from bench.report.markdown import cell
     from bench.report.verdict import markdown_lines
     from bench.results.verdict import verdicts
 
-    return "\n".join(markdown_lines(verdicts(rows), cell)).rstrip("\n")
+    lines = []
+    for heading, members in per_machine(rows, manifest):
+        lines += [f"# {heading}", ""] if heading else []
+        lines += markdown_lines(verdicts(members), cell)
+    return "\n".join(lines).rstrip("\n")

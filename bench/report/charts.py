@@ -149,9 +149,9 @@ def distributions(entries: list[Entry], palette: dict):
         box = ax.boxplot([e.row["samples_ms"] for e in members], orientation="horizontal", widths=0.6,
                          patch_artist=True, flierprops={"markersize": 3}, medianprops={"color": "black"})  # fmt: skip
         for patch, entry in zip(box["boxes"], members):
-            patch.set_facecolor(palette[entry.label])
+            patch.set_facecolor(palette[entry.series_label])
             patch.set_alpha(0.7)
-        ax.set_yticks(range(1, len(members) + 1), [safe(f"{e.label}  {shape_label(e)}") for e in members])
+        ax.set_yticks(range(1, len(members) + 1), [safe(f"{e.series_label}  {shape_label(e)}") for e in members])
         values = [v for e in members for v in e.row["samples_ms"]]
         if max(values) > LOG_SCALE_RANGE * min(values):
             ax.set_xscale("log")

@@ -10,6 +10,7 @@ from bench.results.completeness import Completeness
 from bench.backends.precision_mode import row_label
 from bench.report import roofline
 from bench.results.folder import RunDir, latest_rows
+from bench.results.machines import Machine, Machines
 from bench.results.rows import table_order
 from bench.text import plural
 
@@ -32,6 +33,10 @@ class Entry:
     """Not the fastest, but its median's interval overlaps the fastest's: no measurable difference."""
     beats_fastest_but_fails: bool = False
     notes: list[str] = field(default_factory=list)
+    machine: Machine | None = None
+    """The machine the case was measured on; None when the rows were read without their manifest."""
+    machine_label: str | None = None
+    """The machine's short name when the run holds rows of several machines (plots label their series with it)."""
 
     @property
     def ok(self) -> bool:
@@ -64,6 +69,11 @@ class Entry:
         return f"{self.row.get('backend')} {row_label(self.row)}"
 
     @property
+    def series_label(self) -> str:
+        """The label, and the machine when the run holds several: a plot's series never mixes machines."""
+        return self.label if self.machine_label is None else f"{self.label} on {self.machine_label}"
+
+    @property
     def group(self) -> tuple:
         """model, task, seq_len, batch_size, threads, padding_ratio: the shape a speedup is measured at."""
         return compare.shape_key(self.row)
@@ -84,12 +94,30 @@ class Report:
     def models(self) -> list[str]:
         return list(dict.fromkeys(str(e.row.get("model")) for e in self.entries))
 
+    @property
+    def machines(self) -> list[Machine | None]:
+        """The machines the cases were measured on, in the order their first case comes."""
+        return list({id(e.machine): e.machine for e in self.entries}.values())
+
+    @property
+    def several_machines(self) -> bool:
+        return len(self.machines) > 1
+
+
+def by_machine(entries: list[Entry]) -> list[tuple[Machine | None, list[Entry]]]:
+    """(machine, its cases) per machine; one group, its machine None, when every case comes from one machine."""
+    found: dict[int, tuple[Machine | None, list[Entry]]] = {}
+    for entry in entries:
+        found.setdefault(id(entry.machine), (entry.machine, []))[1].append(entry)
+    return [(None, entries)] if len(found) < 2 else list(found.values())
+
 
 def load(run_path) -> Report:
     run_dir = RunDir(Path(run_path))
     manifest = run_dir.read_manifest()
     rows = latest_rows(run_dir.rows())
-    return Report(run_dir.path, manifest, annotate(rows, manifest.get("peak")), Completeness.of(manifest, rows))
+    entries = annotate(rows, manifest.get("peak"), manifest)
+    return Report(run_dir.path, manifest, entries, Completeness.of(manifest, rows))
 
 
 def incomplete_notice(report: Report) -> str | None:
@@ -107,7 +135,36 @@ def incomplete_notice(report: Report) -> str | None:
     )
 
 
-def annotate(rows: list[dict], peak: dict | None) -> list[Entry]:
+NO_BASELINE_HERE = "no eager fp32 of its environment at this shape on its machine"
+"""Why a case of a run with several machines has no speedup: baselines are never taken from another machine."""
+
+
+def annotate(rows: list[dict], peak: dict | None, manifest: dict | None = None) -> list[Entry]:
+    """Every row's entry. With the manifest, rows are placed on their machines: speedups, fastest and % of peak are
+    figured within each machine, against its own baselines and its own peak; without it, all are one machine's."""
+    if manifest is None:
+        return annotate_machine(rows, peak)
+    machines = Machines(manifest, peak)
+    grouped = machines.group(rows)
+    entries: dict[int, Entry] = {}
+    for key, members in grouped.items():
+        machine = machines.known[key]
+        for entry in annotate_machine(members, machine.peak):
+            entry.machine = machine
+            if len(grouped) > 1:
+                entry.machine_label = machine.short
+                refuse_missing_baseline(entry)
+            entries[id(entry.row)] = entry
+    return [entries[id(row)] for row in rows]
+
+
+def refuse_missing_baseline(entry: Entry) -> None:
+    if entry.comparison is None and entry.ok:
+        entry.comparison = compare.Speedup(refused=NO_BASELINE_HERE)
+
+
+def annotate_machine(rows: list[dict], peak: dict | None) -> list[Entry]:
+    """The entries of rows of one machine, against its baselines and its peak."""
     comparisons, across = compare.speedups(rows), compare.speedups_vs_main(rows)
     counts = roofline.flops_by_shape(rows)
     entries = []

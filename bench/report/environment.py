@@ -59,7 +59,7 @@ def merged_items(merged: dict | None) -> list[tuple[str, str]]:
     folders = [f"{s.get('folder')} on {s.get('machine')}: {s.get('rows')} rows" for s in merged.get("shards") or []]
     missing = len(merged.get("missing") or [])
     return [
-        ("Machines", "; ".join(hosts) + (" (each with its own matmul peak, in its folder)" if len(hosts) > 1 else "")),
+        ("Machines", "; ".join(hosts) + (" (each with its own matmul peak: see Matmul peak)" if hosts[1:] else "")),
         ("Merged from", "; ".join(folders) + (f"; {missing} planned cases have no row" if missing else "")),
     ]
 
@@ -77,7 +77,10 @@ def peak_rows(peak: dict | None) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def peak_note(peak: dict | None) -> str:
+def peak_note(peak: dict | None, machine: bool = False) -> str:
+    """How the peak was measured; `machine`: the peak of one machine of a run that holds several."""
+    if not peak and machine:
+        return "No matmul peak was recorded for this machine: its cases have no % of peak."
     if not peak:
         return "No matmul peak in this run's manifest (the run was made with --no-peak): no % of peak column."
     note = f"Measured {peak.get('measured')} in {peak.get('seconds')} s with torch {peak.get('torch')}: "

@@ -11,7 +11,7 @@ import jinja2
 from bench.report import attention, environment, tables
 from bench.report import verdict as verdict_section
 from bench.report.data import Entry, Report, Warnings, incomplete_notice
-from bench.report.markdown import LEGEND, summary_line
+from bench.report.markdown import LEGEND, MACHINES_NOTE, machine_groups, peak_groups, summary_line
 from bench.report.plots import Plot, Skipped
 from bench.measure.stats import CV_WARNING
 from bench.results.verdict import verdicts
@@ -69,35 +69,54 @@ def plot_context(plot: Plot) -> dict:
     return {"name": plot.name, "title": plot.title, "caption": plot.caption, "data": data}
 
 
-def verdict_context(report: Report) -> list[dict]:
+def verdict_context(rows: list[dict]) -> list[dict]:
     return [
         {"model": v.model, "task": v.task, "notes": verdict_section.notes(v),
          "table": table(verdict_section.HEADER, verdict_section.cells(v), ["fastest", ""])}
-        for v in verdicts(report.rows)
+        for v in verdicts(rows)
     ]  # fmt: skip
+
+
+def machine_context(report: Report) -> list[dict]:
+    """Per machine (one group without heading for a single machine): its verdicts, summary and results tables."""
+    return [
+        {
+            "heading": heading,
+            "verdicts": verdict_context([e.row for e in members]),
+            "summary": table(tables.SUMMARY_HEADER, tables.summary_cells(members)),
+            "results": [
+                {"heading": model, "table": results_table(model_members)}
+                for model, model_members in tables.result_tables(members).items()
+            ],
+        }
+        for heading, members in machine_groups(report)
+    ]
+
+
+def peak_context(report: Report) -> list[dict]:
+    found = []
+    for heading, peak in peak_groups(report):
+        header, rows = environment.peak_rows(peak)
+        note = environment.peak_note(peak, machine=bool(heading))
+        found.append({"heading": heading, "table": table(header, rows), "note": note})
+    return found
 
 
 def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped]) -> str:
     suite = (report.manifest.get("suite") or {}).get("name", "?")
-    peak_header, peak_rows = environment.peak_rows(report.manifest.get("peak"))
     return template().render(
         title=f"Benchmark report: {suite} ({report.path.name})",
         notice=incomplete_notice(report),
         summary=summary_line(report),
+        machines_note=MACHINES_NOTE.format(count=len(report.machines)) if report.several_machines else None,
         verdict_intro=verdict_section.INTRO,
-        verdicts=verdict_context(report),
+        machines=machine_context(report),
         attention=attention.groups(found),
         tails=found.stderr_tails,
-        summary_table=table(tables.summary_header(report.entries), tables.summary_cells(report.entries)),
         legend=LEGEND,
-        results=[
-            {"heading": heading, "table": results_table(members)}
-            for heading, members in tables.result_tables(report.entries).items()
-        ],
         plots=[plot_context(p) for p in plots],
         skipped=skipped,
         machine=environment.machine_items(report.manifest),
         environments=table(environment.ENVIRONMENT_HEADER, environment.environment_rows(report.rows)),
-        peak=table(peak_header, peak_rows),
-        peak_note=environment.peak_note(report.manifest.get("peak")),
+        peaks=peak_context(report),
     )

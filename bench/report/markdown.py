@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.report import attention, environment, tables
 from bench.report import verdict as verdict_section
-from bench.report.data import Report, Warnings, incomplete_notice
+from bench.report.data import Entry, Report, Warnings, by_machine, incomplete_notice
 from bench.report.plots import Plot, Skipped
 from bench.results.verdict import verdicts
 
@@ -54,14 +54,19 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     notice = incomplete_notice(report)
     lines += [f"> **Incomplete run.** {cell(notice)}", ""] if notice else []
     lines += [summary_line(report), ""]
-    lines += verdict_section.markdown_lines(verdicts(report.rows), cell)
+    lines += machines_note(report)
+    lines += verdict_lines(report)
     lines += attention_lines(found)
     lines += ["## Fastest passing configuration per shape", ""]
-    lines += table(tables.summary_header(report.entries), tables.summary_cells(report.entries))
+    for title, members in machine_groups(report):
+        lines += [f"### {cell(title)}", ""] if title else []
+        lines += table(tables.SUMMARY_HEADER, tables.summary_cells(members))
     lines += ["## Results", "", cell(LEGEND), ""]
-    for heading, members in tables.result_tables(report.entries).items():
-        lines += [f"### {cell(heading)}", ""]
-        lines += table(*tables.table_cells(members))
+    for title, members in machine_groups(report):
+        lines += [f"### {cell(title)}", ""] if title else []
+        for heading, model_members in tables.result_tables(members).items():
+            lines += [f"{'####' if title else '###'} {cell(heading)}", ""]
+            lines += table(*tables.table_cells(model_members))
     lines += ["## Plots", ""]
     for plot in plots:
         link = plot.png.relative_to(out_dir).as_posix()
@@ -74,10 +79,49 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     lines += ["### Environments the cases ran in", ""]
     lines += table(environment.ENVIRONMENT_HEADER, environment.environment_rows(report.rows))
     lines += ["### Matmul peak", ""]
-    header, rows = environment.peak_rows(report.manifest.get("peak"))
-    lines += table(header, rows) if rows else []
-    lines += [cell(environment.peak_note(report.manifest.get("peak"))), ""]
+    for title, peak in peak_groups(report):
+        lines += [f"#### {cell(title)}", ""] if title else []
+        header, rows = environment.peak_rows(peak)
+        lines += table(header, rows) if rows else []
+        lines += [cell(environment.peak_note(peak, machine=bool(title))), ""]
     return "\n".join(lines)
+
+
+def machine_groups(report: Report) -> list[tuple[str | None, list[Entry]]]:
+    """(heading, cases) per machine, headed by the machine's name; one group without heading for a single machine."""
+    return [(f"On {machine.name}" if machine else None, members) for machine, members in by_machine(report.entries)]
+
+
+def peak_groups(report: Report) -> list[tuple[str | None, dict | None]]:
+    """(heading, peak) per machine when the run holds several; else the manifest's peak without heading."""
+    if not report.several_machines:
+        return [(None, report.manifest.get("peak"))]
+    return [(machine.name if machine else "unknown machine", machine and machine.peak) for machine in report.machines]
+
+
+def machines_note(report: Report) -> list[str]:
+    if not report.several_machines:
+        return []
+    return [cell(MACHINES_NOTE.format(count=len(report.machines))), ""]
+
+
+MACHINES_NOTE = (
+    "The cases come from {count} machines. Each machine has its own tables below: a speedup divides by the eager"
+    " fp32 measured on the same machine (none where that machine has none), the fastest is chosen among one"
+    " machine's cases, % of peak is against that machine's own matmul peak, and the plots label each series with"
+    " its machine."
+)
+
+
+def verdict_lines(report: Report) -> list[str]:
+    groups = machine_groups(report)
+    if len(groups) == 1:
+        return verdict_section.markdown_lines(verdicts(report.rows), cell)
+    lines = ["## Verdict", "", cell(verdict_section.INTRO), ""]
+    for title, members in groups:
+        lines += [f"### {cell(title)}", ""]
+        lines += verdict_section.markdown_lines(verdicts([e.row for e in members]), cell, "###")[4:]
+    return lines
 
 
 def summary_line(report: Report) -> str:

@@ -69,11 +69,12 @@ def capped(by_facet: dict) -> tuple[dict, str]:
 
 def series_order(entry: Entry) -> tuple:
     """The eager fp32 baseline first, then backends and precisions alphabetically: the same order in every panel."""
-    return (not entry.row.get("baseline"), entry.label)
+    return (not entry.row.get("baseline"), entry.label, entry.machine_label or "")
 
 
 def series(members: list[Entry]) -> dict[str, list[Entry]]:
+    """Series label → its cases: one series per backend and precision, and per machine when the run holds several."""
     out: dict[str, list[Entry]] = {}
     for entry in sorted(members, key=series_order):
-        out.setdefault(entry.label, []).append(entry)
+        out.setdefault(entry.series_label, []).append(entry)
     return out

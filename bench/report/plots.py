@@ -26,10 +26,10 @@ class Skipped:
 
 
 def colours(entries: list[Entry]) -> dict[str, tuple]:
-    """One colour per backend and precision, the same in every plot."""
+    """One colour per series (backend and precision, and machine when several), the same in every plot."""
     from matplotlib import colormaps
 
-    labels = list(dict.fromkeys(e.label for e in sorted(entries, key=series_order)))
+    labels = list(dict.fromkeys(e.series_label for e in sorted(entries, key=series_order)))
     palette = colormaps["tab10" if len(labels) <= 10 else "tab20"]
     return {label: palette(i % palette.N) for i, label in enumerate(labels)}
 
@@ -43,6 +43,15 @@ def save(figure, out_dir: Path, name: str) -> tuple[Path, Path]:
     figure.savefig(svg)
     plt.close(figure)
     return png, svg
+
+
+def machines_caption(entries: list[Entry]) -> str:
+    """What a caption adds when the cases come from several machines: how their series are told apart."""
+    labels = list(dict.fromkeys(e.machine_label for e in entries if e.machine_label))
+    if len(labels) < 2:
+        return ""
+    listed = "; ".join(labels)
+    return f" The cases come from {len(labels)} machines ({listed}): each series is one machine's (\"on ...\")."
 
 
 def make_plots(entries: list[Entry], out_dir: Path) -> tuple[list[Plot], list[Skipped]]:
@@ -66,6 +75,6 @@ def make_plots(entries: list[Entry], out_dir: Path) -> tuple[list[Plot], list[Sk
             skipped.append(Skipped(title, caption))
             continue
         png, svg = save(figure, out_dir, name)
-        plots.append(Plot(name, title, caption, png, svg))
+        plots.append(Plot(name, title, caption + machines_caption(entries), png, svg))
     return plots, skipped
 

@@ -123,20 +123,9 @@ def by_model(entries: list[Entry]) -> dict[tuple[str, str], list[Entry]]:
     return tables
 
 
-def machines(entries: list[Entry]) -> list[str | None]:
-    """The machines the rows were measured on, when they say (rows merged from several run folders)."""
-    return list(dict.fromkeys(machine_of(e.row) for e in entries))
-
-
 def result_tables(entries: list[Entry]) -> dict[str, list[Entry]]:
-    """Heading → its cases: a table per model and task, within each machine when the rows come from several."""
-    several = len(machines(entries)) > 1
-    found: dict[str, list[Entry]] = {}
-    for machine in machines(entries) if several else [None]:
-        mine = [e for e in entries if machine_of(e.row) == machine] if several else entries
-        for (model, task), members in by_model(mine).items():
-            found[f"{model} ({task})" + (f" on {machine}" if several else "")] = members
-    return found
+    """Heading → its cases: a table per model and task (the caller groups a run of several machines by machine)."""
+    return {f"{model} ({task})": members for (model, task), members in by_model(entries).items()}
 
 
 def table_cells(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
@@ -150,20 +139,13 @@ SUMMARY_HEADER = [
 ]  # fmt: skip
 
 
-def summary_header(entries: list[Entry]) -> list[str]:
-    """SUMMARY_HEADER, led by the machine when the rows come from several."""
-    return (["machine"] if len(machines(entries)) > 1 else []) + SUMMARY_HEADER
-
-
 def summary_cells(entries: list[Entry]) -> list[list[str]]:
-    """One line per shape and thread count (and machine): the fastest trusted configuration, and those tied with it."""
+    """One line per shape and thread count: the fastest trusted configuration, and those tied with it."""
     lines = []
-    several = len(machines(entries)) > 1
-    for members in sorted(groups(entries).values(), key=lambda m: (str(machine_of(m[0].row)), sort_key(m[0]))):
+    for members in sorted(groups(entries).values(), key=lambda m: sort_key(m[0])):
         first = members[0].row
         best = next((e for e in members if e.fastest), None)
-        shape = [str(machine_of(first))] if several else []
-        shape += [str(first.get(k)) for k in ("model", "task", "seq_len", "batch_size", "threads")]
+        shape = [str(first.get(k)) for k in ("model", "task", "seq_len", "batch_size", "threads")]
         note = summary_note(members)
         if best is None:
             lines.append([*shape, "none passes and is trusted", "-", "-", "-", "-", note])

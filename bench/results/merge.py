@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.job import EXIT_OK
+from bench.results.identity import kind_key_if_known
 from bench.results.folder import MANIFEST, RESULTS_SCHEMA, ROWS, RunDir, latest_rows, now
 
 SHOWN_MISSING = 10
@@ -162,13 +163,14 @@ def check_disjoint(parts: list[Part]) -> None:
 
 
 def row_machine(machine: dict) -> dict:
-    """What a row says of the machine it was measured on."""
+    """What a row says of the machine it was measured on; `key` is its kind of machine, as baselines key it."""
     cpu = machine.get("cpu") or {}
     return {
         "hostname": machine.get("hostname"),
         "cpu": cpu.get("model"),
         "logical_cpus": cpu.get("logical_cpus"),
         "memory_gib": machine.get("memory_gib"),
+        "key": kind_key_if_known(machine),
     }
 
 
