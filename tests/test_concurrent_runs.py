@@ -39,17 +39,31 @@ def wait_for(condition, process, seconds=300):
     return found
 
 
-def worker_pids(folder):
-    """Processes whose command line names a job file of this run folder."""
-    pids = []
+def worker_pids(folder, run_pid):
+    """The run's workers: a process whose command line names a job file of this run folder (a cold start), or a
+    child of the run's fork server (a warm start: forked, it keeps the server's command line)."""
+    pids, servers = [], []
+    for pid, parent, cmdline in processes():
+        if str(folder / "jobs").encode() in cmdline:
+            pids.append(pid)
+        elif parent == run_pid and b"bench.worker.warm" in cmdline:
+            servers.append(pid)
+    return pids + [pid for pid, parent, _ in processes() if parent in servers]
+
+
+def processes():
+    """(pid, parent pid, command line) of every process this user can read."""
+    found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if str(folder / "jobs").encode() in handle.read():
-                    pids.append(int(entry))
-        except OSError:
-            pass
-    return pids
+                cmdline = handle.read()
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                parent = int(handle.read().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        found.append((int(entry), parent, cmdline))
+    return found
 
 
 def test_a_folder_in_use_refuses_a_second_run_and_a_resume_and_an_interrupt_is_recorded(tmp_path):
@@ -60,7 +74,7 @@ def test_a_folder_in_use_refuses_a_second_run_and_a_resume_and_an_interrupt_is_r
     first = start(tmp_path, "run", suite, "--out", run, "--no-peak", env=hang)
     try:
         wait_for(lambda: list((run / "jobs").glob("*/job.json")), first)  # a case is running; its files in the run
-        worker = wait_for(lambda: worker_pids(run), first)[0]
+        worker = wait_for(lambda: worker_pids(run, first.pid), first)[0]
         second = bench_cli("run", suite, "--out", run)
         resume = bench_cli("run", "--resume", run)
         elsewhere = bench_cli("run", suite, "--out", tmp_path / "elsewhere")
@@ -83,7 +97,8 @@ def test_a_folder_in_use_refuses_a_second_run_and_a_resume_and_an_interrupt_is_r
     last = json.loads((run / "manifest.json").read_text())["runs"][-1]
     assert last["interrupted"] is True and last["finished"]
     assert not group_running(worker), "the interrupted case's worker group outlived the run"
-    assert not (run / "jobs").exists() and list(scratch.iterdir()) == []
+    left_in_tmp = [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor_")]  # torch's own cache
+    assert not (run / "jobs").exists() and left_in_tmp == []
     report = (tmp_path / "reports" / "run" / "report.md").read_text()
     assert "**Incomplete run.** The run was interrupted: 1 of 1 planned case has no row" in report.split("##")[0]
 

@@ -107,8 +107,8 @@ def test_waiting_behind_its_own_threads_is_a_note_not_contamination():
 
 
 @pytest.mark.parametrize("side, contaminated", [(-1, False), (+1, True)])
-def test_steal_time_contaminates_beyond_its_share(side, contaminated):
-    steal = STEAL_SHARE_MAX * CAPACITY + side * 0.06
+def test_steal_time_contaminates_beyond_its_share_and_the_tick_resolution(side, contaminated):
+    steal = STEAL_SHARE_MAX * CAPACITY + RESOLUTION_TICKS * len(CPUS) / HZ + side * 0.06
     entry = assess(*window(steal_s=steal))
     assert entry["contaminated"] is contaminated
     assert entry["figures"]["steal_s"] == pytest.approx(steal, abs=1 / HZ)

@@ -33,7 +33,8 @@ OWN_FULL_SHARE = 1 - FOREIGN_SHARE_MAX
 """When the worker's own threads kept the pinned CPUs this busy, their run-queue wait was behind each other
 (more runnable threads than CPUs): a cost of the backend itself, reported as a note, not as interference."""
 RESOLUTION_TICKS = 2
-"""/proc/stat counts in clock ticks (usually 10 ms): foreign time is judged beyond 2 ticks per CPU."""
+"""/proc/stat counts in clock ticks (usually 10 ms): foreign and steal time are judged beyond 2 ticks per CPU (one
+tick of steal in a 0.2 s loop on one CPU would otherwise read as 5%)."""
 BUSY_FIELDS = (0, 1, 2, 5, 6)  # user nice system irq softirq, after the "cpuN" label
 STEAL_FIELD = 7
 
@@ -192,7 +193,8 @@ def verdict(figures: dict, shares: dict) -> tuple[list[str], list[str]]:
             notes.append(f"{text}, behind its own threads: they kept the pinned CPUs {shares['own']:.0%} busy")
         else:
             reasons.append(text)
-    if shares["steal"] > STEAL_SHARE_MAX:
+    steal_beyond_resolution = figures["steal_s"] - figures["resolution_s"]
+    if capacity > 0 and steal_beyond_resolution > STEAL_SHARE_MAX * capacity:
         reasons.append(
             f"the hypervisor took {shares['steal']:.0%} of the pinned CPUs as steal time (limit {STEAL_SHARE_MAX:.0%})"
         )

@@ -54,7 +54,7 @@ class Runner:
 
     def run(self, cases: list[Case]) -> list[dict]:
         """R passes over the cases (R = each case's measure.rounds), each pass shuffled; a row per case at its end."""
-        self.warm = WarmStarts(self.run_dir.logs / "warm-start.log", self.say) if self.warm_start else None
+        self.warm = WarmStarts(self.run_dir.logs / "warm-start.log", self.say, sorted(self.cpus)) if self.warm_start else None
         try:
             return self.passes(cases)
         finally:

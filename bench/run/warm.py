@@ -29,9 +29,10 @@ class ServerGone(Exception):
 
 
 class WarmServer:
-    """One fork server: `python -m bench.worker.warm` of one interpreter, with thread pools sized to `threads`."""
+    """One fork server: `python -m bench.worker.warm` of one interpreter, with thread pools sized to `threads`,
+    pinned to the run's CPUs (its workers pin themselves to their case's)."""
 
-    def __init__(self, python: str | Path, threads: int, log_path: Path):
+    def __init__(self, python: str | Path, threads: int, log_path: Path, cpus: list[int] | None = None):
         env = worker_environment(dict(os.environ), threads)
         self.log_path = log_path
         with open(log_path, "ab") as log:
@@ -42,7 +43,7 @@ class WarmServer:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=pin_and_tie(None),
+                preexec_fn=pin_and_tie(cpus),
             )
         self.buffer = b""
         ready = self.read(READY_TIMEOUT_S)
@@ -102,8 +103,9 @@ class WarmServer:
 class WarmStarts:
     """The run's fork servers, by interpreter and thread count."""
 
-    def __init__(self, log_path: Path, say=None):
+    def __init__(self, log_path: Path, say=None, cpus: list[int] | None = None):
         self.log_path = log_path
+        self.cpus = cpus
         self.say = say or (lambda text: None)
         self.servers: dict[tuple[str, int], WarmServer | None] = {}
 
@@ -112,7 +114,7 @@ class WarmStarts:
         if key not in self.servers:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self.servers[key] = WarmServer(python, threads, self.log_path)
+                self.servers[key] = WarmServer(python, threads, self.log_path, self.cpus)
             except (OSError, ServerGone, ValueError) as exc:
                 self.say(f"warm start unavailable for {python} at {threads} thread(s) ({exc}); starting workers cold")
                 self.servers[key] = None
