@@ -169,3 +169,16 @@ def test_the_report_shows_the_own_environment_speedup_and_the_one_against_main_l
     cells = [c.strip() for c in line.split("|")]
     position = [c.strip() for c in header.split("|")].index(speedup_header)
     assert cells[position] == cell(own.text()) and cells[position + 1] == cell(across.text())
+
+
+def test_a_wide_spread_distrusts_a_single_round_but_over_rounds_the_interval_carries_it():
+    wide = [v * (1.0 if i % 2 else 1.3) for i, v in enumerate(BASE)]  # CV ~13%
+    single = case("sdpa", wide)
+    assert single["latency_ms"]["cv"] > compare.CV_WARNING
+    assert compare.distrust_reasons(single) == ["unstable"]
+    rounds = case("sdpa", wide)
+    rounds["round_samples_ms"] = [wide[::2], wide[1::2]]
+    rounds["rounds_agreement"] = {"verdict": "stable"}
+    assert compare.distrust_reasons(rounds) == []
+    rounds["rounds_agreement"] = {"verdict": "unstable"}
+    assert compare.distrust_reasons(rounds) == ["unstable"]

@@ -118,3 +118,22 @@ def test_resume_in_the_middle_of_rounds_finishes_each_case_exactly_once(tmp_path
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["case_id"] for r in rows) == sorted(json.loads((out / "manifest.json").read_text())["planned_cases"])
     assert all(len(r["rounds"]) == 2 for r in rows)
+
+
+def test_rows_lost_after_every_round_was_measured_are_merged_again_on_resume_without_measuring(tmp_path):
+    suite = write_suite(tmp_path, ROUNDS_SUITE)
+    out = tmp_path / "run"
+    first = bench_cli("run", suite, "--out", out)
+    assert first.returncode in (0, 1), first.stderr
+    rows = (out / "results.jsonl").read_text()
+    rounds_before = (out / "rounds.jsonl").read_text()
+    (out / "results.jsonl").write_text("")  # as if the run had been killed after its last round
+    resumed = bench_cli("run", "--resume", out)
+    assert resumed.returncode in (0, 1), resumed.stderr
+    assert (out / "rounds.jsonl").read_text() == rounds_before, "nothing measured again"
+    again = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    before = [json.loads(line) for line in rows.splitlines()]
+    assert sorted(r["case_id"] for r in again) == sorted(r["case_id"] for r in before)
+    assert {r["case_id"]: r["latency_ms"]["median"] for r in again} == {
+        r["case_id"]: r["latency_ms"]["median"] for r in before
+    }

@@ -95,9 +95,9 @@ def throughput(median_ms: float, batch_size: int, tokens: int) -> dict:
     return {"samples_per_s": batch_size / seconds, "tokens_per_s": tokens / seconds}
 
 
-def stability_warnings(latency: dict, n_samples: int, min_iterations: int) -> list[str]:
+def stability_warnings(latency: dict, n_samples: int, min_iterations: int, judge_spread: bool = True) -> list[str]:
     warnings = []
-    if latency["cv"] > CV_WARNING:
+    if judge_spread and latency["cv"] > CV_WARNING:
         warnings.append(
             f"unstable: the standard deviation is {latency['cv']:.0%} of the mean (over {CV_WARNING:.0%});"
             " rerun on a quieter machine or raise measure.min_seconds"

@@ -1,7 +1,8 @@
 """Which rows may be compared, and the comparisons: speedup over the baseline with its interval, fastest or tied.
 
 A row is trusted when it was measured, passes its accuracy check, and nothing says its median is off: the
-interference meter did not find it contaminated, its rounds agree and its samples' CV is within CV_WARNING.
+interference meter did not find it contaminated, its rounds agree, and (measured in one round) its samples' CV is
+within CV_WARNING.
 Only trusted rows give or take a speedup, are ranked fastest, or are rated against the peak.
 """
 
@@ -51,9 +52,15 @@ def distrust_reasons(row: dict) -> list[str]:
         reasons.append("fails accuracy")
     if (row.get("interference") or {}).get("contaminated"):
         reasons.append("contaminated")
-    if (row.get("rounds_agreement") or {}).get("verdict") == "unstable" or (row["latency_ms"].get("cv") or 0) > CV_WARNING:
+    if (row.get("rounds_agreement") or {}).get("verdict") == "unstable" or spread_too_wide(row):
         reasons.append("unstable")
     return reasons
+
+
+def spread_too_wide(row: dict) -> bool:
+    """A single worker's samples spread beyond CV_WARNING. Over several rounds the spread includes the drift between
+    them, which the row's interval carries; there the rounds' agreement decides."""
+    return rounds_of(row) is None and (row["latency_ms"].get("cv") or 0) > CV_WARNING
 
 
 def row_is_trusted(row: dict) -> bool:

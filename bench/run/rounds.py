@@ -176,13 +176,20 @@ def merge(rows: list[dict], pooled: dict | None = None) -> dict:
 
 
 def pooled_warnings(rows: list[dict], latency: dict, n_samples: int) -> list[str]:
-    """Each round's own warnings once, with the stability warnings judged again on the pooled samples."""
+    """Each round's own warnings once, with the stability warnings judged again on the pooled samples.
+
+    The pooled samples' spread is not judged once there are several rounds: it holds the drift between rounds,
+    which the merged interval carries (the rounds bootstrap and the run's pooled spread); a spread no interval
+    explains is what `unstable across rounds` reports.
+    """
     measure = rows[0]["measure"]
     per_round = {w for r in rows for w in judged(r["latency_ms"], len(r["samples_ms"]), measure["min_iterations"])}
     kept = dict.fromkeys(w for r in rows for w in r.get("warnings") or [] if w not in per_round)
-    return list(kept) + judged(latency, n_samples, measure["min_iterations"] * len(rows))
+    return list(kept) + judged(latency, n_samples, measure["min_iterations"] * len(rows), len(rows) < 2)
 
 
-def judged(latency: dict, n_samples: int, min_iterations: int) -> list[str]:
+def judged(latency: dict, n_samples: int, min_iterations: int, judge_spread: bool = True) -> list[str]:
     """The warnings the worker derives from a latency summary alone."""
-    return stability_warnings(latency, n_samples, min_iterations) + ci_target_warnings(latency.get("ci_target"), n_samples)
+    return stability_warnings(latency, n_samples, min_iterations, judge_spread) + ci_target_warnings(
+        latency.get("ci_target"), n_samples
+    )

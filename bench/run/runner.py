@@ -66,27 +66,33 @@ class Runner:
         todo = list(rounds.passes(cases, {k: len(v) for k, v in done.items()}, seed=cases[0].seed if cases else 0))
         finished, rows = set(), []
         self.progress.start(len(todo))
-        for index, case in todo:
-            if case.case_id in finished:
-                self.progress.case_skipped()
-                continue
-            self.progress.case_started(case, index)
-            started = self.provenance.at_start()
-            row = {**self.run_case(case), "provenance": started}
-            record = {"case_id": case.case_id, "round": index, "row": row}
-            if case.measure.get("rounds", 1) > 1:
-                self.run_dir.append_round(record)
-            done[case.case_id].append(record)
-            self.progress.case_finished(row)
-            last = index + 1 >= case.measure.get("rounds", 1)
-            if last or row["status"] != "ok":
-                pooled = rounds.pooled_spread(done, leaving_out=case.case_id)
-                merged = rounds.merge([record["row"] for record in done[case.case_id]], pooled)
-                self.run_dir.append(merged)
-                rows.append(merged)
-                finished.add(case.case_id)
+        try:
+            for index, case in todo:
+                if case.case_id in finished:
+                    self.progress.case_skipped()
+                    continue
+                self.progress.case_started(case, index)
+                started = self.provenance.at_start()
+                row = {**self.run_case(case), "provenance": started}
+                record = {"case_id": case.case_id, "round": index, "row": row}
+                if case.measure.get("rounds", 1) > 1:
+                    self.run_dir.append_round(record)
+                done[case.case_id].append(record)
+                self.progress.case_finished(row)
+                if case.measure.get("rounds", 1) == 1 or row["status"] != "ok":
+                    rows.append(self.merge(case, done, finished))
+        finally:
+            rows += [self.merge(case, done, finished) for case in complete(cases, done, finished)]
         self.progress.finish()
         return rows
+
+    def merge(self, case: Case, done: dict, finished: set) -> dict:
+        """The case's row from its rounds, judged against the spread between rounds of the run's other cases."""
+        pooled = rounds.pooled_spread(done, leaving_out=case.case_id)
+        merged = rounds.merge([record["row"] for record in done[case.case_id]], pooled)
+        self.run_dir.append(merged)
+        finished.add(case.case_id)
+        return merged
 
     def run_case(self, case: Case) -> dict:
         source = self.source(case)
@@ -164,6 +170,16 @@ class Runner:
 
     def job_dir(self, case: Case) -> Path:
         return self.run_dir.jobs / case.case_id
+
+
+def complete(cases: list[Case], done: dict, finished: set) -> list[Case]:
+    """Cases with all their rounds measured and no row yet. A case of several rounds gets its row once every pass
+    is over (or the run is interrupted), when the spread between rounds of all the other cases is known."""
+    return [
+        case
+        for case in cases
+        if case.case_id not in finished and len(done.get(case.case_id, [])) >= case.measure.get("rounds", 1)
+    ]
 
 
 def reference_path(case: Case, source: Source) -> Path:
