@@ -130,3 +130,20 @@ def test_two_runs_on_disjoint_cpus_both_run_and_a_third_on_their_cpus_is_refused
         rows = [json.loads(line) for line in (tmp_path / folder / "results.jsonl").read_text().splitlines()]
         assert [(r["status"], r["pinned_cpus"], r["effective"]["cpus"]) for r in rows] == [("ok", [cpu], [cpu])]
         assert json.loads((tmp_path / folder / "manifest.json").read_text())["runs"][0]["cpus"] == [cpu]
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_exits_143(tmp_path):
+    suite = write_suite(tmp_path, HANGING)
+    run = tmp_path / "run"
+    first = start(tmp_path, "run", suite, "--out", run, "--no-peak", "--no-report", env={"BENCH_FAULT": "-hang-:hang"})
+    try:
+        wait_for(lambda: list((run / "jobs").glob("*/job.json")), first)
+        worker = wait_for(lambda: worker_pids(run, first.pid), first)[0]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        returncode = first.wait(timeout=300)
+    stderr = (tmp_path / "first.err").read_text()
+    assert returncode == 143, stderr
+    assert stderr.rstrip().endswith(f"terminated: finished cases are kept; continue with: bench run --resume {run}")
+    assert json.loads((run / "manifest.json").read_text())["runs"][-1]["interrupted"] is True
+    assert not group_running(worker), "the stopped case's worker group outlived the run"

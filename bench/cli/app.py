@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from bench.errors import BenchError, SuiteError
@@ -11,6 +12,16 @@ from bench.job import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from bench.run.quiet import QUIET_WAIT_S
 
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader went away
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler cancelling the job, `kill`), handled as Ctrl-C is: the run stops, keeps what it measured,
+    records that it was interrupted and writes its report."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def cmd_validate(args) -> int:
@@ -57,13 +68,16 @@ def cmd_run(args) -> int:
         )
     else:
         raise BenchError("run: expected a SUITE file or --resume DIR, got neither")
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return run_claimed(args, run_dir, cases, suite_dir, notes)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         hint = f"continue with: bench run --resume {run_dir.path}"
-        print(f"interrupted: finished cases are kept; {hint}", file=sys.stderr)
-        return 130
+        how = "terminated" if isinstance(stopped, Terminated) else "interrupted"
+        print(f"{how}: finished cases are kept; {hint}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
     finally:
+        signal.signal(signal.SIGTERM, previous)
         run_dir.release()
 
 

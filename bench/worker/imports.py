@@ -11,10 +11,8 @@ import importlib
 import sys
 
 from bench.backends import BACKENDS  # an interpreter without bench's own requirements fails here, before answering
-from bench.machine import installed_versions
+from bench.machine import PACKAGES, installed_versions
 from bench.worker.answer import answer
-
-VERSIONS = ("torch", "transformers", "optimum", "intel-extension-for-pytorch", "onnxruntime", "openvino", "numpy")
 
 
 def probe(backends: list[str]) -> dict:
@@ -30,7 +28,7 @@ def probe(backends: list[str]) -> dict:
         except BaseException as exc:  # noqa: BLE001 - a library that exits while importing is a finding too
             message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
             results[name] = {"ok": False, "environment": info.environment, "error": message}
-    return {"python": sys.executable, "versions": installed_versions(VERSIONS), "backends": results}
+    return {"python": sys.executable, "versions": installed_versions(PACKAGES), "backends": results}
 
 
 def main(argv: list[str] | None = None) -> int:
