@@ -118,6 +118,25 @@ def test_the_interval_holds_the_pooled_bound_and_names_its_method():
         assert [low, high] == pytest.approx(pooled_bound(latency["median"], 3, pooled))
         assert latency["median_ci_method"] == ROUNDS_POOLED
         assert latency["median_ci"][0] <= low * (1 + 1e-12) and high * (1 - 1e-12) <= latency["median_ci"][1]
+        rerun_half = half * math.sqrt(2)
+        assert latency["rerun_interval"] == pytest.approx(
+            [latency["median"] * math.exp(-rerun_half), latency["median"] * math.exp(rerun_half)]
+        )
+
+
+def test_a_rerun_of_a_drifting_machine_lands_in_the_rerun_interval_about_as_often_as_promised():
+    rng = np.random.default_rng(7)
+
+    def run():  # each round at the machine's speed of that moment: lognormal, 10% spread
+        return {f"case{i}": list(20.0 * (i + 1) * np.exp(rng.normal(0, 0.1, 3))) for i in range(60)}
+
+    first, second = merged_run(run()), merged_run(run())
+    inside = [
+        row["latency_ms"]["rerun_interval"][0] <= second[case_id]["latency_ms"]["median"]
+        <= row["latency_ms"]["rerun_interval"][1]
+        for case_id, row in first.items()
+    ]  # fmt: skip
+    assert len(inside) >= 10 and sum(inside) / len(inside) >= 0.8
 
 
 def compare_all(base_rows, new_rows):

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 
 from bench.errors import BenchError, SuiteError
 from bench.job import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -93,7 +94,10 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
             from bench.run.peak import record_peak, summary
 
             print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
+        started = time.monotonic()
         workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait, warm_start=not args.cold_start)
+        if not args.no_peak:
+            peak_again(run_dir, cases, time.monotonic() - started)
     except KeyboardInterrupt:
         workflow.record_end(run_dir, interrupted=True)
         try:
@@ -104,6 +108,20 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
     print_results(run_dir)
     after_run(args, run_dir)
     return EXIT_OK if workflow.all_good(run_dir) else EXIT_FAILED
+
+
+def peak_again(run_dir, cases, run_seconds: float) -> None:
+    """The peak probed again after a run of AFTER_RUN_MIN_S or more, and whether it moved."""
+    from bench.run.peak import AFTER_RUN_MIN_S, record_peak_after
+
+    if run_seconds < AFTER_RUN_MIN_S:
+        return
+    after = record_peak_after(run_dir, cases)
+    if after is None:
+        return
+    moved = after["moved"]
+    print("matmul peak after the run: " + ("within 5% of the probe before it" if not moved else "moved: " + "; ".join(moved)),
+          file=sys.stderr)  # fmt: skip
 
 
 def print_results(run_dir) -> bool:

@@ -142,11 +142,14 @@ def pooled_log_spread(round_medians: Iterable[Sequence[float]]) -> dict | None:
     return {"sd_log": math.sqrt(weighted / df), "df": df, "cases": cases}
 
 
-def pooled_bound(median: float, rounds: int, pooled: dict, confidence: float = CONFIDENCE) -> list[float]:
-    """median·exp(±t·s/√k): how far a mean of k round levels strays when the machine's own spread is s."""
+def pooled_bound(
+    median: float, rounds: int, pooled: dict, confidence: float = CONFIDENCE, runs: int = 1
+) -> list[float]:
+    """median·exp(±t·s·√(runs/k)): how far a mean of k round levels strays when the machine's own spread is s
+    (runs=1); with runs=2, how far another run's of k rounds strays from this one's."""
     from scipy.stats import t
 
-    half = float(t.ppf(1 - (1 - confidence) / 2, pooled["df"])) * pooled["sd_log"] / math.sqrt(rounds)
+    half = float(t.ppf(1 - (1 - confidence) / 2, pooled["df"])) * pooled["sd_log"] * math.sqrt(runs / rounds)
     return [median * math.exp(-half), median * math.exp(half)]
 
 
@@ -156,4 +159,5 @@ def with_pooled_bound(record: dict, rounds: int, pooled: dict | None, confidence
         return record
     low, high = pooled_bound(record["median"], rounds, pooled, confidence)
     interval = [float(min(record["median_ci"][0], low)), float(max(record["median_ci"][1], high))]
-    return {**record, "median_ci": interval, "median_ci_method": ROUNDS_POOLED}
+    rerun = [float(v) for v in pooled_bound(record["median"], rounds, pooled, confidence, runs=2)]
+    return {**record, "median_ci": interval, "median_ci_method": ROUNDS_POOLED, "rerun_interval": rerun}

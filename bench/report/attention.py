@@ -9,8 +9,8 @@ from bench.measure.stats import CV_WARNING, SHORT_SAMPLE_MS
 
 WARNING_KINDS = {
     "contaminated": "other work ran on the case's CPUs while it was measured: rerun it on a quiet machine.",
-    "unstable": f"the samples spread more than {CV_WARNING:.0%} of their mean, or the rounds disagree:"
-    " rerun on a quieter machine or raise measure.min_seconds.",
+    "unstable": "its rounds disagreed more than the run's other cases' rounds did (measured in a single round: its"
+    f" samples spread more than {CV_WARNING:.0%} of their mean): rerun it, or give the suite more measure.rounds.",
     "imprecise": "the median's 95% interval did not reach measure.target_ci before measure.max_seconds: raise it.",
     "capped": "fewer than measure.min_iterations calls fit in measure.max_seconds: raise it for a firmer number.",
     "busy before": "the case's CPUs were still busy with other processes when it started (after --quiet-wait):"

@@ -89,6 +89,13 @@ def peak_note(peak: dict | None, machine: bool = False) -> str:
         note += " Not measured: " + "; ".join(map(str, peak["errors"])) + "."
     if peak.get("notes"):
         note += " " + "; ".join(map(str, peak["notes"])) + "."
+    after = peak.get("after")
+    if after:
+        moved = after.get("moved") or []
+        note += f" Probed again after the run ({after.get('measured')}): " + (
+            "the machine's speed changed over the run, so figures measured early and late are not alike: "
+            + "; ".join(moved) + "." if moved else "every figure within 5% of the probe before it."
+        )
     return note
 
 

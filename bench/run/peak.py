@@ -117,6 +117,42 @@ def record_peak(run_dir, cases) -> dict:
     return manifest["peak"]
 
 
+AFTER_RUN_MIN_S = 300.0
+"""A run this long or longer probes the peak again at its end: the machine may have changed speed over it."""
+PEAK_MOVED = 0.05
+
+
+def record_peak_after(run_dir, cases) -> dict | None:
+    """Probe the peak again, afresh, and keep it as manifest["peak"]["after"] with the figures that moved more than
+    PEAK_MOVED from the probe before the run; None when the run has no peak to compare with."""
+    from bench.topology import available_cpus
+
+    manifest = run_dir.read_manifest()
+    before = manifest.get("peak")
+    if not before or not before.get("gflops"):
+        return None
+    places = available_cpus(within=run_dir.cpus)
+    counts = probe_thread_counts({c.threads for c in cases}, places)
+    probe = measure_peak(counts, allowed=places, work_dir=run_dir.jobs / "peak")
+    shutil.rmtree(run_dir.jobs, ignore_errors=True)
+    after = {"measured": probe["measured"], "gflops": probe["gflops"], "moved": peak_moves(before, probe)}
+    manifest = run_dir.read_manifest()
+    manifest["peak"]["after"] = after
+    run_dir.write_manifest(manifest)
+    return after
+
+
+def peak_moves(before: dict, after: dict) -> list[str]:
+    """Each figure of the probe after the run that differs by more than PEAK_MOVED from the one before."""
+    moved = []
+    for precision, rates in before["gflops"].items():
+        for threads, rate in rates.items():
+            new = (after["gflops"].get(precision) or {}).get(threads)
+            if rate and new and abs(new / rate - 1) > PEAK_MOVED:
+                moved.append(f"{precision} at {threads} thread(s) {rate:.0f} before, {new:.0f} after ({new / rate - 1:+.0%})")
+    return moved
+
+
 def memo_path(thread_counts: list[int], python=sys.executable, allowed=None) -> Path:
     """Keyed by this boot, the CPUs the probe may use, the thread counts and the interpreter."""
     from bench.paths import cache_root

@@ -20,6 +20,8 @@ HIDDEN_MODULES = ("sklearn",)
 2 s of every worker's start. No backend uses it, so the worker hides it before anything imports transformers."""
 FAULT_VAR = "BENCH_FAULT"
 """Test hook: `SUBSTRING:abort|hang[,...]` makes a worker whose case id contains SUBSTRING crash or hang."""
+START_VAR = "BENCH_START"
+"""Set to "warm" in a worker forked by the fork server (bench.worker.warm); the row records how its worker started."""
 DELAY_VAR = "BENCH_DELAY_MS"
 """Test hook: `SUBSTRING:MS[,...]` makes every call of a case whose id contains SUBSTRING MS ms slower."""
 
@@ -132,7 +134,6 @@ def effective(backend) -> dict:
     """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
     from bench.machine import PACKAGES, installed_versions
     from bench.backends.threads import thread_variables
-    from bench.worker.warm import START_VAR
 
     versions = installed_versions(PACKAGES)
     backend_reported = backend.effective()

@@ -24,6 +24,8 @@ import sys
 import time
 import traceback
 
+from bench.worker.case import HIDDEN_MODULES, START_VAR
+
 PRELOAD = (
     "torch",
     "transformers",
@@ -41,14 +43,10 @@ PRELOAD = (
     "bench.measure.stats",
     "bench.measure.timing",
 )
-START_VAR = "BENCH_START"
-"""Set to "warm" in a forked worker; the row records how its worker started."""
 PR_SET_PDEATHSIG = 1
 
 
 def main() -> int:
-    from bench.worker.case import HIDDEN_MODULES
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the server ends: it closes stdin
     die_with_parent()
     for name in HIDDEN_MODULES:
