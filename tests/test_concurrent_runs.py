@@ -27,7 +27,10 @@ def start(tmp_path, *args, env=None, name="first"):
     out, err = (open(tmp_path / f"{name}.{kind}", "w") for kind in ("out", "err"))
     full_env = {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})}
     command = [sys.executable, "-m", "bench", *map(str, args)]
-    return subprocess.Popen(command, cwd=tmp_path, env=full_env, stdout=out, stderr=err)
+    return subprocess.Popen(  # SIGINT as at a terminal, even where this test runs with it ignored (a background job)
+        command, cwd=tmp_path, env=full_env, stdout=out, stderr=err,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
 
 
 def wait_for(condition, process, seconds=300):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import sys
 
 from bench.backends.artifacts import package_versions
 from bench.backends.base import Backend
@@ -125,6 +126,9 @@ def import_ipex():
     process. IPEX imports torch._inductor, which forks a pool of compile workers unless told to compile in-process:
     nothing here compiles, and the pool would compete with the measured threads."""
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    config = sys.modules.get("torch._inductor.config")
+    if config is not None:  # already imported (a worker forked warm): it read the variable then, so set it now
+        config.compile_threads = int(os.environ["TORCHINDUCTOR_COMPILE_THREADS"])
     import intel_extension_for_pytorch as ipex
 
     return ipex
