@@ -190,10 +190,11 @@ def shape_problems(suite: Suite, cases: list[Case], configs: dict[int, dict]) ->
         if config is None:
             continue
         limit = model_limits.usable_positions(config)
-        if limit is not None and case.seq_len > limit[1]:
+        if limit is not None and case.seq_len + case.new_tokens > limit[1]:
             where = axis_location(suite, case, "seq_lens")
+            got = f"{case.seq_len} + {case.new_tokens} new tokens" if case.new_tokens else f"{case.seq_len}"
             problems.setdefault((where, case.model, "seq"), f"{where}: expected at most {limit[1]} for model"
-                                f" {case.model} ({limit[0]}), got {case.seq_len}")  # fmt: skip
+                                f" {case.model} ({limit[0]}), got {got}")  # fmt: skip
             continue
         need = model_limits.memory_estimate(config, case.task, case.batch_size, case.seq_len)
         if need is not None and need > total:
