@@ -27,6 +27,10 @@ def accuracy_text(row: dict) -> str:
     accuracy = row.get("accuracy")
     if not accuracy:
         return "-"
+    if accuracy.get("token_agreement") is not None:
+        text = f"{'pass' if accuracy['passed'] else 'FAIL'} tokens {accuracy['token_agreement']:.0%}"
+        first = accuracy.get("first_divergence")
+        return text + (f" diverge@{first}" if first is not None else "")
     if accuracy.get("relative_error") is None:
         return "pass" if accuracy.get("passed") else "FAIL " + "; ".join(accuracy.get("failures", []))
     text = f"{'pass' if accuracy['passed'] else 'FAIL'} err {accuracy['relative_error']:.1e}"
@@ -46,7 +50,7 @@ def shape_title(row: dict) -> str:
     return (
         f"{row.get('model')} ({row.get('task')})  seq {row.get('seq_len')}  batch {row.get('batch_size')}"
         f"  {threads} {plural('thread', threads)}  padding {row.get('padding_ratio') or 0:g}"
-    )
+    ) + (f"  +{row['new_tokens']} new tokens" if row.get("new_tokens") else "")
 
 
 def cv_cell(row: dict) -> tuple[str, str]:
