@@ -282,3 +282,43 @@ def test_onnxruntime_and_openvino_generate_with_their_kv_cache_and_reuse_their_e
     assert list((tmp_path / "cache").glob("artifacts/openvino-tiny-fp32-with-past-*"))
     result, again = run(suite, tmp_path / "second", cache)
     assert again["ort", "fp32"]["details"]["cache"] == "hit" and again["ov", "fp32"]["details"]["cache"] == "hit"
+
+
+# --- the report and bench show, on synthetic rows ---------------------------------------------------------------
+
+
+def generation_row(backend, precision, median, agreement=1.0, first=None):
+    from test_report import make_row
+
+    row = make_row("gpt", backend, precision, 32, 1, median, task="text-generation", backend_type="pytorch")
+    row["case_id"] = row["case_id"].replace("-s32-", "-s32-n4-")
+    token_ms = [[median * 0.4, median * 0.2, median * 0.2, median * 0.15]] * 5
+    row["new_tokens"] = 4
+    row["generation"] = {"prompt_len": 32, **figures(token_ms, [median * 0.05] * 5, batch_size=1)}
+    passed = agreement >= (1.0 if precision == "fp32" else 0.5)
+    row["accuracy"] = {
+        **compare_tokens([[1, 2, 3, 4]], reference_of([[1, 2, 3, 4]]), precision, {}),
+        "token_agreement": agreement, "argmax_agreement": agreement, "first_divergence": first, "passed": passed,
+        "failures": [] if passed else [f"token agreement {agreement:.3f} < 1"],
+    }  # fmt: skip
+    return row
+
+
+def test_the_report_and_show_have_a_generation_table(tmp_path):
+    from bench.report import build_report
+    from test_report import write_run
+
+    rows = [generation_row("eager", "fp32", 20.0), generation_row("sdpa", "fp32", 16.0),
+            generation_row("eager", "bf16", 12.0, agreement=0.75, first=3)]  # fmt: skip
+    run_dir = write_run(tmp_path / "run", rows)
+    md = build_report(run_dir, tmp_path / "out", formats=["md"]).markdown.read_text()
+    assert "## Text generation" in md and "| TTFT ms | decode ms/token |" in md
+    sdpa = next(line for line in md.splitlines() if line.startswith("| gpt | 32 | 4 | 1 | 1 | sdpa |"))
+    assert "| 6.40 | 3.20 |" in sdpa and "100%" in sdpa  # TTFT 0.4 × 16 ms, a decode step 0.2 × 16 ms
+    bf16 = next(line for line in md.splitlines() if "| eager | bf16" in line and line.startswith("| gpt | 32 | 4"))
+    assert "75% (first divergence at 3)" in bf16
+    shown = bench_cli("show", run_dir)
+    assert "TTFT ms" in shown.stdout and "+4 new tokens" in shown.stdout, shown.stdout
+    assert "75%" in shown.stdout
+    markdown = bench_cli("show", run_dir, "--format", "md")
+    assert "### Text generation" in markdown.stdout
