@@ -322,3 +322,22 @@ def test_the_report_and_show_have_a_generation_table(tmp_path):
     assert "75%" in shown.stdout
     markdown = bench_cli("show", run_dir, "--format", "md")
     assert "### Text generation" in markdown.stdout
+
+
+def test_only_the_backends_with_a_generate_path_declare_it():
+    from bench.backends import BACKENDS
+
+    assert {name for name, info in BACKENDS.items() if info.generates} == {"pytorch", "onnxruntime", "openvino"}
+
+
+def test_rounds_pool_their_generate_calls():
+    from bench.run.rounds import merge
+
+    first, second = generation_row("sdpa", "fp32", 10.0), generation_row("sdpa", "fp32", 30.0)
+    for row in (first, second):
+        row["measure"] = {"rounds": 2, "min_iterations": 3}
+    merged = merge([first, second])
+    assert merged["generation"]["calls"] == 10 and merged["generation"]["prompt_len"] == 32
+    assert merged["generation"]["token_ms"] == first["generation"]["token_ms"] + second["generation"]["token_ms"]
+    assert merged["generation"]["ttft_ms"]["min"] == pytest.approx(4.0)
+    assert merged["generation"]["ttft_ms"]["max"] == pytest.approx(12.0)
