@@ -13,7 +13,6 @@ from bench.plan.matrix import case_id, dropped_combinations, expand
 from bench.plan.suite import load_suite
 from conftest import bench_cli, write_suite
 
-TINY_GPT2 = {"n_layer": 2, "n_embd": 64, "n_head": 2, "n_positions": 128}
 SUITE = """\
 name: gen
 defaults:
@@ -41,12 +40,12 @@ backends:
 
 
 def test_a_generate_block_makes_generation_cases_at_its_prompt_lengths(tmp_path):
-    suite = load_suite(write_suite(tmp_path, SUITE.replace("prompt_lens: [16], new_tokens: [8]",
-                                                           "prompt_lens: [16, 32], new_tokens: [4, 8]")))[0]
+    text = SUITE.replace("prompt_lens: [16], new_tokens: [8]", "prompt_lens: [16, 32], new_tokens: [4, 8]")
+    suite = load_suite(write_suite(tmp_path, text))[0]
     cases = expand(suite)
     assert {(c.seq_len, c.new_tokens) for c in cases} == {(16, 4), (16, 8), (32, 4), (32, 8)}
-    assert all(c.generating and c.tolerance["min_token_agreement"] == (1.0 if c.precision == "fp32" else 0.5)
-               for c in cases)  # fmt: skip
+    assert all(c.generating for c in cases)
+    assert {(c.precision, c.tolerance["min_token_agreement"]) for c in cases} == {("fp32", 1.0), ("bf16", 0.5)}
     case = next(c for c in cases if c.backend == "sdpa" and c.seq_len == 32 and c.new_tokens == 8)
     assert case.case_id.startswith("tiny-sdpa-fp32-s32-n8-b1-t1-")
     assert "generate" not in case.model_entry
