@@ -205,9 +205,10 @@ def run(suite, out, env=None):
     return result, rows
 
 
-def check_generation(row, new_tokens=8):
+def check_generation(row, new_tokens=8, accurate=True):
     assert row["status"] == "ok", row["reason"]
-    assert row["accuracy"]["passed"], row["accuracy"]
+    assert row["accuracy"]["passed"] or not accurate, row["accuracy"]
+    assert 0 <= row["accuracy"]["token_agreement"] <= 1 and row["accuracy"]["tokens_compared"] == new_tokens
     assert row["new_tokens"] == new_tokens and row["seq_len"] == 16
     generation = row["generation"]
     assert generation["prompt_len"] == 16 and generation["new_tokens"] == new_tokens
@@ -227,15 +228,17 @@ def check_generation(row, new_tokens=8):
 def test_eager_sdpa_and_bf16_generate_checked_against_eager_fp32(tmp_path):
     suite = write_suite(tmp_path, SUITE)
     result, rows = run(suite, tmp_path / "out")
-    assert result.returncode == expected_exit(rows.values()), result.stdout + result.stderr
+    accurate = all(row["accuracy"]["passed"] for row in rows.values() if row["status"] == "ok")
+    expected = max(expected_exit(rows.values()), 0 if accurate else 1)
+    assert result.returncode == expected, result.stdout + result.stderr
     assert set(rows) == {("eager", "fp32"), ("eager", "bf16"), ("sdpa", "fp32")}
     for row in rows.values():
-        check_generation(row)
+        check_generation(row, accurate=row["precision"] == "fp32")  # bf16 may flip a near-tie of random weights
     assert rows["eager", "fp32"]["accuracy"]["token_agreement"] == 1.0
     assert rows["sdpa", "fp32"]["accuracy"]["first_divergence"] is None
     assert rows["eager", "bf16"]["precision_mode"]["how"] == "autocast"
     shown = bench_cli("show", tmp_path / "out")
-    assert shown.returncode == expected_exit(rows.values()) and "+8 new tokens" in shown.stdout, shown.stdout
+    assert shown.returncode == expected and "+8 new tokens" in shown.stdout, shown.stdout
 
 
 @pytest.mark.slow
