@@ -1,6 +1,7 @@
 """Text generation cases: the plan, the per-token clock, the token-count check, token accuracy, and real runs of a
 2-layer GPT-2 (random weights) through `bench run` in real workers."""
 
+import csv
 import json
 
 import numpy as np
@@ -313,7 +314,11 @@ def test_the_report_and_show_have_a_generation_table(tmp_path):
     rows = [generation_row("eager", "fp32", 20.0), generation_row("sdpa", "fp32", 16.0),
             generation_row("eager", "bf16", 12.0, agreement=0.75, first=3)]  # fmt: skip
     run_dir = write_run(tmp_path / "run", rows)
-    md = build_report(run_dir, tmp_path / "out", formats=["md"]).markdown.read_text()
+    written = build_report(run_dir, tmp_path / "out", formats=["md", "csv"])
+    md = written.markdown.read_text()
+    records = {r["backend"] + r["precision"]: r for r in csv.DictReader(written.csv.open())}
+    assert float(records["sdpafp32"]["ttft_median_ms"]) == pytest.approx(6.4)
+    assert records["eagerbf16"]["first_divergence"] == "3" and records["eagerbf16"]["new_tokens"] == "4"
     assert "## Text generation" in md and "| TTFT ms | decode ms/token |" in md
     sdpa = next(line for line in md.splitlines() if line.startswith("| gpt | 32 | 4 | 1 | 1 | sdpa |"))
     assert "| 6.40 | 3.20 |" in sdpa and "100%" in sdpa  # TTFT 0.4 × 16 ms, a decode step 0.2 × 16 ms

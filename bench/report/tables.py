@@ -193,6 +193,7 @@ def csv_record(entry: Entry) -> dict:
         max_abs_diff=accuracy.get("max_abs_diff"),
         cosine=accuracy.get("cosine"),
         argmax_agreement=accuracy.get("argmax_agreement"),
+        **generation_record(entry),
         load_ms=_timing(entry, "load"),
         prepare_ms=_timing(entry, "prepare"),
         first_call_ms=_timing(entry, "first_call"),
@@ -210,6 +211,21 @@ def csv_record(entry: Entry) -> dict:
         warnings="; ".join(map(str, row.get("warnings") or [])),
     )
     return record
+
+
+def generation_record(entry: Entry) -> dict:
+    """A generation case's figures (docs/results.md#text-generation); empty cells for a forward-pass case."""
+    row, accuracy = entry.row, entry.row.get("accuracy") or {}
+    return {
+        "new_tokens": row.get("new_tokens"),
+        "ttft_median_ms": _generation(entry, "ttft_ms", "median"),
+        "decode_ms_per_token_median": _generation(entry, "decode_ms_per_token", "median"),
+        "decode_ms_per_token_p90": _generation(entry, "decode_ms_per_token", "p90"),
+        "decode_tokens_per_s": _generation(entry, "decode_tokens_per_s"),
+        "generated_tokens_per_s": _generation(entry, "tokens_per_s"),
+        "token_agreement": accuracy.get("token_agreement"),
+        "first_divergence": accuracy.get("first_divergence"),
+    }
 
 
 def speedup_record(entry: Entry) -> dict:
