@@ -39,6 +39,8 @@ class Case:
     measure: dict = field(compare=False)
     tolerance: dict = field(compare=False)
     case_id: str = ""
+    new_tokens: int = 0
+    """Tokens each generate call must produce (a generation case), or 0: the model's forward pass is measured."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,9 +60,15 @@ class Case:
         )
 
     @property
+    def generating(self) -> bool:
+        """A text generation case: whole generate calls of new_tokens greedy tokens after a prompt of seq_len."""
+        return self.new_tokens > 0
+
+    @property
     def baseline_key(self) -> tuple:
-        """What a baseline stands for: the environment, model and shape at a thread count."""
-        return (self.environment, self.model, self.seq_len, self.batch_size, self.threads, self.padding_ratio)
+        """What a baseline stands for: the environment, model and shape at a thread count (and tokens generated)."""
+        shape = (self.environment, self.model, self.seq_len, self.batch_size, self.threads, self.padding_ratio)
+        return shape + ((self.new_tokens,) if self.new_tokens else ())
 
     def reference(self) -> Case:
         """The case whose outputs this one is checked against: eager fp32 in main, at the same shape."""

@@ -18,6 +18,9 @@ from bench.job import Job
 from bench.measure.timing import timed
 
 
+WITH_PAST = "-with-past"
+
+
 def package_versions(packages) -> dict:
     """The installed version of each package in this interpreter, None for one that is missing."""
     found = {}
@@ -89,13 +92,18 @@ class ArtifactChain(ABC):
         return {
             "backend": self.backend,
             "model": self.job.source.identity,
-            "task": self.case.task,
+            "task": self.task(),
             **({"seed": self.case.seed} if self.seeded else {}),
             "artifact": kind,
             "export_attn_implementation": self.export_attn,
             "versions": package_versions(self.versioned),
             **self.extra_parts(kind),
         }
+
+    def task(self) -> str:
+        """The export's task: a generation case's export carries a KV cache (Optimum's `-with-past` tasks), so it is
+        another entry than the forward-pass export of the same model."""
+        return self.case.task + (WITH_PAST if self.case.generating else "")
 
     def get(self) -> Path:
         kind = self.kind()
@@ -105,7 +113,7 @@ class ArtifactChain(ABC):
 
     def _entry(self, kind: str) -> CacheEntry:
         build = self._export if kind == self.export_kind else lambda folder: self._derive(kind, folder)
-        name = f"{self.backend}-{self.case.model}-{kind}"
+        name = f"{self.backend}-{self.case.model}-{kind}" + (WITH_PAST if self.case.generating else "")
         return get_or_build(self.job.cache_dir, name, self.parts(kind), build)
 
     def _export(self, folder: Path) -> None:

@@ -51,6 +51,8 @@ class Backend(ABC):
     """The modules `bench doctor` imports to tell whether the backend can run in an environment."""
     records: ClassVar[tuple[str, ...]]
     """The distributions whose versions every row and manifest record."""
+    generates: ClassVar[bool] = False
+    """Whether it runs text generation cases (generate_model); a suite's generation cases on another are left out."""
 
     def __init_subclass__(cls, **declared) -> None:
         unknown = set(declared) - set(DECLARED)
@@ -99,6 +101,17 @@ class Backend(ABC):
         """What was computed, read from what the backend built: {weights, compute, how, label}
         (bench.backends.precision_mode.mode)."""
 
+    def generate_model(self):
+        """For a generation case, after prepare: the model whose `generate` (transformers' GenerationMixin) is
+        measured, set up with a KV cache. Only a backend that declares `generates=True` is asked."""
+        raise NotImplementedError(f"the {self.name} backend does not run text generation")
+
+    def generate_context(self):
+        """The context every generate call runs in (autocast for bf16, ...)."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
     def after_measurement(self) -> None:
         """A hook for checks on what happened while measuring (e.g. recompilations)."""
 
@@ -109,7 +122,9 @@ class Backend(ABC):
         self.warnings += step.warnings
 
 
-DECLARED = ("name", "options_model", "precisions", "thread_family", "environment", "requires", "records")
+DECLARED = (
+    "name", "options_model", "precisions", "thread_family", "environment", "requires", "records", "generates",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,7 @@ class BackendInfo:
     thread_family: str
     requires: tuple[str, ...]
     records: tuple[str, ...]
+    generates: bool
 
     @classmethod
     def of(cls, backend: type[Backend]) -> BackendInfo:

@@ -76,6 +76,8 @@ def formatted(rows: list[dict], fmt: str, sort: str, color: bool, manifest: dict
         lines += [f"## On {machine.name}", ""] if machine else []
         for (model, task), members in tables.by_model(mine).items():
             lines += [f"### {model} ({task})", "", *table(*tables.table_cells(members))]
+        generation = tables.generation_cells(mine)
+        lines += ["### Text generation", "", *table(tables.GENERATION_HEADER, generation)] if generation else []
     return "\n".join(lines).rstrip("\n")
 
 

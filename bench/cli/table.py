@@ -27,6 +27,10 @@ def accuracy_text(row: dict) -> str:
     accuracy = row.get("accuracy")
     if not accuracy:
         return "-"
+    if accuracy.get("token_agreement") is not None:
+        text = f"{'pass' if accuracy['passed'] else 'FAIL'} tokens {accuracy['token_agreement']:.0%}"
+        first = accuracy.get("first_divergence")
+        return text + (f" diverge@{first}" if first is not None else "")
     if accuracy.get("relative_error") is None:
         return "pass" if accuracy.get("passed") else "FAIL " + "; ".join(accuracy.get("failures", []))
     text = f"{'pass' if accuracy['passed'] else 'FAIL'} err {accuracy['relative_error']:.1e}"
@@ -46,7 +50,7 @@ def shape_title(row: dict) -> str:
     return (
         f"{row.get('model')} ({row.get('task')})  seq {row.get('seq_len')}  batch {row.get('batch_size')}"
         f"  {threads} {plural('thread', threads)}  padding {row.get('padding_ratio') or 0:g}"
-    )
+    ) + (f"  +{row['new_tokens']} new tokens" if row.get("new_tokens") else "")
 
 
 def cv_cell(row: dict) -> tuple[str, str]:
@@ -59,15 +63,29 @@ def cv_cell(row: dict) -> tuple[str, str]:
     return f"{100 * cv:.1f} ({count})", "yellow" if cv > CV_WARNING else "green"
 
 
+GENERATION_COLUMNS = (("TTFT ms", "right"), ("ms/token", "right"), ("tok/s", "right"))
+"""A generation shape's extra columns: median time to first token, median decode step, decode tokens per second."""
+
+
+def generation_cells(row: dict) -> list[str]:
+    generation = row.get("generation") or {}
+    ttft = (generation.get("ttft_ms") or {}).get("median")
+    step = (generation.get("decode_ms_per_token") or {}).get("median")
+    rate = generation.get("decode_tokens_per_s")
+    return [f"{v:.2f}" if v is not None else "-" for v in (ttft, step)] + [f"{rate:.1f}" if rate else "-"]
+
+
 def shape_table(members: list[dict], factors: dict, sort: str, across: dict | None = None) -> Table:
     """One shape's cases; `across`, when some case ran outside main, adds the ratio over main's eager fp32."""
     best, tied = fastest_or_tied(members)
     tied_ids = {id(r) for r in tied}
+    generating = any(r.get("generation") for r in members)
     table = Table(
         title=shape_title(members[0]), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
     )
     for name, justify in (("", "left"), ("backend", "left"), ("precision", "left"), ("env", "left"),
                           ("median ms", "right"), ("95% CI ms", "right"), ("CV % (n)", "right"),
+                          *(GENERATION_COLUMNS if generating else ()),
                           ("speedup [95% CI]", "left"), *((("vs main [95% CI]", "left"),) if across else ()),
                           ("accuracy", "left")):  # fmt: skip
         table.add_column(name, justify=justify, overflow="fold")
@@ -77,13 +95,15 @@ def shape_table(members: list[dict], factors: dict, sort: str, across: dict | No
         common = [mark, str(row["backend"]), row_label(row), str(row.get("environment") or "main")]
         versus_main = [(across[row["case_id"]].text() if across[row["case_id"]] else "-")] if across else []
         if row.get("status") != "ok":
-            table.add_row(*common, "-", "-", "-", str(row["status"]), *versus_main, "-", style=style)
+            dashes = ["-"] * len(GENERATION_COLUMNS) if generating else []
+            table.add_row(*common, "-", "-", "-", *dashes, str(row["status"]), *versus_main, "-", style=style)
             continue
         factor = factors[row["case_id"]]
         cv_text, cv_style = cv_cell(row)
         table.add_row(
             *common, f"{row['latency_ms']['median']:.2f}", interval_text(median_ci(row)),
-            f"[{cv_style}]{cv_text}[/]", factor.text() if factor else "-", *versus_main, accuracy_text(row),
+            f"[{cv_style}]{cv_text}[/]", *(generation_cells(row) if generating else ()),
+            factor.text() if factor else "-", *versus_main, accuracy_text(row),
             style=style,
         )  # fmt: skip
     return table

@@ -35,11 +35,17 @@ def save_reference(path, outputs: dict, inputs: dict) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.partial")
-    arrays = {name: np.asarray(value, np.float32) for name, value in outputs.items()}
+    arrays = {name: as_stored(value) for name, value in outputs.items()}
     meta = {DIGEST: np.array(inputs_digest(inputs)), NUMPY: np.array(np.__version__)}
     with os.fdopen(fd, "wb") as handle:
         np.savez(handle, **{MASK: inputs["attention_mask"]}, **meta, **arrays)
     os.replace(tmp, path)
+
+
+def as_stored(value) -> np.ndarray:
+    """Outputs as float32; integer arrays (a generation reference's token ids) as int64, exactly."""
+    value = np.asarray(value)
+    return value.astype(np.int64) if np.issubdtype(value.dtype, np.integer) else value.astype(np.float32)
 
 
 def load_reference(path) -> Reference:

@@ -12,24 +12,38 @@ from bench.text import plural
 from bench.environments import MAIN
 from bench.errors import BenchError
 from bench.job import Case
-from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite
+from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOKEN_AGREEMENT, DEFAULT_TOLERANCES, Suite
 
 AXES_DEFAULTS = {"seq_lens": [128], "batch_sizes": [1], "threads": [1], "precisions": ["fp32"], "padding_ratios": [0.0]}
+ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate"}
+"""What a case's model_entry leaves out: the axes and measure it was expanded with, and its generate block."""
 FILTER_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment",
-    "precision", "seq_len", "batch_size", "threads", "padding_ratio",
+    "precision", "seq_len", "batch_size", "threads", "padding_ratio", "new_tokens",
 )  # fmt: skip
 
 
 def case_id(params: dict) -> str:
     """Readable prefix plus a digest of every parameter that changes what is measured (not how long)."""
     identity = {k: v for k, v in params.items() if k not in ("measure", "tolerance", "suite", "case_id")}
+    if not identity.get("new_tokens"):
+        identity.pop("new_tokens", None)  # a forward-pass case keeps the id it had before generation cases existed
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     pad = f"-p{params['padding_ratio']:g}" if params["padding_ratio"] else ""
+    new = f"-n{params['new_tokens']}" if params.get("new_tokens") else ""
     return (
         f"{params['model']}-{params['backend']}-{params['precision']}"
-        f"-s{params['seq_len']}-b{params['batch_size']}-t{params['threads']}{pad}-{digest}"
+        f"-s{params['seq_len']}{new}-b{params['batch_size']}-t{params['threads']}{pad}-{digest}"
     )
+
+
+def generation_axes(model, defaults) -> tuple[list[int] | None, list[int]]:
+    """A text-generation model's (prompt lengths, new token counts) from its generate block or the defaults', or
+    (None, [0]) when it has none: its cases then measure the forward pass. prompt_lens None: the seq_lens apply."""
+    block = model.generate or (defaults.generate if model.task == "text-generation" else None)
+    if block is None:
+        return None, [0]
+    return block.prompt_lens, list(block.new_tokens)
 
 
 def expand(suite: Suite) -> list[Case]:
@@ -40,16 +54,22 @@ def expand(suite: Suite) -> list[Case]:
         info = BACKENDS[backend.type]
         axes = {name: _pick(name, backend, model, defaults) for name in AXES_DEFAULTS}
         measure = _merge_measure(defaults, model, backend)
-        for seq, batch, threads, precision, pad in itertools.product(
-            axes["seq_lens"], axes["batch_sizes"], axes["threads"], axes["precisions"], axes["padding_ratios"]
+        prompt_lens, new_token_counts = generation_axes(model, defaults)
+        if new_token_counts != [0] and not info.generates:
+            continue  # said once by dropped_combinations
+        if prompt_lens is not None:
+            axes["seq_lens"] = prompt_lens
+        for seq, batch, threads, precision, pad, new_tokens in itertools.product(
+            axes["seq_lens"], axes["batch_sizes"], axes["threads"], axes["precisions"], axes["padding_ratios"],
+            new_token_counts,
         ):
-            if precision not in info.precisions or (pad and batch == 1):
+            if precision not in info.precisions or (pad and batch == 1) or (pad and new_tokens):
                 continue
             params = {
                 "suite": suite.name,
                 "model": model.name,
                 "task": model.task,
-                "model_entry": model.model_dump(exclude_none=True, exclude=set(AXES_DEFAULTS) | {"measure"}),
+                "model_entry": model.model_dump(exclude_none=True, exclude=ENTRY_EXCLUDED),
                 "backend": backend.label,
                 "backend_type": backend.type,
                 "backend_options": info.options.model_validate(backend.options).model_dump(),
@@ -61,8 +81,10 @@ def expand(suite: Suite) -> list[Case]:
                 "padding_ratio": pad,
                 "seed": defaults.seed,
                 "measure": measure,
-                "tolerance": _tolerance(defaults, precision),
+                "tolerance": _tolerance(defaults, precision, generating=bool(new_tokens)),
             }
+            if new_tokens:
+                params["new_tokens"] = new_tokens
             case = Case(**params, case_id=case_id(params))
             if not any(_matches_exclude(case, ex) for ex in suite.exclude):
                 cases.append(case)
@@ -91,7 +113,7 @@ def environment_baselines(cases: list[Case], suite: Suite) -> list[Case]:
             "backend_options": BACKENDS["pytorch"].options(attn_implementation="eager").model_dump(),
             "precision": "fp32",
             "measure": _merge_measure(suite.defaults, models[case.model]),
-            "tolerance": _tolerance(suite.defaults, "fp32"),
+            "tolerance": _tolerance(suite.defaults, "fp32", generating=case.generating),
         }
         added[key] = Case(**params, case_id=case_id(params))
     return list(added.values())
@@ -120,6 +142,13 @@ def dropped_combinations(suite: Suite) -> list[str]:
                 note = f"{backend.label} ({backend.type}) does not support {precision}; those cases are left out"
                 if precision not in info.precisions and note not in notes:
                     notes.append(note)
+            generating = generation_axes(model, suite.defaults)[1] != [0]
+            note = (
+                f"{backend.label} ({backend.type}) does not support text generation yet (unsupported: it has no"
+                f" generate path); its generation cases are left out"
+            )
+            if generating and not info.generates and note not in notes:
+                notes.append(note)
     return notes
 
 
@@ -143,8 +172,10 @@ def _merge_measure(*levels) -> dict:
     return merged
 
 
-def _tolerance(defaults, precision: str) -> dict:
+def _tolerance(defaults, precision: str, generating: bool = False) -> dict:
     tolerance = dict(DEFAULT_TOLERANCES[precision])
+    if generating:
+        tolerance["min_token_agreement"] = DEFAULT_TOKEN_AGREEMENT[precision]
     if precision in defaults.tolerances:
         tolerance.update(defaults.tolerances[precision].model_dump(exclude_unset=True))
     return tolerance

@@ -178,6 +178,12 @@ def axis_location(suite: Suite, case: Case, name: str) -> str:
     return f"defaults.{name}" + ("" if getattr(suite.defaults, name) is not None else " (the default)")
 
 
+def generate_location(suite: Suite, case: Case) -> str:
+    """The generate block that made a generation case: its model's, or the defaults'."""
+    mi = next(i for i, m in enumerate(suite.models) if m.name == case.model)
+    return f"models[{mi}].generate" if suite.models[mi].generate is not None else "defaults.generate"
+
+
 def shape_problems(suite: Suite, cases: list[Case], configs: dict[int, dict]) -> list[str]:
     """Sequence lengths over the model's positions, and cases that cannot fit in this machine's memory."""
     import psutil
@@ -190,10 +196,11 @@ def shape_problems(suite: Suite, cases: list[Case], configs: dict[int, dict]) ->
         if config is None:
             continue
         limit = model_limits.usable_positions(config)
-        if limit is not None and case.seq_len > limit[1]:
-            where = axis_location(suite, case, "seq_lens")
+        if limit is not None and case.seq_len + case.new_tokens > limit[1]:
+            where = generate_location(suite, case) if case.generating else axis_location(suite, case, "seq_lens")
+            got = f"{case.seq_len} + {case.new_tokens} new tokens" if case.new_tokens else f"{case.seq_len}"
             problems.setdefault((where, case.model, "seq"), f"{where}: expected at most {limit[1]} for model"
-                                f" {case.model} ({limit[0]}), got {case.seq_len}")  # fmt: skip
+                                f" {case.model} ({limit[0]}), got {got}")  # fmt: skip
             continue
         need = model_limits.memory_estimate(config, case.task, case.batch_size, case.seq_len)
         if need is not None and need > total:

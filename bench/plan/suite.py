@@ -64,6 +64,10 @@ class Tolerance(StrictModel):
         None, ge=0, description="Top-1 is gated where the reference's top-1 minus top-2 is at least this many std."
     )
     min_top1_agreement: Optional[float] = Field(None, ge=0, le=1, description="Share of those that must agree.")
+    min_token_agreement: Optional[float] = Field(
+        None, ge=0, le=1,
+        description="Text generation: share of generated tokens that must equal eager fp32's at the same position.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -80,6 +84,9 @@ DEFAULT_TOLERANCES = {
     "bf16": {"max_relative_error": 0.15, "top1_margin": 0.75, "min_top1_agreement": 1.0},
     "int8": {"max_relative_error": 0.18, "top1_margin": 1.0, "min_top1_agreement": 1.0},
 }
+DEFAULT_TOKEN_AGREEMENT = {"fp32": 1.0, "bf16": 0.5, "int8": 0.5}
+"""Text generation: the share of greedy tokens that must equal eager fp32's, position by position (docs/results.md).
+fp32 must match every token; a reduced precision may flip a near-tie and continue differently from there."""
 
 
 class Axes(StrictModel):
@@ -124,9 +131,32 @@ class Axes(StrictModel):
         return values
 
 
+class Generate(StrictModel):
+    """Text generation cases: whole greedy generate calls, each producing exactly new_tokens tokens."""
+
+    prompt_lens: Optional[list[int]] = Field(
+        None, min_length=1, description="Prompt lengths in tokens; default: the seq_lens that apply."
+    )
+    new_tokens: list[int] = Field(min_length=1, description="Tokens each generate call produces (min = max).")
+
+    @field_validator("prompt_lens", "new_tokens")
+    @classmethod
+    def _positive_distinct(cls, values):
+        if values is not None:
+            for v in values:
+                if v < 1:
+                    raise ValueError(f"expected integers of at least 1, got {v}")
+            if len(set(values)) != len(values):
+                raise ValueError("expected distinct values, got one twice")
+        return values
+
+
 class Defaults(Axes):
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for random weights and inputs.")
     tolerances: dict[Precision, Tolerance] = Field(default_factory=dict)
+    generate: Optional[Generate] = Field(
+        None, description="Text generation (for models of task text-generation that do not set their own)."
+    )
 
 
 class ModelEntry(Axes):
@@ -140,6 +170,9 @@ class ModelEntry(Axes):
     hub: Optional[str] = Field(None, description="A Hub id, used only if it is already in the local cache.")
     config_overrides: dict[str, Any] = Field(
         default_factory=dict, description="config.json values to replace: booleans, integers, finite numbers, strings."
+    )
+    generate: Optional[Generate] = Field(
+        None, description="Text generation cases instead of the forward pass (task text-generation only)."
     )
 
     @field_validator("config_overrides")
@@ -159,6 +192,8 @@ class ModelEntry(Axes):
             raise ValueError(f"expected exactly one of packaged, path, config, hub, got {given or 'none'}")
         if self.config_overrides and not self.config:
             raise ValueError("expected config_overrides only with config (random weights), got it with " + given[0])
+        if self.generate is not None and self.task != "text-generation":
+            raise ValueError(f"expected generate only with task text-generation, got it with task {self.task}")
         return self
 
 

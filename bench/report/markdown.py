@@ -23,6 +23,13 @@ LEGEND = (
     " included), loop peak MB that of the first call, warm-up and timed loop alone; % peak compares it with the matmul probe at the same"
     " precision and thread count."
 )
+GENERATION_LEGEND = (
+    "Whole greedy generate calls of \"new\" tokens after a prompt of \"prompt\" tokens, with the KV cache. TTFT: time"
+    " to first token (prefill and its choice), median over calls; decode ms/token: one later token, median and p90"
+    " over every step; decode tok/s: tokens 2..N per second; tok/s (e2e): generated tokens per second of whole"
+    " calls. Speedup is over eager fp32's whole call at the same shape and threads. Token agreement: the share of"
+    " generated tokens equal to eager fp32's, position by position (docs/results.md#text-generation)."
+)
 
 
 def cell(text) -> str:
@@ -67,6 +74,10 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         for heading, model_members in tables.result_tables(members).items():
             lines += [f"{'####' if title else '###'} {cell(heading)}", ""]
             lines += table(*tables.table_cells(model_members))
+    generation = tables.generation_cells(report.entries)
+    if generation:
+        lines += ["## Text generation", "", cell(GENERATION_LEGEND), ""]
+        lines += table(tables.GENERATION_HEADER, generation)
     lines += ["## Plots", ""]
     for plot in plots:
         link = plot.png.relative_to(out_dir).as_posix()

@@ -193,6 +193,7 @@ def csv_record(entry: Entry) -> dict:
         max_abs_diff=accuracy.get("max_abs_diff"),
         cosine=accuracy.get("cosine"),
         argmax_agreement=accuracy.get("argmax_agreement"),
+        **generation_record(entry),
         load_ms=_timing(entry, "load"),
         prepare_ms=_timing(entry, "prepare"),
         first_call_ms=_timing(entry, "first_call"),
@@ -210,6 +211,21 @@ def csv_record(entry: Entry) -> dict:
         warnings="; ".join(map(str, row.get("warnings") or [])),
     )
     return record
+
+
+def generation_record(entry: Entry) -> dict:
+    """A generation case's figures (docs/results.md#text-generation); empty cells for a forward-pass case."""
+    row, accuracy = entry.row, entry.row.get("accuracy") or {}
+    return {
+        "new_tokens": row.get("new_tokens"),
+        "ttft_median_ms": _generation(entry, "ttft_ms", "median"),
+        "decode_ms_per_token_median": _generation(entry, "decode_ms_per_token", "median"),
+        "decode_ms_per_token_p90": _generation(entry, "decode_ms_per_token", "p90"),
+        "decode_tokens_per_s": _generation(entry, "decode_tokens_per_s"),
+        "generated_tokens_per_s": _generation(entry, "tokens_per_s"),
+        "token_agreement": accuracy.get("token_agreement"),
+        "first_divergence": accuracy.get("first_divergence"),
+    }
 
 
 def speedup_record(entry: Entry) -> dict:
@@ -231,3 +247,41 @@ def to_csv(entries: list[Entry]) -> str:
         writer.writeheader()
         writer.writerows(records)
     return out.getvalue()
+
+
+GENERATION_HEADER = [
+    "model", "prompt", "new", "batch", "threads", "backend", "precision", "TTFT ms", "decode ms/token",
+    "decode p90 ms", "decode tok/s", "tok/s (e2e)", "speedup [95% CI]", "token agreement",
+]  # fmt: skip
+
+
+def _generation(entry: Entry, key: str, statistic: str | None = None):
+    value = (entry.row.get("generation") or {}).get(key) if entry.ok else None
+    return (value or {}).get(statistic) if statistic else value
+
+
+def token_agreement_text(entry: Entry) -> str:
+    """The share of generated tokens equal to eager fp32's, and where they first diverged."""
+    accuracy = entry.row.get("accuracy") or {}
+    agreement = accuracy.get("token_agreement")
+    if not entry.ok or agreement is None:
+        return accuracy_text(entry)
+    first = accuracy.get("first_divergence")
+    verdict = "" if accuracy.get("passed") else "FAIL "
+    return f"{verdict}{agreement:.0%}" + (f" (first divergence at {first})" if first is not None else "")
+
+
+def generation_cells(entries: list[Entry]) -> list[list[str]]:
+    """One line per generation case (rows with `new_tokens`), in table order: the per-token figures
+    (docs/results.md#text-generation); the speedup is over eager fp32's whole generate call at the same shape."""
+    cells = []
+    for e in sorted((e for e in entries if e.row.get("new_tokens")), key=sort_key):
+        row = e.row
+        cells.append([
+            str(row.get("model")), str(row.get("seq_len")), str(row.get("new_tokens")), str(row.get("batch_size")),
+            str(row.get("threads")), str(row.get("backend")), row_label(row),
+            number(_generation(e, "ttft_ms", "median")), number(_generation(e, "decode_ms_per_token", "median")),
+            number(_generation(e, "decode_ms_per_token", "p90")), number(_generation(e, "decode_tokens_per_s"), 1),
+            number(_generation(e, "tokens_per_s"), 1), speedup_text(e), token_agreement_text(e),
+        ])  # fmt: skip
+    return cells

@@ -14,7 +14,8 @@ from bench.environments import MAIN
 from bench.measure.intervals import median_interval
 from bench.measure.stats import CV_WARNING
 
-SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_ratio")
+SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_ratio", "new_tokens")
+"""new_tokens: a generation row's tokens per call; a forward-pass row has none (None), its Case 0."""
 
 
 def shape_key(row: dict) -> tuple:

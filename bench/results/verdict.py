@@ -92,6 +92,9 @@ def margin_of(row: dict) -> tuple[float, str]:
     bound, value = tolerance.get("min_top1_agreement"), (accuracy.get("top1") or {}).get("decided_agreement")
     if bound is not None and bound < 1 and value is not None:
         found.append(((1 - value) / (1 - bound), f"top-1 agreement {value:.1%} (limit {bound:.0%})"))
+    bound, value = tolerance.get("min_token_agreement"), accuracy.get("token_agreement")
+    if bound is not None and bound < 1 and value is not None:
+        found.append(((1 - value) / (1 - bound), f"token agreement {value:.1%} (limit {bound:.0%})"))
     if not found:
         return 0.0, "no gated figure"
     used, text = max(found, key=lambda f: f[0])

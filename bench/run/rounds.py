@@ -21,6 +21,7 @@ import random
 import statistics
 from collections import defaultdict
 
+from bench.measure.generation import merge_figures
 from bench.measure.intervals import pooled_log_spread, with_pooled_bound
 from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput_at
 
@@ -158,6 +159,10 @@ def merge(rows: list[dict], pooled: dict | None = None) -> dict:
     merged["latency_ms"] = with_pooled_bound(latency, len(rows), pooled)
     merged["latency_ms"]["ci_target"] = ci_target(merged["latency_ms"], rows[0]["measure"].get("target_ci"))
     merged["throughput"] = throughput_at(merged["latency_ms"]["median"], rows[-1])
+    if all(r.get("generation") for r in rows) and len(rows) > 1:
+        entries = [r["generation"] for r in rows]
+        pooled_calls = merge_figures(entries, rows[-1]["batch_size"])
+        merged["generation"] = {"prompt_len": entries[-1].get("prompt_len"), **pooled_calls}
     merged["timings_ms"] = rows[0].get("timings_ms")
     merged["provenance"] = rows[0].get("provenance")
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)

@@ -190,6 +190,7 @@ def reference_path(case: Case, source: Source) -> Path:
         "model": source.identity,
         "task": case.task,
         "shape": [case.batch_size, case.seq_len, case.padding_ratio],
+        **({"new_tokens": case.new_tokens} if case.generating else {}),
         "seed": case.seed,
         "versions": versions,
     }
@@ -220,6 +221,7 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
         "batch_size": case.batch_size,
         "threads": case.threads,
         "padding_ratio": case.padding_ratio,
+        **({"new_tokens": case.new_tokens} if case.generating else {}),
         "baseline": case.is_baseline,
         "pinned_cpus": cpus,
         "measure": case.measure,
@@ -232,6 +234,8 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
     for key in ("latency_ms", "samples_ms", "throughput", "accuracy", "effective", "timings_ms", "memory",
                 "padding", "details", "flops", "interference", "precision_mode"):  # fmt: skip
         row[key] = result.get(key)
+    if case.generating:
+        row["generation"] = result.get("generation")
     row["warnings"] = (
         list(result.get("warnings", []))
         + effect_warnings(case, cpus, result.get("effective"))

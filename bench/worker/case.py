@@ -24,6 +24,8 @@ START_VAR = "BENCH_START"
 """Set to "warm" in a worker forked by the fork server (bench.worker.warm); the row records how its worker started."""
 DELAY_VAR = "BENCH_DELAY_MS"
 """Test hook: `SUBSTRING:MS[,...]` makes every call of a case whose id contains SUBSTRING MS ms slower."""
+GENERATION_FAULT_VAR = "BENCH_GENERATION_FAULT"
+"""Test hook: `SUBSTRING:stop=K` or `SUBSTRING:diverge=K` (see generation_hooks)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +67,8 @@ def run_job(job: Job) -> dict:
     _, prepare_ms = timed(lambda: backend.prepare(inputs))
     memory = LoopMemory()
     memory.prepared()
+    if case.generating:
+        return run_generation(job, backend, inputs, reference, memory, {"load": load_ms, "prepare": prepare_ms})
     _, first_ms = timed(backend.run)
     for _ in range(measure_cfg["warmup"]):
         backend.run()
@@ -96,6 +100,82 @@ def run_job(job: Job) -> dict:
         + ci_target_warnings(latency["ci_target"], len(samples_ms))
         + warnings_of(interference),
     }
+
+
+def run_generation(job: Job, backend, inputs: dict, reference, memory, timings: dict) -> dict:
+    """A generation case: whole generate calls as the timed call (bench.measure.generation), the same loop, meter
+    and warm-up as any case; the row's latency is the end-to-end call, its `generation` entry the per-token figures,
+    its accuracy the generated tokens against eager fp32's."""
+    from bench.measure.generation import GenerationCall, compare_tokens, figures, raw_timings
+    from bench.measure.interference import warnings_of
+    from bench.measure.reference import save_reference
+    from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
+    from bench.measure.timing import timed
+
+    case, measure_cfg = job.case, job.case.measure
+    stopping, processors = generation_hooks(job, int(inputs["input_ids"].shape[1]))
+    call = GenerationCall(
+        backend.generate_model(),
+        inputs,
+        case.new_tokens,
+        job.vocab["pad_token_id"],
+        backend.generate_context,
+        stopping,
+        processors,
+    )
+    _, timings["first_call"] = timed(call)
+    for _ in range(measure_cfg["warmup"]):
+        call()
+    if job.mode == "reference":
+        save_reference(job.reference, call.reference(), inputs)
+        return {"reference": job.reference, "effective": effective(backend)}
+    samples_ns, interference = measure_until_clean(call, measure_cfg)
+    memory.looped()
+    backend.after_measurement()
+    token_ms, tail_ms = raw_timings(call.records[-len(samples_ns):])
+    generation = {"prompt_len": case.seq_len, **figures(token_ms, tail_ms, case.batch_size)}
+    samples_ms = [ns / 1e6 for ns in samples_ns]
+    latency = latency_summary(samples_ms)
+    latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
+    return {
+        "latency_ms": latency,
+        "samples_ms": samples_ms,
+        "throughput": throughput(latency["median"], case.batch_size, case.batch_size * case.new_tokens),
+        "generation": generation,
+        "accuracy": compare_tokens(call.tokens(), reference.outputs, case.precision, case.tolerance),
+        "effective": effective(backend),
+        "timings_ms": {**timings, **backend.timings},
+        "memory": memory.figures(),
+        "precision_mode": backend.precision_mode(),
+        "padding": 0.0,
+        "details": backend.details,
+        "flops": None,
+        "interference": interference,
+        "warnings": backend.warnings
+        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"])
+        + ci_target_warnings(latency["ci_target"], len(samples_ms))
+        + warnings_of(interference),
+    }
+
+
+def generation_hooks(job: Job, prompt_len: int) -> tuple[list, list]:
+    """Test hook GENERATION_FAULT_VAR, on measured cases only (never on their reference): `SUBSTRING:stop=K` stops
+    generate after K tokens, `SUBSTRING:diverge=K` makes token K (0-based) the second choice."""
+    from bench.measure.generation import diverge_at, stop_after
+
+    stopping, processors = [], []
+    if job.mode != "measure":
+        return stopping, processors
+    for spec in filter(None, os.environ.get(GENERATION_FAULT_VAR, "").split(",")):
+        substring, _, fault = spec.rpartition(":")
+        if substring not in job.case.case_id:
+            continue
+        kind, _, count = fault.partition("=")
+        if kind == "stop":
+            stopping.append(stop_after(prompt_len, int(count)))
+        elif kind == "diverge":
+            processors.append(diverge_at(prompt_len, int(count)))
+    return stopping, processors
 
 
 RETRY_PAUSE_S = 2.0

@@ -55,7 +55,7 @@ class OnnxArtifacts(
         return {"quantization": {"preset": QUANTIZATION, "is_static": False, "per_channel": self.options.per_channel}}
 
     def export(self, model, folder: Path) -> None:
-        export_onnx(model, folder, self.case.task)
+        export_onnx(model, folder, self.task())
 
     def derive(self, kind: str, export: Path, folder: Path) -> None:
         if kind == "int8":
@@ -69,9 +69,11 @@ class OnnxArtifacts(
 
 
 def export_onnx(model, folder: Path, task: str) -> None:
-    """Optimum's export of the loaded model (its weights, not a checkpoint's), dynamic axes, no KV cache.
+    """Optimum's export of the loaded model (its weights, not a checkpoint's), dynamic axes.
 
-    The task is given without "-with-past", so a causal LM is exported as one graph without past key/values.
+    A forward-pass case gives the task without "-with-past", so a causal LM is exported as one graph without past
+    key/values; a generation case gives "text-generation-with-past": one model.onnx that takes and returns them
+    (an empty past on the first step), as ORTModelForCausalLM(use_cache=True) runs it.
     Optimum's own output check is skipped: every case is compared with the eager reference anyway.
     """
     from optimum.exporters.onnx import onnx_export_from_model

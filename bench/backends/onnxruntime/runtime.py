@@ -65,6 +65,7 @@ class OnnxruntimeBackend(
     precisions=("fp32", "int8"),
     thread_family="onnxruntime",
     requires=("onnxruntime",), records=("optimum", "optimum-onnx", "onnxruntime"),
+    generates=True,
 ):
     def load(self) -> None:
         import onnxruntime
@@ -78,7 +79,16 @@ class OnnxruntimeBackend(
         self.take(artifacts)
         self.model, self.timings["session_ms"] = timed(lambda: self.open_session(folder))
         self.session = self.model.model
-        self.call = CALLS[self.options.call](self.model, graph_feed(self.model.input_names, inputs, "the ONNX graph"))
+        if self.case.generating:
+            if self.options.call != "optimum":
+                raise ValueError(
+                    f"option call: {self.options.call!r} times one session call; a generation case times whole"
+                    " generate calls of Optimum's ORTModelForCausalLM (call: optimum)"
+                )
+            self.call = None
+        else:
+            feed = graph_feed(self.model.input_names, inputs, "the ONNX graph")
+            self.call = CALLS[self.options.call](self.model, feed)
         self.reported = self.read_back()
 
     def session_options(self):
@@ -92,7 +102,7 @@ class OnnxruntimeBackend(
         return options
 
     def open_session(self, folder):
-        extra = {"use_cache": False} if self.case.task == "text-generation" else {}
+        extra = {"use_cache": self.case.generating} if self.case.task == "text-generation" else {}
         return ort_model_class(self.case.task).from_pretrained(
             folder,
             provider="CPUExecutionProvider",
@@ -103,6 +113,10 @@ class OnnxruntimeBackend(
 
     def run(self):
         return self.call()
+
+    def generate_model(self):
+        """ORTModelForCausalLM over the with-past export: transformers' generate, the past kept as ORT outputs."""
+        return self.model
 
     def outputs(self, raw):
         return super().outputs(self.call.named(raw))
@@ -121,7 +135,7 @@ class OnnxruntimeBackend(
             "graph_optimization_level": options.graph_optimization_level.name,
             "intra_op_spinning": options.get_session_config_entry(SPINNING_KEY),
             "providers": self.session.get_providers(),
-            "use_io_binding": self.call.uses_io_binding,
+            "use_io_binding": self.call.uses_io_binding if self.call is not None else bool(self.model.use_io_binding),
         }
         if reported["intra_op_num_threads"] == 0:
             self.warnings.append("ORT reports intra_op_num_threads 0 (its own choice), not a thread count")

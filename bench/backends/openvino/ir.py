@@ -32,9 +32,12 @@ def ov_model_class(task: str):
     return getattr(optimum.intel, OV_CLASSES[task])
 
 
-def read_ir(folder: Path, task: str, ov_config: dict):
-    """The OVModelFor<task> over an IR folder, not compiled yet."""
-    extra = {"use_cache": False, "stateful": False} if task == "text-generation" else {}
+def read_ir(folder: Path, task: str, ov_config: dict, generating: bool = False):
+    """The OVModelFor<task> over an IR folder, not compiled yet; a generation case's IR keeps its KV cache as state."""
+    if generating:
+        extra = {"use_cache": True}
+    else:
+        extra = {"use_cache": False, "stateful": False} if task == "text-generation" else {}
     return ov_model_class(task).from_pretrained(folder, compile=False, ov_config=ov_config, **extra)
 
 
@@ -53,7 +56,13 @@ class IrArtifacts(
     seeded=False,
 ):
     def kind(self) -> str:
-        return artifact_kind(self.case.precision, self.options)
+        kind = artifact_kind(self.case.precision, self.options)
+        if kind == "int8-static" and self.case.generating:
+            raise ValueError(
+                "int8_mode static is not supported for generation cases (its calibration feeds have no past"
+                " key/values); use int8_mode: weights"
+            )
+        return kind
 
     def extra_parts(self, kind: str) -> dict:
         if kind != "int8-static":
@@ -63,10 +72,10 @@ class IrArtifacts(
         return {"calibration": {**calibration, "seed": self.case.seed}}
 
     def export(self, model, folder: Path) -> None:
-        export_ir(model, folder, self.case.task)
+        export_ir(model, folder, self.task(), stateful=self.case.generating)
 
     def derive(self, kind: str, export: Path, folder: Path) -> None:
-        model = read_ir(export, self.case.task, {})
+        model = read_ir(export, self.case.task, {}, generating=self.case.generating)
         mode = self.options.int8_mode
         calibration = calibration_dataset(model, self.job, self.options) if mode == "static" else None
         _, self.timings["quantize_ms"] = timed(lambda: quantize_ir(model, folder, mode, calibration))
@@ -75,12 +84,14 @@ class IrArtifacts(
         return ir_bytes(folder)
 
 
-def export_ir(model, folder: Path, task: str) -> None:
-    """optimum-intel's export of a loaded model, weights kept in fp32, without a KV cache for causal LMs."""
+def export_ir(model, folder: Path, task: str, stateful: bool = False) -> None:
+    """optimum-intel's export of a loaded model, weights kept in fp32: without a KV cache for a causal LM's forward
+    pass; for generation ("text-generation-with-past") with it, kept as the IR's state (stateful, optimum-intel's
+    default for causal LMs)."""
     from optimum.exporters.openvino import export_from_model
     from optimum.intel import OVConfig
 
-    export_from_model(model, folder, task=task, ov_config=OVConfig(dtype="fp32"), stateful=False)
+    export_from_model(model, folder, task=task, ov_config=OVConfig(dtype="fp32"), stateful=stateful)
 
 
 def quantize_ir(model, folder: Path, mode: str, calibration) -> None:

@@ -54,6 +54,7 @@ class OpenvinoBackend(
     precisions=("fp32", "bf16", "int8"),
     thread_family="openvino",
     requires=("openvino",), records=("optimum", "optimum-intel", "openvino", "nncf"),
+    generates=True,
 ):
     def load(self) -> None:
         import openvino
@@ -65,13 +66,23 @@ class OpenvinoBackend(
         artifacts = IrArtifacts(self.job, self.options)
         folder = artifacts.get()
         self.take(artifacts)
-        self.model, self.timings["read_ms"] = timed(lambda: read_ir(folder, self.case.task, self.ov_config()))
+        generating = self.case.generating
+        self.model, self.timings["read_ms"] = timed(
+            lambda: read_ir(folder, self.case.task, self.ov_config(), generating=generating)
+        )
         self.apply_static_shape()
         _, self.timings["compile_ms"] = timed(self.compile)
         self.reported = self.read_back()
         self.call = self.make_call(inputs)
 
     def make_call(self, inputs):
+        if self.case.generating:
+            if self.options.call != "optimum":
+                raise ValueError(
+                    f"option call: {self.options.call!r} times one inference; a generation case times whole generate"
+                    " calls of optimum-intel's OVModelForCausalLM (call: optimum)"
+                )
+            return None
         if self.options.call == "compiled":
             compiled = self.compiled_model()
             feed = graph_feed([i.get_any_name() for i in compiled.inputs], inputs, "the OpenVINO IR")
@@ -110,6 +121,10 @@ class OpenvinoBackend(
                 f"OpenVINO could not compile the IR reshaped to {self.details['static_shape']} ({first.strip()}); "
                 "the same IR may compile with static_shape: false"
             ) from exc
+
+    def generate_model(self):
+        """OVModelForCausalLM over the stateful IR: transformers' generate, the KV cache kept in the infer request."""
+        return self.model
 
     def run(self):
         return self.call()

@@ -28,7 +28,9 @@ class PytorchOptions(Options):
     )
 
 
-class PytorchBackend(TorchBackend, name="pytorch", options_model=PytorchOptions, precisions=("fp32", "bf16")):
+class PytorchBackend(
+    TorchBackend, name="pytorch", options_model=PytorchOptions, precisions=("fp32", "bf16"), generates=True
+):
     def load(self) -> None:
         configure_torch(self.threads)
         self.model = load_model(self.job, attn_implementation=self.options.attn_implementation)
@@ -47,6 +49,13 @@ class PytorchBackend(TorchBackend, name="pytorch", options_model=PytorchOptions,
     def run(self):
         with inference_context("bf16" if self.autocast else "fp32"):
             return self.model(**self.inputs)
+
+    def generate_model(self):
+        """The transformers model itself: generate runs it with its own KV cache (DynamicCache)."""
+        return self.model
+
+    def generate_context(self):
+        return inference_context("bf16" if self.autocast else "fp32")
 
     def precision_mode(self) -> dict:
         from bench.backends.precision_mode import torch_mode
