@@ -123,6 +123,14 @@ class Job:
         return cls(**{key: nested[key].from_dict(value) if key in nested else value for key, value in data.items()})
 
 
+UNSUPPORTED = "unsupported"
+
+
+class Unsupported(Exception):
+    """The backend's own maker declines this model or task (not a failure of the run): the case's row has status
+    "unsupported" and the maker's reason, with the equivalent configuration where there is one."""
+
+
 def envelope(status: str, **content: Any) -> dict:
     """A child's answer: `{"schema", "status", ...}`, with `result` when it worked and `error` when it did not."""
     return {"schema": ENVELOPE_SCHEMA, "status": status, **content}

@@ -9,7 +9,16 @@ import pytest
 
 from backend_jobs import expected_exit
 from bench.errors import SuiteError
-from bench.measure.generation import MARGINS, TOKENS, compare_tokens, figures, merge_figures, top1_margins
+from bench.measure.generation import (
+    MARGINS,
+    PREFILL,
+    TOKENS,
+    compare_generation,
+    compare_tokens,
+    figures,
+    merge_figures,
+    top1_margins,
+)
 from bench.plan.matrix import case_id, dropped_combinations, expand
 from bench.plan.suite import load_suite
 from conftest import bench_cli, write_suite
@@ -65,11 +74,11 @@ def test_a_forward_pass_case_keeps_its_id(tmp_path):
 
 
 def test_backends_without_generation_are_left_out_and_said_so(tmp_path):
-    text = SUITE + "  - name: compiled\n    type: torch_compile\n"
+    text = SUITE + "  - name: traced\n    type: torchscript\n"
     suite = load_suite(write_suite(tmp_path, text))[0]
-    assert not any(c.backend == "compiled" for c in expand(suite))
+    assert not any(c.backend == "traced" for c in expand(suite))
     notes = dropped_combinations(suite)
-    assert any("compiled (torch_compile) does not support text generation" in n and "unsupported" in n for n in notes)
+    assert any("traced (torchscript) does not support text generation" in n and "unsupported" in n for n in notes)
 
 
 def test_generate_is_refused_on_another_task(tmp_path):
@@ -122,6 +131,23 @@ def test_fp32_must_match_every_token_and_says_where_it_diverged():
     assert off["token_agreement"] == 0.75 and off["prefix_agreement"] == pytest.approx((0.5 + 1) / 2)
     assert "token agreement 0.750 < 1; first divergence at token 2" in off["failures"][0]
     assert off["argmax_agreement"] == 0.75 and off["relative_error"] is None
+
+
+def test_the_prefill_logits_are_gated_as_outputs_are_and_fail_the_case_with_equal_tokens():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(1, 50)).astype(np.float32)
+    reference = {**reference_of([[1, 2, 3, 4]]), PREFILL: logits}
+    close = compare_generation({TOKENS: [[1, 2, 3, 4]], PREFILL: logits * 1.001}, reference, "bf16",
+                               {"max_relative_error": 0.15, "min_token_agreement": 0.5})  # fmt: skip
+    assert close["passed"] and 0 < close["relative_error"] < 0.01
+    assert close["outputs"][PREFILL]["relative_error"] == close["relative_error"]
+    skewed = logits + rng.normal(scale=0.5, size=logits.shape).astype(np.float32)
+    wrong = compare_generation({TOKENS: [[1, 2, 3, 4]], PREFILL: skewed}, reference, "fp32",
+                               {"max_relative_error": 1e-4, "min_token_agreement": 1.0})  # fmt: skip
+    assert not wrong["passed"] and wrong["token_agreement"] == 1.0
+    assert wrong["failures"][0].startswith("prefill logits relative error")
+    missing = compare_generation({TOKENS: [[1, 2, 3, 4]], PREFILL: logits[:, :10]}, reference, "fp32", {})
+    assert not missing["passed"] and "prefill logits have shape [1, 10]" in missing["failures"][0]
 
 
 def test_reduced_precisions_are_gated_on_their_minimum_agreement():
@@ -265,8 +291,10 @@ def test_an_early_stop_fails_its_case_and_a_wrong_backend_fails_accuracy(tmp_pat
 RUNTIMES = """\
   - name: ort
     type: onnxruntime
+    precisions: [fp32, int8]
   - name: ov
     type: openvino
+    precisions: [fp32, bf16, int8]
 """
 
 
@@ -277,9 +305,13 @@ def test_onnxruntime_and_openvino_generate_with_their_kv_cache_and_reuse_their_e
     cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
     result, rows = run(suite, tmp_path / "first", cache)
     assert result.returncode == expected_exit(rows.values()), result.stdout + result.stderr
-    assert set(rows) == {("eager", "fp32"), ("sdpa", "fp32"), ("ort", "fp32"), ("ov", "fp32")}
+    assert set(rows) == {("eager", "fp32"), ("sdpa", "fp32"), ("ort", "fp32"), ("ort", "int8"), ("ov", "fp32"),
+                         ("ov", "bf16"), ("ov", "int8")}  # fmt: skip
     for row in rows.values():
-        check_generation(row)
+        check_generation(row, accurate=row["precision"] == "fp32")
+        assert row["accuracy"]["outputs"]["prefill_logits"]["relative_error"] is not None
+    assert rows["ov", "int8"]["precision_mode"]["weights"] == "int8"
+    assert rows["ort", "fp32"]["accuracy"]["relative_error"] < 1e-4 and rows["ov", "fp32"]["accuracy"]["passed"]
     assert rows["ort", "fp32"]["details"]["cache"] == "miss" and rows["ov", "fp32"]["details"]["cache"] == "miss"
     assert list((tmp_path / "cache").glob("artifacts/onnxruntime-tiny-export-with-past-*"))
     assert list((tmp_path / "cache").glob("artifacts/openvino-tiny-fp32-with-past-*"))
@@ -314,8 +346,12 @@ def test_the_report_and_show_have_a_generation_table(tmp_path):
     rows = [generation_row("eager", "fp32", 20.0), generation_row("sdpa", "fp32", 16.0),
             generation_row("eager", "bf16", 12.0, agreement=0.75, first=3)]  # fmt: skip
     run_dir = write_run(tmp_path / "run", rows)
-    written = build_report(run_dir, tmp_path / "out", formats=["md", "csv"])
+    written = build_report(run_dir, tmp_path / "out", formats=["md", "csv", "html"])
     md = written.markdown.read_text()
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert '<h2 id="text-generation">Text generation</h2>' in html and "75% (first divergence at 3)" in html
+    plots = {path.name for path in (tmp_path / "out" / "plots").glob("*.png")}
+    assert {"decode_rate.png", "time_to_first_token.png"} <= plots and "tokens_per_s.png" not in plots
     records = {r["backend"] + r["precision"]: r for r in csv.DictReader(written.csv.open())}
     assert float(records["sdpafp32"]["ttft_median_ms"]) == pytest.approx(6.4)
     assert records["eagerbf16"]["first_divergence"] == "3" and records["eagerbf16"]["new_tokens"] == "4"
@@ -334,7 +370,9 @@ def test_the_report_and_show_have_a_generation_table(tmp_path):
 def test_only_the_backends_with_a_generate_path_declare_it():
     from bench.backends import BACKENDS
 
-    assert {name for name, info in BACKENDS.items() if info.generates} == {"pytorch", "onnxruntime", "openvino"}
+    assert {name for name, info in BACKENDS.items() if info.generates} == {
+        "pytorch", "torch_compile", "onnxruntime", "openvino", "ipex", "bettertransformer",
+    }  # fmt: skip
 
 
 def test_rounds_pool_their_generate_calls():
@@ -348,3 +386,73 @@ def test_rounds_pool_their_generate_calls():
     assert merged["generation"]["token_ms"] == first["generation"]["token_ms"] + second["generation"]["token_ms"]
     assert merged["generation"]["ttft_ms"]["min"] == pytest.approx(4.0)
     assert merged["generation"]["ttft_ms"]["max"] == pytest.approx(12.0)
+
+
+COMPILED = """\
+  - name: compiled
+    type: torch_compile
+    options: {attn_implementation: sdpa}
+"""
+
+
+@pytest.mark.slow
+def test_torch_compile_generates_with_a_static_cache_and_compiled_decode_steps(tmp_path):
+    text = SUITE.replace("    precisions: [fp32, bf16]\n", "") + COMPILED
+    suite = write_suite(tmp_path, text)
+    cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    result, rows = run(suite, tmp_path / "first", cache)
+    assert result.returncode == expected_exit(rows.values()), result.stdout + result.stderr
+    compiled = rows["compiled", "fp32"]
+    check_generation(compiled)
+    assert compiled["effective"]["backend"]["cache_implementation"] == "static"
+    assert compiled["effective"]["backend"]["compiled"] == "decode steps"
+    assert compiled["details"]["graphs_compiled"] >= 1 and compiled["details"]["recompilations"] == 0
+    assert compiled["details"]["cache"] == "miss" and compiled["timings_ms"]["compile_ms"] > 0
+    result, again = run(suite, tmp_path / "second", cache)
+    assert again["compiled", "fp32"]["details"]["cache"] == "hit", again["compiled", "fp32"]["details"]
+
+
+INTEL_SUITE = """\
+name: gen-intel
+defaults:
+  batch_sizes: [1]
+  threads: [1]
+  precisions: [fp32]
+  generate: {prompt_lens: [16], new_tokens: [8]}
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300}
+models:
+  - name: tiny
+    config: gpt2
+    task: text-generation
+    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128}
+  - name: tinysc
+    config: tiny_starcoder_py
+    task: text-generation
+    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128}
+backends:
+  - name: eager
+    type: pytorch
+  - name: ipex
+    type: ipex
+  - name: bt
+    type: bettertransformer
+"""
+
+
+@pytest.mark.slow
+def test_ipex_and_bettertransformer_generate_in_intel_and_optimum_declining_gpt_bigcode_is_said(tmp_path):
+    from test_backends_intel import INTEL
+
+    if not INTEL.built:
+        pytest.skip(f"environment 'intel' is not built ({INTEL.python}); build it with: bench env create intel")
+    result, _ = run(write_suite(tmp_path, INTEL_SUITE), tmp_path / "out")
+    rows = {(r["model"], r["backend"]): r for r in map(json.loads, (tmp_path / "out/results.jsonl").open())}
+    assert result.returncode == expected_exit(rows.values()), result.stdout + result.stderr
+    for key in (("tiny", "ipex"), ("tinysc", "ipex"), ("tiny", "bt")):
+        check_generation(rows[key])
+        assert rows[key]["environment"] == "intel" and rows[key]["effective"]["backend"].get("jit") in (False, None)
+    declined = rows["tinysc", "bt"]
+    assert declined["status"] == "unsupported" and "gpt_bigcode" in declined["reason"]
+    assert "attn_implementation: sdpa" in declined["reason"]
+    shown = bench_cli("show", tmp_path / "out")
+    assert "Not supported (1)" in shown.stdout, shown.stdout

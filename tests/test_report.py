@@ -139,7 +139,8 @@ def test_report_writes_markdown_html_csv_and_plots(tmp_path):
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         else:
             ET.parse(path)
-    assert "tokens per second" in md.lower() and "the run has no text-generation cases" in md
+    assert "prompt tokens per second" in md.lower() and "the run has no forward-pass text-generation cases" in md
+    assert "decode tokens per second" in md.lower() and "the run has no text generation cases" in md
 
 
 def test_html_is_self_contained(tmp_path):

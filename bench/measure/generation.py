@@ -15,7 +15,9 @@ The check of a call: exactly new_tokens tokens came out, and the clock ticked th
 fails with GenerationCountError (an end-of-sequence token cannot stop it, min_new_tokens forbids it, but another
 stopping criterion or a backend that ignores min_new_tokens could).
 
-Accuracy compares the generated token ids with eager fp32's, generated from the same prompt ids and seeded weights:
+Accuracy compares the prefill's logits (the raw scores of the first new token, batch × vocab) with eager fp32's as
+an encoder's outputs are compared (bench.measure.accuracy: centred relative error, gated by the precision's
+max_relative_error), and the generated token ids with eager fp32's, generated from the same prompt ids and seeded weights:
 `token_agreement` is the share of positions (over the batch) whose token equals the reference's, `first_divergence`
 the earliest position where any sequence differs; fp32 must match every token, bf16 and int8 at least
 `min_token_agreement` of them. The reference also keeps, per position, the margin of its top-1 over its top-2 score
@@ -33,6 +35,7 @@ from bench.measure.stats import percentile
 
 TOKENS = "generated_tokens"
 MARGINS = "reference_margins"
+PREFILL = "prefill_logits"
 """The names of the generation reference's arrays (bench.measure.reference)."""
 
 
@@ -165,19 +168,21 @@ class GenerationCall:
         return np.asarray(sequences[:, self.prompt_len :].cpu().numpy(), dtype=np.int64)
 
     def reference(self) -> dict:
-        """One more call that also returns its scores: the tokens and, per position, the top-1 margin (module doc)."""
+        """One more call that also returns its scores and raw logits: the tokens, the prefill's logits and, per
+        position, the top-1 margin (module doc). Run untimed, after the measured calls, by every case."""
         import numpy as np
 
         record = CallRecord(0)
         self.clock.stamps = record.stamps_ns
         with self.context():
             output = self.model.generate(
-                **self.tensors, **self.kwargs, output_scores=True, return_dict_in_generate=True
+                **self.tensors, **self.kwargs, output_scores=True, output_logits=True, return_dict_in_generate=True
             )
         self.check(output, record)
         self.last = output
         scores = np.stack([step.float().cpu().numpy() for step in output.scores], axis=1)  # batch × new × vocab
-        return {TOKENS: self.tokens(), MARGINS: top1_margins(scores)}
+        prefill = output.logits[0].float().cpu().numpy()  # batch × vocab, before any logits processor
+        return {TOKENS: self.tokens(), MARGINS: top1_margins(scores), PREFILL: prefill}
 
 
 def top1_margins(scores):
@@ -241,6 +246,44 @@ def merge_figures(entries: list[dict], batch_size: int) -> dict:
     token_ms = [call for entry in entries for call in entry["token_ms"]]
     tail_ms = [tail for entry in entries for tail in entry["tail_ms"]]
     return figures(token_ms, tail_ms, batch_size)
+
+
+def compare_generation(got: dict, reference: dict, precision: str, tolerance: dict) -> dict:
+    """A checking call's arrays (GenerationCall.reference) against eager fp32's: the prefill logits as outputs
+    (relative error, gated), then the tokens (compare_tokens); one verdict over both."""
+    tokens = compare_tokens(got[TOKENS], reference, precision, tolerance)
+    if PREFILL not in reference:
+        return tokens
+    prefill = prefill_figures(got.get(PREFILL), reference[PREFILL], tolerance)
+    return {
+        **tokens,
+        **{k: prefill[k] for k in ("relative_error", "max_abs_diff", "mean_abs_diff", "cosine", "finite")},
+        "outputs": {PREFILL: prefill},
+        "passed": tokens["passed"] and not prefill["failures"],
+        "failures": prefill["failures"] + tokens["failures"],
+    }
+
+
+def prefill_figures(got, reference, tolerance: dict) -> dict:
+    """The prefill's logits against the reference's, as bench.measure.accuracy compares any output."""
+    import numpy as np
+
+    from bench.measure.accuracy import output_figures
+
+    if got is None or np.shape(got) != np.shape(reference):
+        shape = None if got is None else list(np.shape(got))
+        figures = {"relative_error": None, "max_abs_diff": None, "mean_abs_diff": None, "cosine": None,
+                   "finite": None, "constant_reference": None}  # fmt: skip
+        return {**figures, "failures": [f"prefill logits have shape {shape}, the reference {list(np.shape(reference))}"]}
+    figures = output_figures(np.asarray(got, np.float64), np.asarray(reference, np.float64))
+    bound, error, failures = tolerance.get("max_relative_error"), figures["relative_error"], []
+    if not figures["finite"]:
+        failures.append("prefill logits contain NaN or infinity")
+    elif error is None:
+        failures.append("prefill logits differ from a constant reference")
+    elif bound is not None and not error <= bound:
+        failures.append(f"prefill logits relative error {error:.3g} > {bound:g}")
+    return {**figures, "failures": failures}
 
 
 def compare_tokens(got, reference: dict, precision: str, tolerance: dict) -> dict:

@@ -20,8 +20,8 @@ def numeric_shape(entry: Entry) -> tuple:
 
 def shape_label(entry: Entry, with_threads: bool = True) -> str:
     row = entry.row
-    text = f"s{row.get('seq_len')} b{row.get('batch_size')}"
-    text += f" t{row.get('threads')}" if with_threads else ""
+    text = f"s{row.get('seq_len')}" + (f" +{row['new_tokens']}" if row.get("new_tokens") else "")
+    text += f" b{row.get('batch_size')}" + (f" t{row.get('threads')}" if with_threads else "")
     return text + (f" p{row.get('padding_ratio'):g}" if row.get("padding_ratio") else "")
 
 
@@ -164,10 +164,47 @@ def distributions(entries: list[Entry], palette: dict):
     )
 
 
+def generating(entries: list[Entry]) -> list[Entry]:
+    """The measured text generation cases (whole generate calls), not a causal LM's forward-pass cases."""
+    return [e for e in measured(entries) if e.row.get("new_tokens") and e.row.get("generation")]
+
+
+def generation_figure(entry: Entry, key: str, statistic: str | None = None):
+    value = entry.row["generation"].get(key)
+    return (value or {}).get(statistic) if statistic else value
+
+
+def decode_rate(entries: list[Entry], palette: dict):
+    cases = generating(entries)
+    if not cases:
+        return None, "the run has no text generation cases"
+    figure, axes = grouped_bars(cases, palette, lambda e: generation_figure(e, "decode_tokens_per_s") or 0,
+                                "decode tokens/s", bar_format="{:.0f}")  # fmt: skip
+    legend_below(figure, axes)
+    return figure, (
+        "Decode tokens per second of whole greedy generate calls with the KV cache (tokens 2..N over their time,"
+        " median over calls), per prompt length; higher is faster."
+    )
+
+
+def time_to_first_token(entries: list[Entry], palette: dict):
+    cases = generating(entries)
+    if not cases:
+        return None, "the run has no text generation cases"
+    bounds = lambda e: (generation_figure(e, "ttft_ms", "median"), generation_figure(e, "ttft_ms", "p90"))  # noqa: E731
+    figure, axes = grouped_bars(cases, palette, lambda e: generation_figure(e, "ttft_ms", "median") or 0,
+                                "time to first token (ms)", bounds=bounds)  # fmt: skip
+    legend_below(figure, axes)
+    return figure, (
+        "Time to first token (the prefill over the prompt, and choosing the first token): median over calls, the"
+        " whisker up to p90, per prompt length; lower is faster."
+    )
+
+
 def tokens_per_second(entries: list[Entry], palette: dict):
-    generating = [e for e in measured(entries) if e.row.get("task") == "text-generation"]
+    generating = [e for e in measured(entries) if e.row.get("task") == "text-generation" and not e.row.get("new_tokens")]
     if not generating:
-        return None, "the run has no text-generation cases"
+        return None, "the run has no forward-pass text-generation cases"
     rate = lambda e: (e.row.get("throughput") or {}).get("tokens_per_s") or 0  # noqa: E731
     figure, axes = grouped_bars(generating, palette, rate, "prompt tokens/s")
     legend_below(figure, axes)
@@ -190,6 +227,8 @@ CHARTS = (
     ("speedup", "Speedup over eager fp32", speedup_bars),
     ("thread_scaling", "Thread scaling", thread_scaling),
     ("distributions", "Latency distributions", distributions),
-    ("tokens_per_s", "Tokens per second (text generation)", tokens_per_second),
+    ("decode_rate", "Decode tokens per second (text generation)", decode_rate),
+    ("time_to_first_token", "Time to first token (text generation)", time_to_first_token),
+    ("tokens_per_s", "Prompt tokens per second (causal LM forward pass)", tokens_per_second),
     ("percent_of_peak", "Share of the matmul peak", percent_of_peak),
 )

@@ -11,7 +11,7 @@ import jinja2
 from bench.report import attention, environment, tables
 from bench.report import verdict as verdict_section
 from bench.report.data import Entry, Report, Warnings, incomplete_notice
-from bench.report.markdown import LEGEND, MACHINES_NOTE, machine_groups, peak_groups, summary_line
+from bench.report.markdown import GENERATION_LEGEND, LEGEND, MACHINES_NOTE, machine_groups, peak_groups, summary_line
 from bench.report.plots import Plot, Skipped
 from bench.measure.stats import CV_WARNING
 from bench.results.verdict import verdicts
@@ -102,6 +102,11 @@ def peak_context(report: Report) -> list[dict]:
     return found
 
 
+def generation_table(report: Report) -> dict | None:
+    rows = tables.generation_cells(report.entries)
+    return table(tables.GENERATION_HEADER, rows) if rows else None
+
+
 def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped]) -> str:
     suite = (report.manifest.get("suite") or {}).get("name", "?")
     return template().render(
@@ -114,6 +119,8 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         attention=attention.groups(found),
         tails=found.stderr_tails,
         legend=LEGEND,
+        generation=generation_table(report),
+        generation_legend=GENERATION_LEGEND,
         plots=[plot_context(p) for p in plots],
         skipped=skipped,
         machine=environment.machine_items(report.manifest),

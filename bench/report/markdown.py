@@ -28,7 +28,8 @@ GENERATION_LEGEND = (
     " to first token (prefill and its choice), median over calls; decode ms/token: one later token, median and p90"
     " over every step; decode tok/s: tokens 2..N per second; tok/s (e2e): generated tokens per second of whole"
     " calls. Speedup is over eager fp32's whole call at the same shape and threads. Token agreement: the share of"
-    " generated tokens equal to eager fp32's, position by position (docs/results.md#text-generation)."
+    " generated tokens equal to eager fp32's, position by position; the prefill's logits are checked too"
+    " (docs/results.md#text-generation)."
 )
 
 

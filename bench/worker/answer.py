@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bench.job import EXIT_FAILED, EXIT_OK, envelope
+from bench.job import EXIT_FAILED, EXIT_OK, UNSUPPORTED, Unsupported, envelope
 
 MAX_REASON = 600
 
@@ -21,6 +21,8 @@ def answer(result_path: str, compute: Callable[[], dict]) -> int:
     """Write `compute()`'s envelope to `result_path`; the exit code says whether it worked."""
     try:
         reply = envelope("ok", result=compute())
+    except Unsupported as exc:
+        reply = error_envelope(UNSUPPORTED, exc, str(exc))
     except ModuleNotFoundError as exc:
         reply = error_envelope("missing_package", exc, f"No module named {exc.name!r} in {sys.executable}")
     except Exception as exc:  # every failure becomes an answer, with its traceback in the output

@@ -105,8 +105,8 @@ def run_job(job: Job) -> dict:
 def run_generation(job: Job, backend, inputs: dict, reference, memory, timings: dict) -> dict:
     """A generation case: whole generate calls as the timed call (bench.measure.generation), the same loop, meter
     and warm-up as any case; the row's latency is the end-to-end call, its `generation` entry the per-token figures,
-    its accuracy the generated tokens against eager fp32's."""
-    from bench.measure.generation import GenerationCall, compare_tokens, figures, raw_timings
+    its accuracy the prefill's logits and the generated tokens of one more, untimed call against eager fp32's."""
+    from bench.measure.generation import GenerationCall, compare_generation, figures, raw_timings
     from bench.measure.interference import warnings_of
     from bench.measure.reference import save_reference
     from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
@@ -133,6 +133,7 @@ def run_generation(job: Job, backend, inputs: dict, reference, memory, timings: 
     memory.looped()
     backend.after_measurement()
     token_ms, tail_ms = raw_timings(call.records[-len(samples_ns):])
+    checked = call.reference()  # untimed: the same call, also returning the prefill's logits
     generation = {"prompt_len": case.seq_len, **figures(token_ms, tail_ms, case.batch_size)}
     samples_ms = [ns / 1e6 for ns in samples_ns]
     latency = latency_summary(samples_ms)
@@ -142,7 +143,7 @@ def run_generation(job: Job, backend, inputs: dict, reference, memory, timings: 
         "samples_ms": samples_ms,
         "throughput": throughput(latency["median"], case.batch_size, case.batch_size * case.new_tokens),
         "generation": generation,
-        "accuracy": compare_tokens(call.tokens(), reference.outputs, case.precision, case.tolerance),
+        "accuracy": compare_generation(checked, reference.outputs, case.precision, case.tolerance),
         "effective": effective(backend),
         "timings_ms": {**timings, **backend.timings},
         "memory": memory.figures(),

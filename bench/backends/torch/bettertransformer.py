@@ -2,6 +2,10 @@
 
 Its encoder fast path (torch._transformer_encoder_layer_fwd on nested tensors) skips padding tokens, and runs only
 without autocast: under bf16 autocast every layer falls back to plain SDPA, so the backend offers fp32 only.
+
+For a causal LM it generates too (its attention layers replaced, transformers' generate and KV cache). optimum
+declines the model types whose attention transformers already runs with SDPA (gpt_bigcode, for one): such a case
+has status unsupported, with optimum's reason and the equivalent, the pytorch backend with attn_implementation sdpa.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from bench.backends.options import Options
+from bench.job import Unsupported
 from bench.backends.torch.common import (
     TORCH,
     TorchBackend,
@@ -33,21 +38,41 @@ class BetterTransformerBackend(
     environment="intel",
     requires=(*TORCH, "optimum.bettertransformer"),
     records=(*TORCH, "optimum"),
+    generates=True,
 ):
     def load(self) -> None:
         configure_torch(self.threads)
         self.model = load_model(self.job, attn_implementation="eager")
 
     def prepare(self, inputs) -> None:
-        self.model, self.timings["to_bettertransformer_ms"] = timed(self.model.to_bettertransformer)
+        self.model, self.timings["to_bettertransformer_ms"] = timed(self.convert)
         self.details["converted_layers"] = converted_layers(self.model)
         if not self.details["converted_layers"]:
             self.warnings.append("to_bettertransformer() replaced no layer: this is the plain eager model")
         self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case.task)}
 
+    def convert(self):
+        try:
+            return self.model.to_bettertransformer()
+        except ValueError as exc:
+            if "natively" not in str(exc):
+                raise
+            model_type = self.model.config.model_type
+            raise Unsupported(
+                f"optimum's BetterTransformer declines {model_type}: transformers runs its attention with PyTorch's"
+                " scaled_dot_product_attention natively; the equivalent is the pytorch backend with"
+                f" attn_implementation: sdpa (optimum: {str(exc).split('. ')[0]})"
+            ) from exc
+
     def run(self):
         with inference_context(self.case.precision):
             return self.model(**self.inputs)
+
+    def generate_model(self):
+        return self.model
+
+    def generate_context(self):
+        return inference_context(self.case.precision)
 
     def effective(self) -> dict:
         import torch

@@ -4,6 +4,11 @@ Each worker gives inductor a private cache folder (TORCHINDUCTOR_CACHE_DIR). Wha
 FX graph and AOTAutograd cache entries and the compiled C++ kernels) is kept as an entry of the artifact cache,
 keyed by the model, the case's inputs, precision, options and threads; a later run copies the entry into its own
 folder first, so its compile is a real torch.compile that inductor serves from its caches.
+
+A text generation case compiles as transformers does it: a static KV cache (generation_config.cache_implementation
+"static", sized to prompt + new tokens) and a CompileConfig, so generate runs the prefill in eager mode and every
+decode step through one compiled forward at a fixed shape. transformers compiles that way on CUDA only unless told
+(CompileConfig._compile_all_devices); the backend tells it, and the compile happens on prepare's first generate call.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ class TorchCompileOptions(Options):
 
 
 class TorchCompileBackend(
-    TorchBackend, name="torch_compile", options_model=TorchCompileOptions, precisions=("fp32", "bf16")
+    TorchBackend, name="torch_compile", options_model=TorchCompileOptions, precisions=("fp32", "bf16"), generates=True
 ):
     def load(self) -> None:
         self.inductor_dir = private_inductor_dir()
@@ -54,14 +59,18 @@ class TorchCompileBackend(
         import torch
 
         self.inputs = {**to_tensors(inputs), **model_call_kwargs(self.case.task)}
-        self.hidden = self.hidden_state_hook()
-        self.compiled = torch.compile(
-            self.model,
-            backend="inductor",
-            mode=self.options.mode,
-            dynamic=False,
-            fullgraph=self.options.fullgraph,
-        )
+        if self.case.generating:
+            self.hidden = None
+            self.compiled = compiled_generate(self.model, self.options, inputs, self.job, self.generate_context)
+        else:
+            self.hidden = self.hidden_state_hook()
+            self.compiled = torch.compile(
+                self.model,
+                backend="inductor",
+                mode=self.options.mode,
+                dynamic=False,
+                fullgraph=self.options.fullgraph,
+            )
         before = compile_counters()
         entry = get_or_build(self.job.cache_dir, entry_name(self.case), cache_parts(self.job), self.build)
         if entry.hit:
@@ -86,8 +95,17 @@ class TorchCompileBackend(
         self.warnings += cache_warnings(entry.hit, compiled)
 
     def run(self):
+        if self.case.generating:
+            return self.compiled()
         with inference_context(self.case.precision):
             return self.compiled(**self.inputs)
+
+    def generate_model(self):
+        """The model, its generation config set for a static cache and compiled decode steps (module doc)."""
+        return self.model
+
+    def generate_context(self):
+        return inference_context(self.case.precision)
 
     def after_measurement(self) -> None:
         recompiled = counter_delta(self.measured_from, compile_counters())["graphs"]
@@ -111,8 +129,16 @@ class TorchCompileBackend(
         return self.hidden
 
     def effective(self) -> dict:
+        generation = {}
+        if self.case.generating:
+            config = self.model.generation_config
+            generation = {
+                "cache_implementation": config.cache_implementation,
+                "compiled": "decode steps" if config.compile_config is not None else "nothing",
+            }
         return {
             **torch_effective(),
+            **generation,
             "attn_implementation": self.model.config._attn_implementation,
             "compiler_backend": "inductor",
             "mode": self.options.mode,
@@ -122,6 +148,19 @@ class TorchCompileBackend(
         }
 
 
+def compiled_generate(model, options: TorchCompileOptions, inputs: dict, job: Job, context):
+    """A generate call (bench.measure.generation) on the model set up for transformers' compiled decoding."""
+    from transformers import CompileConfig
+
+    from bench.measure.generation import GenerationCall
+
+    config = CompileConfig(fullgraph=options.fullgraph, dynamic=False, backend="inductor", mode=options.mode)
+    config._compile_all_devices = True  # transformers compiles on CUDA only unless told
+    model.generation_config.cache_implementation = "static"
+    model.generation_config.compile_config = config
+    return GenerationCall(model, inputs, job.case.new_tokens, job.vocab["pad_token_id"], context)
+
+
 def cache_parts(job: Job) -> dict:
     """As a TorchScript module's key, plus the threads and the CPU: inductor's kernels are built for both."""
     import torch
@@ -129,12 +168,14 @@ def cache_parts(job: Job) -> dict:
     parts = case_cache_parts(job, "torch_compile")
     parts["threads"] = job.case.threads
     parts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    parts["hidden_state_hook"] = job.case.task != "feature-extraction"
+    parts["hidden_state_hook"] = job.case.task != "feature-extraction" and not job.case.generating
+    if job.case.generating:
+        parts["new_tokens"] = job.case.new_tokens  # the static cache's length, part of the compiled shape
     return parts
 
 
 def entry_name(case: Case) -> str:
-    return f"torch_compile-{case.model}-{case.precision}"
+    return f"torch_compile-{case.model}-{case.precision}" + ("-generate" if case.generating else "")
 
 
 def private_inductor_dir() -> Path:

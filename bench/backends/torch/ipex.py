@@ -3,6 +3,9 @@
 The guide's "IPEX graph optimization". bf16 is traced and run under CPU autocast. IPEX is imported only by this
 backend and the Trainer (through common.import_ipex): the import changes every TorchScript graph in its process,
 and each case runs in a process of its own.
+
+A text generation case runs ipex.optimize's model in eager mode (a trace cannot hold generate's loop or its KV
+cache), so the jit option applies to forward-pass cases only; the row's effective.jit says what ran.
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ class IpexOptions(Options):
     attn_implementation: Literal["eager", "sdpa"] = "eager"
 
 
-class IpexBackend(IpexUser, name="ipex", options_model=IpexOptions, precisions=("fp32", "bf16")):
+class IpexBackend(IpexUser, name="ipex", options_model=IpexOptions, precisions=("fp32", "bf16"), generates=True):
     """Its precision mode is the torch default: ipex.optimize(dtype=bf16) converts the weights, and the calls
     (traced or not) also run under autocast."""
 
     def load(self) -> None:
         configure_torch(self.threads)
         self.ipex, self.timings["ipex_import_ms"] = timed(import_ipex)
-        job = traceable_job(self.job) if self.options.jit else self.job
+        job = traceable_job(self.job) if self.jit else self.job
         self.model = load_model(job, attn_implementation=self.options.attn_implementation)
 
     def prepare(self, inputs) -> None:
@@ -56,7 +59,7 @@ class IpexBackend(IpexUser, name="ipex", options_model=IpexOptions, precisions=(
         )
         self.inputs = to_tensors(inputs)
         self.call_kwargs = {}
-        if not self.options.jit:
+        if not self.jit:
             self.call_kwargs = model_call_kwargs(self.case.task)
             self.module = self.model
             return
@@ -76,12 +79,22 @@ class IpexBackend(IpexUser, name="ipex", options_model=IpexOptions, precisions=(
         self.details["profiling_runs"] = runs
         self.details["fused_ops"] = fused_ops(torch.jit.last_executed_optimized_graph())
 
+    @property
+    def jit(self) -> bool:
+        return self.options.jit and not self.case.generating
+
     def run(self):
         with inference_context(self.case.precision):
             return self.module(**self.inputs, **self.call_kwargs)
 
+    def generate_model(self):
+        return self.model
+
+    def generate_context(self):
+        return inference_context(self.case.precision)
+
     def hidden_state(self):
-        return FROZEN_OUTPUTS if self.options.jit else super().hidden_state()
+        return FROZEN_OUTPUTS if self.jit else super().hidden_state()
 
     def effective(self) -> dict:
         import torch
@@ -92,7 +105,7 @@ class IpexBackend(IpexUser, name="ipex", options_model=IpexOptions, precisions=(
             "ipex": self.ipex.__version__,
             "ipex_isa": self.ipex._C._get_current_isa_level(),
             "onednn_isa": self.ipex._C._get_current_onednn_isa_level(),
-            "jit": self.options.jit,
+            "jit": self.jit,
             "auto_kernel_selection": self.options.auto_kernel_selection,
             "weights_dtype": str(next(self.model.parameters()).dtype),
             "attn_implementation": self.model.config._attn_implementation,
