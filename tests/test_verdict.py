@@ -33,8 +33,11 @@ def test_a_tied_configuration_counts_at_its_shape_and_the_outright_fastest_break
     close = case("ort", [v + 0.4 for v in BASE], precision="int8", backend_type="onnxruntime")
     verdict = only(verdicts([eager, sdpa, close]))
     assert verdict.ship.label == "sdpa fp32" and verdict.fp32.label == "sdpa fp32"
+    assert verdict.ship.rivals == ["ort int8"] and verdict.fp32.rivals == []
     lines = "\n".join(markdown_lines([verdict], cell))
     assert "Shipping sdpa fp32 keeps fp32 outputs" in lines
+    assert "Ship sdpa fp32 is tied with ort int8: fastest or tied at as many shapes" in lines
+    assert "Fastest fp32 sdpa fp32 is tied" not in lines
 
 
 def test_costs_come_from_the_rows_and_the_backend_type():

@@ -46,6 +46,12 @@ def notes(verdict: ModelVerdict) -> list[str]:
     """Where each choice is not the fastest, and whether shipping already keeps fp32 outputs."""
     found = []
     for title, choice in (("Ship", verdict.ship), ("Fastest fp32", verdict.fp32)):
+        if choice and choice.rivals:
+            found.append(
+                f"{title} {choice.label} is tied with {', '.join(choice.rivals)}: fastest or tied at as many shapes, so"
+                " this run cannot rank them; the choice among them went to outright wins, then the lower total"
+                " median, and another run may choose another of them."
+            )
         if choice and choice.losses:
             where = "; ".join(f"{shape} (fastest there: {best})" for shape, best in choice.losses)
             found.append(f"{title} {choice.label} is not fastest or tied at: {where}.")

@@ -48,6 +48,8 @@ class Choice:
     losses: list[tuple[str, str]] = field(default_factory=list)
     """(shape, what is fastest there) where it is not fastest or tied"""
     speedups: list[float] = field(default_factory=list)
+    rivals: list[str] = field(default_factory=list)
+    """configurations fastest or tied at as many shapes: the run cannot rank them, only break the tie (module doc)"""
 
     @property
     def label(self) -> str:
@@ -137,6 +139,7 @@ def rank(rows: list[dict], keep=lambda row: True) -> Choice | None:
     own = [r for key, members in by_shape.items() for r in members if config_of(r) == config]
     choice = Choice(*config, rows=own, wins=winners[config])
     choice.losses = [(text, " ".join(config_of(best))) for text, best in fastest_at.values() if text not in choice.wins]
+    choice.rivals = [" ".join(c) for c in winners if c != config and len(winners[c]) == len(winners[config])]
     return choice
 
 

@@ -3,7 +3,6 @@ until it ends or its timeout, kill its group, and read the envelope it answered 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import select
@@ -16,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.job import ENVELOPE_SCHEMA, Job
+from bench.orphans import die_with_parent
 from bench.paths import PROJECT_ROOT
 from bench.backends.threads import child_environment
 
 WORKER = "bench.worker.case"
 TAIL_LINES = 25
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -53,10 +52,7 @@ def pin_and_tie(cpus: list[int] | None):
     def setup():
         if cpus is not None:
             os.sched_setaffinity(0, cpus)
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
-            pass
+        die_with_parent()
 
     return setup
 

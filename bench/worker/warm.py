@@ -24,6 +24,7 @@ import sys
 import time
 import traceback
 
+from bench.orphans import die_with_parent
 from bench.worker.case import HIDDEN_MODULES, START_VAR
 
 PRELOAD = (
@@ -43,7 +44,6 @@ PRELOAD = (
     "bench.measure.stats",
     "bench.measure.timing",
 )
-PR_SET_PDEATHSIG = 1
 
 
 def main() -> int:
@@ -119,15 +119,6 @@ def redirect_output(path: str) -> None:
     os.dup2(output, 2)
     os.close(null)
     os.close(output)
-
-
-def die_with_parent() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def reply(message: dict) -> None:
