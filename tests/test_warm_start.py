@@ -107,3 +107,36 @@ def test_an_interpreter_that_cannot_serve_falls_back_to_cold_starts(tmp_path, mo
     starts.close()
     assert broken is None
     assert said and said[-1].startswith("warm start unavailable for /bin/false at 1 thread(s)")
+
+
+def test_a_server_interrupted_while_it_starts_is_killed_with_its_group(tmp_path):
+    import pytest
+
+    from bench.run.launch import group_running
+    from bench.run.warm import WarmServer
+
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nsleep 600\n")  # an interpreter that never says it is ready
+    slow.chmod(0o755)
+    started = []
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    original = WarmServer.read
+
+    def read(self, timeout):
+        started.append(self.proc.pid)
+        signal.alarm(1)
+        return original(self, timeout)
+
+    try:
+        WarmServer.read = read
+        with pytest.raises(KeyboardInterrupt):
+            WarmServer(slow, 1, tmp_path / "server.log")
+    finally:
+        WarmServer.read = original
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert started and not group_running(started[0])

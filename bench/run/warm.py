@@ -46,9 +46,14 @@ class WarmServer:
                 preexec_fn=pin_and_tie(cpus),
             )
         self.buffer = b""
-        ready = self.read(READY_TIMEOUT_S)
-        if not ready.get("ready"):
-            raise ServerGone(f"fork server answered {ready!r} instead of ready")
+        try:
+            ready = self.read(READY_TIMEOUT_S)
+            if not ready.get("ready"):
+                raise ServerGone(f"fork server answered {ready!r} instead of ready")
+        except BaseException:  # Ctrl-C or SIGTERM while it imports, or it never got ready: no run will close it
+            kill_group(self.proc.pid)
+            self.proc.wait()
+            raise
         self.preloaded = ready.get("preloaded", [])
         self.import_s = ready.get("import_s")
 
