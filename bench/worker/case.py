@@ -263,7 +263,9 @@ def _fault(fault: str) -> None:
     if fault == "hang":
         import subprocess
 
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # a grandchild must die too
+        # a grandchild the timeout must kill too; orphaned (its worker killed some other way), it ends on its own
+        orphan_check = "import os, time\nparent = os.getppid()\nwhile os.getppid() == parent: time.sleep(0.5)"
+        subprocess.Popen([sys.executable, "-c", orphan_check])
         time.sleep(3600)
 
 
