@@ -324,11 +324,11 @@ def test_the_report_and_show_have_a_pipeline_table_and_a_stage_chart(tmp_path):
     md = written.markdown.read_text()
     assert "## Pipelines" in md and "| model share |" in md
     long = next(line for line in md.splitlines() if line.startswith("| qa | eager | fp32 | long |"))
-    assert "| 23 | 20.00 |" in long and "| 16.00 |" in long and "80%" in long
-    assert "model share of end to end: short 25%-50%, long 80%" in md
+    assert "| 1 | 23 | 20.00 |" in long and "| 16.00 |" in long and "| 80% | 100% |" in long
+    assert "Model share of end to end, by text length (over backends): short 25%-50%, long 80%." in md
     records = {r["backend"] + r["texts"]: r for r in csv.DictReader(written.csv.open())}
     assert float(records["ortshort"]["pipeline_model_ms_median"]) == pytest.approx(0.75)
-    assert (tmp_path / "out" / "pipeline_stages.png").is_file()
+    assert (tmp_path / "out" / "plots" / "pipeline_stages.png").is_file()
     assert "pipeline_stages" in written.html.read_text()
     shown = bench_cli("show", run_dir, "--format", "md")
     assert "### Pipelines" in shown.stdout and "| qa | ort | fp32 | short |" in shown.stdout, shown.stdout

@@ -31,6 +31,10 @@ def accuracy_text(row: dict) -> str:
         text = f"{'pass' if accuracy['passed'] else 'FAIL'} tokens {accuracy['token_agreement']:.0%}"
         first = accuracy.get("first_divergence")
         return text + (f" diverge@{first}" if first is not None else "")
+    if accuracy.get("answer_agreement") is not None:
+        text = f"{'pass' if accuracy['passed'] else 'FAIL'} answers {accuracy['answer_agreement']:.0%}"
+        first = accuracy.get("first_disagreement")
+        return text + (f" first wrong: text {first}" if first is not None else "")
     if accuracy.get("relative_error") is None:
         return "pass" if accuracy.get("passed") else "FAIL " + "; ".join(accuracy.get("failures", []))
     text = f"{'pass' if accuracy['passed'] else 'FAIL'} err {accuracy['relative_error']:.1e}"

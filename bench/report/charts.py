@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.report.data import Entry
+from bench.report.pipelines import stage_bars
 from bench.report.panels import WIDE, capped, facet_title, facets, grid, legend_below, safe, series, series_order
 
 SEQ_FACET = ("model", "task", "batch_size", "threads", "padding_ratio")
@@ -191,5 +192,6 @@ CHARTS = (
     ("thread_scaling", "Thread scaling", thread_scaling),
     ("distributions", "Latency distributions", distributions),
     ("tokens_per_s", "Tokens per second (text generation)", tokens_per_second),
+    ("pipeline_stages", "Pipeline stage times", stage_bars),
     ("percent_of_peak", "Share of the matmul peak", percent_of_peak),
 )
