@@ -27,6 +27,13 @@ def pipelined(entries: list[Entry]) -> list[Entry]:
     return sorted(ordered, key=lambda e: TEXT_ORDER.get(e.row.get("texts"), 3))
 
 
+def number(value, digits: int = 2) -> str:
+    """As the other tables: fixed decimals below 100, whole numbers above."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:.0f}"
+
+
 def stage(entry: Entry, part: str):
     return ((entry.row["pipeline"].get("stages_ms") or {}).get(part) or {}).get("median")
 
@@ -43,8 +50,6 @@ def answers_text(entry: Entry) -> str:
 
 def cells(entries: list[Entry]) -> list[list[str]]:
     """One line per measured pipeline case: its stage medians and the model's share of end to end."""
-    from bench.report.tables import number
-
     lines = []
     for e in pipelined(entries):
         row, entry = e.row, e.row["pipeline"]

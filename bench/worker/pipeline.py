@@ -36,16 +36,16 @@ def make_pipeline(job: Job, backend):
     return pipe
 
 
-def run_pipeline(job: Job, backend, inputs: dict, reference, memory, timings: dict) -> dict:
+def run_pipeline(job: Job, backend, inputs: dict, reference, memory, timings: dict, loop, effective) -> dict:
     """The row's latency is the end-to-end call, its `pipeline` entry the per-stage figures, its accuracy the answers
-    on every text against eager fp32's pipeline."""
+    on every text against eager fp32's pipeline. `loop` and `effective` are the worker's timed loop and what took
+    effect (bench.worker.case)."""
     from bench.measure.interference import warnings_of
     from bench.measure.pipeline import PipelineCall, compare_answers, figures, raw_timings
     from bench.measure.reference import save_reference
     from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
     from bench.measure.texts import TEXT_SETS
     from bench.measure.timing import timed
-    from bench.worker.case import effective, measure_until_clean
 
     case, measure_cfg = job.case, job.case.measure
     texts = TEXT_SETS[case.texts]
@@ -56,7 +56,7 @@ def run_pipeline(job: Job, backend, inputs: dict, reference, memory, timings: di
     if job.mode == "reference":
         save_reference(job.reference, call.answers(), inputs)
         return {"reference": job.reference, "effective": effective(backend)}
-    samples_ns, interference = measure_until_clean(call, measure_cfg)
+    samples_ns, interference = loop(call, measure_cfg)
     memory.looped()
     backend.after_measurement()
     tokens = call.token_counts()
