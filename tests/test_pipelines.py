@@ -265,7 +265,9 @@ def test_tiny_pipelines_run_on_pytorch_and_a_negated_backend_fails_accuracy(tmp_
     assert rows["qa", "eager", "short"]["details"]["pipeline"]["tokenizer"]["kind"] == "minilm"
     assert rows["cls", "eager", "short"]["details"]["pipeline"]["tokenizer"]["kind"] == "trained"
     shown = bench_cli("show", tmp_path / "out", "--format", "md")
-    assert "### Pipelines" in shown.stdout and "| qa | eager | fp32 | short |" in shown.stdout, shown.stdout
+    assert "### Pipelines" in shown.stdout and "| qa | eager | fp32 | short | 1 |" in shown.stdout, shown.stdout
+    terminal = bench_cli("show", tmp_path / "out")
+    assert "pipeline on short texts" in terminal.stdout and "answers 100%" in terminal.stdout, terminal.stdout
 
 
 RUNTIMES = """\

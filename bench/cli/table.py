@@ -54,7 +54,9 @@ def shape_title(row: dict) -> str:
     return (
         f"{row.get('model')} ({row.get('task')})  seq {row.get('seq_len')}  batch {row.get('batch_size')}"
         f"  {threads} {plural('thread', threads)}  padding {row.get('padding_ratio') or 0:g}"
-    ) + (f"  +{row['new_tokens']} new tokens" if row.get("new_tokens") else "")
+    ) + (f"  +{row['new_tokens']} new tokens" if row.get("new_tokens") else "") + (
+        f"  pipeline on {row['texts']} texts" if row.get("texts") else ""
+    )
 
 
 def cv_cell(row: dict) -> tuple[str, str]:

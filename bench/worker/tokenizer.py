@@ -1,4 +1,4 @@
-"""The tokenizer a pipeline case runs with (docs/pipelines.md#tokenizers).
+"""The tokenizer a pipeline case runs with (docs/results.md#pipelines, Tokenizers).
 
 - A model from a directory (packaged, path, Hub snapshot) that ships tokenizer files: its own.
 - A BERT-shaped uncased model (model_type bert with the 30522-token uncased WordPiece vocabulary, e.g.
