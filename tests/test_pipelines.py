@@ -91,7 +91,8 @@ def test_only_the_backends_with_a_pipeline_path_declare_it():
 @pytest.mark.parametrize(
     "old, new, expected",
     [
-        ("texts: [short]", "texts: [tiny]", "defaults.pipeline.texts: expected one of 'short', 'medium', 'long', got 'tiny'"),
+        ("texts: [short]", "texts: [tiny]",
+         "defaults.pipeline.texts: expected one of 'short', 'medium', 'long', got 'tiny'"),
         ("texts: [short]", "texts: []", "defaults.pipeline.texts"),
         ("    task: question-answering\n", "    task: text-generation\n    pipeline: {texts: [short]}\n",
          "expected pipeline only with task question-answering, text-classification, feature-extraction"),
@@ -188,8 +189,8 @@ def test_answers_agree_with_themselves_and_not_with_a_negated_model(tiny_qa):
 def test_labels_and_embeddings_are_compared_text_by_text():
     texts = TEXT_SETS["short"][:2]
     reference = answer_arrays("text-classification", [{"label": "LABEL_0", "score": 0.6}] * 2, {"LABEL_0": 0})
-    flipped = answer_arrays("text-classification", [{"label": "LABEL_0", "score": 0.6},
-                                                    {"label": "LABEL_1", "score": 0.55}], {"LABEL_0": 0, "LABEL_1": 1})  # fmt: skip
+    answers = [{"label": "LABEL_0", "score": 0.6}, {"label": "LABEL_1", "score": 0.55}]
+    flipped = answer_arrays("text-classification", answers, {"LABEL_0": 0, "LABEL_1": 1})
     result = compare_answers(flipped, reference, "text-classification", "fp32", {}, texts)
     assert not result["passed"] and result["answer_agreement"] == 0.5 and result["first_disagreement"] == 1
     assert compare_answers(flipped, reference, "text-classification", "bf16", {"max_relative_error": 0.15}, texts)[
@@ -256,7 +257,8 @@ def check_pipeline(row, texts="short", accurate=True):
 
 
 def test_tiny_pipelines_run_on_pytorch_and_a_negated_backend_fails_accuracy(tmp_path):
-    suite = write_suite(tmp_path, SUITE + "  - name: sdpa\n    type: pytorch\n    options: {attn_implementation: sdpa}\n")
+    sdpa = "  - name: sdpa\n    type: pytorch\n    options: {attn_implementation: sdpa}\n"
+    suite = write_suite(tmp_path, SUITE + sdpa)
     result, rows = run(suite, tmp_path / "out", env={"BENCH_PIPELINE_FAULT": "qa-sdpa"})
     assert result.returncode == 1, result.stdout + result.stderr
     for key in (("qa", "eager", "short"), ("cls", "eager", "short"), ("cls", "sdpa", "short")):

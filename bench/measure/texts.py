@@ -155,7 +155,8 @@ LONG = [
      " through Greenwich as the prime meridian, the line of zero longitude from which all other longitudes are"
      " measured. Over the following decades most countries adopted time zones based on whole hours from Greenwich,"
      " although a few still use offsets of half an hour or even a quarter of an hour. Today most clocks are set from"
-     " atomic time signals, and a leap second is occasionally added to keep them in step with the turning earth. Phones and computers"
+     " atomic time signals, and a leap second is occasionally added to keep them in step with the turning earth."
+     " Phones and computers"
      " adjust their clocks automatically, so few people notice when this happens.",
      "What did the railways divide North America into in 1883?"),
     ("Learning to play the violin is famously slow. A beginner must learn to hold the instrument under the chin and"
@@ -203,7 +204,8 @@ LONG = [
      " and later records, films and computers with internet access. In recent years many libraries have become"
      " places where people come to study, to print documents, to get help with forms or simply to sit somewhere"
      " warm and quiet, and librarians now spend much of their time helping visitors find information online as well"
-     " as on paper. Although some branches have closed, the number of visits remains high in many cities. Some libraries"
+     " as on paper. Although some branches have closed, the number of visits remains high in many cities."
+     " Some libraries"
      " even lend out tools, musical instruments and seeds for the garden.",
      "Who funded more than two thousand libraries?"),
 ]

@@ -154,7 +154,8 @@ def baseline_notes(cases: list[Case]) -> list[str]:
 
 
 def dropped_combinations(suite: Suite) -> list[str]:
-    """Backends asked for a precision they do not support (said once, not silently dropped)."""
+    """Backends asked for a precision, generation or pipelines they do not support, pipeline batch sizes other than 1
+    (said once, not silently dropped)."""
     notes = []
     for backend in suite.backends:
         info = BACKENDS[backend.type]
@@ -185,7 +186,6 @@ def pipeline_notes(backend, model, defaults) -> list[str]:
     if batches:
         return [f"{model.name}: pipeline cases run one text per call; batch sizes {batches} are left out (batch 1)"]
     return []
-    return notes
 
 
 def _pick(name, backend, model, defaults):

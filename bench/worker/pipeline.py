@@ -27,6 +27,12 @@ def make_pipeline(job: Job, backend):
             "option static_shape: true fixes one batch x seq shape; a pipeline case feeds texts of several lengths"
             " (static_shape: false)"
         )
+    call = getattr(backend.options, "call", "optimum")
+    if call != "optimum":
+        raise ValueError(
+            f"option call: {call!r} times one inference; a pipeline case times whole pipeline calls of the Optimum"
+            " model class (call: optimum)"
+        )
     config = load_config(job.source, case.model_entry.get("config_overrides", {}))
     tokenizer, about = pipeline_tokenizer(job, config)
     pipe = pipeline(case.task, model=backend.pipeline_model(), tokenizer=tokenizer)
