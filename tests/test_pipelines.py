@@ -3,6 +3,7 @@ text-classification and feature-extraction pipelines through `bench run` in real
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,6 +228,15 @@ def test_a_model_without_the_uncased_vocabulary_gets_a_trained_tokenizer_cached(
     assert first(text)["input_ids"] == again(text)["input_ids"]
     assert max(first(text)["input_ids"]) < 3000 and first.convert_ids_to_tokens(first(text)["input_ids"])[0] == "[CLS]"
     assert "token_type_ids" not in first(text) or set(first("a", "b")["token_type_ids"]) == {0}
+
+    class ElsewhereJob(FakeJob):
+        cache_dir = str(tmp_path / "another-cache")
+
+    rebuilt, about_rebuilt = pipeline_tokenizer(ElsewhereJob, config)
+    assert about_rebuilt["cache"] == "miss"  # trained again from nothing: the same tokenizer
+    assert (Path(about_rebuilt["path"]) / "tokenizer.json").read_bytes() == (
+        Path(about["path"]) / "tokenizer.json"
+    ).read_bytes()
 
 
 # --- real runs --------------------------------------------------------------------------------------------------
