@@ -108,6 +108,15 @@ def test_a_bad_pipeline_block_is_one_line_and_exit_2(tmp_path, old, new, expecte
     assert str(path) in result.stderr and "Traceback" not in result.stderr
 
 
+def test_texts_longer_than_the_model_positions_are_refused(tmp_path):
+    text = SUITE.replace("intermediate_size: 64}", "intermediate_size: 64, max_position_embeddings: 64}", 1)
+    result = bench_cli("validate", write_suite(tmp_path, text.replace("texts: [short]", "texts: [short, medium]")))
+    assert result.returncode == 2, result.stdout + result.stderr
+    expected = "defaults.pipeline: expected at most 64 for model qa"
+    assert expected in result.stderr and "got 150 (the most tokens of the medium texts)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 # --- the texts, the clock and the answers, in this process ------------------------------------------------------
 
 
