@@ -41,6 +41,8 @@ class Case:
     case_id: str = ""
     new_tokens: int = 0
     """Tokens each generate call must produce (a generation case), or 0: the model's forward pass is measured."""
+    texts: str = ""
+    """The shipped text set a pipeline case runs on (short, medium, long; bench.measure.texts), or "": no pipeline."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,10 +67,15 @@ class Case:
         return self.new_tokens > 0
 
     @property
+    def pipelined(self) -> bool:
+        """A pipeline case: whole tokenizer, model and post-processing calls on the texts of set `texts`."""
+        return bool(self.texts)
+
+    @property
     def baseline_key(self) -> tuple:
         """What a baseline stands for: the environment, model and shape at a thread count (and tokens generated)."""
         shape = (self.environment, self.model, self.seq_len, self.batch_size, self.threads, self.padding_ratio)
-        return shape + ((self.new_tokens,) if self.new_tokens else ())
+        return shape + ((self.new_tokens,) if self.new_tokens else ()) + ((self.texts,) if self.texts else ())
 
     def reference(self) -> Case:
         """The case whose outputs this one is checked against: eager fp32 in main, at the same shape."""

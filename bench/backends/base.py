@@ -53,6 +53,8 @@ class Backend(ABC):
     """The distributions whose versions every row and manifest record."""
     generates: ClassVar[bool] = False
     """Whether it runs text generation cases (generate_model); a suite's generation cases on another are left out."""
+    pipelines: ClassVar[bool] = False
+    """Whether it runs pipeline cases (pipeline_model); a suite's pipeline cases on another are left out."""
 
     def __init_subclass__(cls, **declared) -> None:
         unknown = set(declared) - set(DECLARED)
@@ -112,6 +114,14 @@ class Backend(ABC):
 
         return contextlib.nullcontext()
 
+    def pipeline_model(self):
+        """For a pipeline case, after prepare: the model handed to transformers' pipeline with the tokenizer (the
+        transformers model, or Optimum's ORTModelFor<task>, OVModelFor<task>). Only a backend that declares
+        `pipelines=True` is asked."""
+        if not self.pipelines:
+            raise NotImplementedError(f"the {self.name} backend does not run pipelines")
+        return self.model
+
     def after_measurement(self) -> None:
         """A hook for checks on what happened while measuring (e.g. recompilations)."""
 
@@ -124,6 +134,7 @@ class Backend(ABC):
 
 DECLARED = (
     "name", "options_model", "precisions", "thread_family", "environment", "requires", "records", "generates",
+    "pipelines",
 )  # fmt: skip
 
 
@@ -140,6 +151,7 @@ class BackendInfo:
     requires: tuple[str, ...]
     records: tuple[str, ...]
     generates: bool
+    pipelines: bool
 
     @classmethod
     def of(cls, backend: type[Backend]) -> BackendInfo:

@@ -69,7 +69,7 @@ def formatted(rows: list[dict], fmt: str, sort: str, color: bool, manifest: dict
     entries = data.annotate(rows, None, manifest)
     if fmt == "csv":
         return tables.to_csv(entries).rstrip("\n")
-    from bench.report.markdown import table
+    from bench.report.markdown import pipeline_lines, table
 
     lines = []
     for machine, mine in data.by_machine(entries):
@@ -78,6 +78,7 @@ def formatted(rows: list[dict], fmt: str, sort: str, color: bool, manifest: dict
             lines += [f"### {model} ({task})", "", *table(*tables.table_cells(members))]
         generation = tables.generation_cells(mine)
         lines += ["### Text generation", "", *table(tables.GENERATION_HEADER, generation)] if generation else []
+        lines += pipeline_lines(mine, "###")
     return "\n".join(lines).rstrip("\n")
 
 

@@ -31,6 +31,10 @@ def accuracy_text(row: dict) -> str:
         text = f"{'pass' if accuracy['passed'] else 'FAIL'} tokens {accuracy['token_agreement']:.0%}"
         first = accuracy.get("first_divergence")
         return text + (f" diverge@{first}" if first is not None else "")
+    if accuracy.get("answer_agreement") is not None:
+        text = f"{'pass' if accuracy['passed'] else 'FAIL'} answers {accuracy['answer_agreement']:.0%}"
+        first = accuracy.get("first_disagreement")
+        return text + (f" first wrong: text {first}" if first is not None else "")
     if accuracy.get("relative_error") is None:
         return "pass" if accuracy.get("passed") else "FAIL " + "; ".join(accuracy.get("failures", []))
     text = f"{'pass' if accuracy['passed'] else 'FAIL'} err {accuracy['relative_error']:.1e}"
@@ -50,7 +54,9 @@ def shape_title(row: dict) -> str:
     return (
         f"{row.get('model')} ({row.get('task')})  seq {row.get('seq_len')}  batch {row.get('batch_size')}"
         f"  {threads} {plural('thread', threads)}  padding {row.get('padding_ratio') or 0:g}"
-    ) + (f"  +{row['new_tokens']} new tokens" if row.get("new_tokens") else "")
+    ) + (f"  +{row['new_tokens']} new tokens" if row.get("new_tokens") else "") + (
+        f"  pipeline on {row['texts']} texts" if row.get("texts") else ""
+    )
 
 
 def cv_cell(row: dict) -> tuple[str, str]:

@@ -12,14 +12,17 @@ from bench.text import plural
 from bench.environments import MAIN
 from bench.errors import BenchError
 from bench.job import Case
+from bench.measure.pipeline import TASKS as PIPELINE_TASKS
+from bench.measure.texts import NOMINAL_TOKENS
 from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOKEN_AGREEMENT, DEFAULT_TOLERANCES, Suite
 
 AXES_DEFAULTS = {"seq_lens": [128], "batch_sizes": [1], "threads": [1], "precisions": ["fp32"], "padding_ratios": [0.0]}
-ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate"}
-"""What a case's model_entry leaves out: the axes and measure it was expanded with, and its generate block."""
+ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate", "pipeline"}
+"""What a case's model_entry leaves out: the axes and measure it was expanded with, its generate and pipeline blocks."""
 FILTER_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment",
     "precision", "seq_len", "batch_size", "threads", "padding_ratio", "new_tokens",
+    "texts",
 )  # fmt: skip
 
 
@@ -28,12 +31,15 @@ def case_id(params: dict) -> str:
     identity = {k: v for k, v in params.items() if k not in ("measure", "tolerance", "suite", "case_id")}
     if not identity.get("new_tokens"):
         identity.pop("new_tokens", None)  # a forward-pass case keeps the id it had before generation cases existed
+    if not identity.get("texts"):
+        identity.pop("texts", None)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     pad = f"-p{params['padding_ratio']:g}" if params["padding_ratio"] else ""
     new = f"-n{params['new_tokens']}" if params.get("new_tokens") else ""
+    shape = f"-t{params['texts']}" if params.get("texts") else f"-s{params['seq_len']}"
     return (
         f"{params['model']}-{params['backend']}-{params['precision']}"
-        f"-s{params['seq_len']}{new}-b{params['batch_size']}-t{params['threads']}{pad}-{digest}"
+        f"{shape}{new}-b{params['batch_size']}-t{params['threads']}{pad}-{digest}"
     )
 
 
@@ -44,6 +50,13 @@ def generation_axes(model, defaults) -> tuple[list[int] | None, list[int]]:
     if block is None:
         return None, [0]
     return block.prompt_lens, list(block.new_tokens)
+
+
+def pipeline_texts(model, defaults) -> list[str]:
+    """A pipeline model's text sets from its pipeline block or the defaults', or [""] when it has none: its cases
+    then measure the forward pass."""
+    block = model.pipeline or (defaults.pipeline if model.task in PIPELINE_TASKS else None)
+    return list(block.texts) if block is not None else [""]
 
 
 def expand(suite: Suite) -> list[Case]:
@@ -59,12 +72,18 @@ def expand(suite: Suite) -> list[Case]:
             continue  # said once by dropped_combinations
         if prompt_lens is not None:
             axes["seq_lens"] = prompt_lens
-        for seq, batch, threads, precision, pad, new_tokens in itertools.product(
+        text_sets = pipeline_texts(model, defaults)
+        if text_sets != [""] and not info.pipelines:
+            continue  # said once by dropped_combinations
+        if text_sets != [""]:
+            axes.update(seq_lens=[0], batch_sizes=[1], padding_ratios=[0.0])  # one text per call: its own length
+        for seq, batch, threads, precision, pad, new_tokens, texts in itertools.product(
             axes["seq_lens"], axes["batch_sizes"], axes["threads"], axes["precisions"], axes["padding_ratios"],
-            new_token_counts,
+            new_token_counts, text_sets,
         ):
             if precision not in info.precisions or (pad and batch == 1) or (pad and new_tokens):
                 continue
+            seq = NOMINAL_TOKENS[texts] if texts else seq
             params = {
                 "suite": suite.name,
                 "model": model.name,
@@ -85,6 +104,8 @@ def expand(suite: Suite) -> list[Case]:
             }
             if new_tokens:
                 params["new_tokens"] = new_tokens
+            if texts:
+                params["texts"] = texts
             case = Case(**params, case_id=case_id(params))
             if not any(_matches_exclude(case, ex) for ex in suite.exclude):
                 cases.append(case)
@@ -133,7 +154,8 @@ def baseline_notes(cases: list[Case]) -> list[str]:
 
 
 def dropped_combinations(suite: Suite) -> list[str]:
-    """Backends asked for a precision they do not support (said once, not silently dropped)."""
+    """Backends asked for a precision, generation or pipelines they do not support, pipeline batch sizes other than 1
+    (said once, not silently dropped)."""
     notes = []
     for backend in suite.backends:
         info = BACKENDS[backend.type]
@@ -149,7 +171,21 @@ def dropped_combinations(suite: Suite) -> list[str]:
             )
             if generating and not info.generates and note not in notes:
                 notes.append(note)
+            notes += [n for n in pipeline_notes(backend, model, suite.defaults) if n not in notes]
     return notes
+
+
+def pipeline_notes(backend, model, defaults) -> list[str]:
+    """A pipeline model's cases left out: on a backend without a pipeline path, at batch sizes other than 1."""
+    if pipeline_texts(model, defaults) == [""]:
+        return []
+    if not BACKENDS[backend.type].pipelines:
+        return [f"{backend.label} ({backend.type}) does not run pipelines (unsupported: no model class that"
+                f" transformers' pipeline takes); its pipeline cases are left out"]  # fmt: skip
+    batches = [b for b in _pick("batch_sizes", backend, model, defaults) if b != 1]
+    if batches:
+        return [f"{model.name}: pipeline cases run one text per call; batch sizes {batches} are left out (batch 1)"]
+    return []
 
 
 def _pick(name, backend, model, defaults):

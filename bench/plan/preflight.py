@@ -184,6 +184,21 @@ def generate_location(suite: Suite, case: Case) -> str:
     return f"models[{mi}].generate" if suite.models[mi].generate is not None else "defaults.generate"
 
 
+def pipeline_location(suite: Suite, case: Case) -> str:
+    """The pipeline block that made a pipeline case: its model's, or the defaults'."""
+    mi = next(i for i, m in enumerate(suite.models) if m.name == case.model)
+    return f"models[{mi}].pipeline" if suite.models[mi].pipeline is not None else "defaults.pipeline"
+
+
+def length_location(suite: Suite, case: Case) -> tuple[str, str]:
+    """Where a case's length was set, and the length as the message gives it."""
+    if case.generating:
+        return generate_location(suite, case), f"{case.seq_len} + {case.new_tokens} new tokens"
+    if case.pipelined:
+        return pipeline_location(suite, case), f"{case.seq_len} (the most tokens of the {case.texts} texts)"
+    return axis_location(suite, case, "seq_lens"), f"{case.seq_len}"
+
+
 def shape_problems(suite: Suite, cases: list[Case], configs: dict[int, dict]) -> list[str]:
     """Sequence lengths over the model's positions, and cases that cannot fit in this machine's memory."""
     import psutil
@@ -197,8 +212,7 @@ def shape_problems(suite: Suite, cases: list[Case], configs: dict[int, dict]) ->
             continue
         limit = model_limits.usable_positions(config)
         if limit is not None and case.seq_len + case.new_tokens > limit[1]:
-            where = generate_location(suite, case) if case.generating else axis_location(suite, case, "seq_lens")
-            got = f"{case.seq_len} + {case.new_tokens} new tokens" if case.new_tokens else f"{case.seq_len}"
+            where, got = length_location(suite, case)
             problems.setdefault((where, case.model, "seq"), f"{where}: expected at most {limit[1]} for model"
                                 f" {case.model} ({limit[0]}), got {got}")  # fmt: skip
             continue

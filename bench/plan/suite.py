@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.backends import BACKENDS
 from bench.errors import SuiteError
+from bench.measure.pipeline import TASKS as PIPELINE_TASKS
+from bench.measure.texts import TEXT_SETS
 from bench.plan.suite_file import SuiteFileProblem, field_path, read_suite_data
 
 Precision = Literal["fp32", "bf16", "int8"]
@@ -151,11 +153,32 @@ class Generate(StrictModel):
         return values
 
 
+class Pipeline(StrictModel):
+    """Pipeline cases: whole transformers pipeline calls (tokenizer, model, post-processing) on shipped texts."""
+
+    texts: list[str] = Field(
+        min_length=1, description=f"Shipped text sets, one case each: {', '.join(TEXT_SETS)} (bench.measure.texts)."
+    )
+
+    @field_validator("texts")
+    @classmethod
+    def _shipped(cls, values):
+        for value in values:
+            if value not in TEXT_SETS:
+                raise ValueError(f"expected one of {', '.join(map(repr, TEXT_SETS))}, got {value!r}")
+        if len(set(values)) != len(values):
+            raise ValueError("expected distinct values, got one twice")
+        return values
+
+
 class Defaults(Axes):
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for random weights and inputs.")
     tolerances: dict[Precision, Tolerance] = Field(default_factory=dict)
     generate: Optional[Generate] = Field(
         None, description="Text generation (for models of task text-generation that do not set their own)."
+    )
+    pipeline: Optional[Pipeline] = Field(
+        None, description="Pipeline cases (for models of a pipeline task that do not set their own)."
     )
 
 
@@ -173,6 +196,9 @@ class ModelEntry(Axes):
     )
     generate: Optional[Generate] = Field(
         None, description="Text generation cases instead of the forward pass (task text-generation only)."
+    )
+    pipeline: Optional[Pipeline] = Field(
+        None, description="Pipeline cases instead of the forward pass (tasks " + ", ".join(PIPELINE_TASKS) + ")."
     )
 
     @field_validator("config_overrides")
@@ -194,6 +220,9 @@ class ModelEntry(Axes):
             raise ValueError("expected config_overrides only with config (random weights), got it with " + given[0])
         if self.generate is not None and self.task != "text-generation":
             raise ValueError(f"expected generate only with task text-generation, got it with task {self.task}")
+        if self.pipeline is not None and self.task not in PIPELINE_TASKS:
+            tasks = ", ".join(PIPELINE_TASKS)
+            raise ValueError(f"expected pipeline only with task {tasks}, got it with task {self.task}")
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.report.data import Entry
+from bench.report.pipelines import stage_bars
 from bench.report.panels import WIDE, capped, facet_title, facets, grid, legend_below, safe, series, series_order
 
 SEQ_FACET = ("model", "task", "batch_size", "threads", "padding_ratio")
@@ -230,5 +231,6 @@ CHARTS = (
     ("decode_rate", "Decode tokens per second (text generation)", decode_rate),
     ("time_to_first_token", "Time to first token (text generation)", time_to_first_token),
     ("tokens_per_s", "Prompt tokens per second (causal LM forward pass)", tokens_per_second),
+    ("pipeline_stages", "Pipeline stage times", stage_bars),
     ("percent_of_peak", "Share of the matmul peak", percent_of_peak),
 )

@@ -8,7 +8,7 @@ from functools import cache
 
 import jinja2
 
-from bench.report import attention, environment, tables
+from bench.report import attention, environment, pipelines, tables
 from bench.report import verdict as verdict_section
 from bench.report.data import Entry, Report, Warnings, incomplete_notice
 from bench.report.markdown import GENERATION_LEGEND, LEGEND, MACHINES_NOTE, machine_groups, peak_groups, summary_line
@@ -107,6 +107,11 @@ def generation_table(report: Report) -> dict | None:
     return table(tables.GENERATION_HEADER, rows) if rows else None
 
 
+def pipeline_table(report: Report) -> dict | None:
+    rows = pipelines.cells(report.entries)
+    return table(pipelines.HEADER, rows) if rows else None
+
+
 def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped]) -> str:
     suite = (report.manifest.get("suite") or {}).get("name", "?")
     return template().render(
@@ -121,6 +126,9 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         legend=LEGEND,
         generation=generation_table(report),
         generation_legend=GENERATION_LEGEND,
+        pipelines=pipeline_table(report),
+        pipelines_legend=pipelines.LEGEND,
+        pipelines_share=pipelines.share_line(report.entries),
         plots=[plot_context(p) for p in plots],
         skipped=skipped,
         machine=environment.machine_items(report.manifest),

@@ -41,6 +41,18 @@ def cell(text) -> str:
     return " ".join(text.split())
 
 
+def pipeline_lines(entries, level: str) -> list[str]:
+    """The Pipelines section: the legend, the model's share by text length, the per-stage table."""
+    from bench.report import pipelines
+
+    rows = pipelines.cells(entries)
+    if not rows:
+        return []
+    legend = [cell(pipelines.LEGEND), ""] if level == "##" else []
+    share = [cell(pipelines.share_line(entries)), ""]
+    return [f"{level} Pipelines", "", *legend, *share, *table(pipelines.HEADER, rows)]
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -79,6 +91,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     if generation:
         lines += ["## Text generation", "", cell(GENERATION_LEGEND), ""]
         lines += table(tables.GENERATION_HEADER, generation)
+    lines += pipeline_lines(report.entries, "##")
     lines += ["## Plots", ""]
     for plot in plots:
         link = plot.png.relative_to(out_dir).as_posix()

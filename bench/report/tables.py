@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from bench.report import roofline
+from bench.report import pipelines, roofline
 from bench.results.compare import main_baseline_label
 from bench.backends.precision_mode import row_label
 from bench.results.compare import machine_of
@@ -194,6 +194,7 @@ def csv_record(entry: Entry) -> dict:
         cosine=accuracy.get("cosine"),
         argmax_agreement=accuracy.get("argmax_agreement"),
         **generation_record(entry),
+        **pipelines.record(entry),
         load_ms=_timing(entry, "load"),
         prepare_ms=_timing(entry, "prepare"),
         first_call_ms=_timing(entry, "first_call"),

@@ -14,8 +14,9 @@ from bench.environments import MAIN
 from bench.measure.intervals import median_interval
 from bench.measure.stats import CV_WARNING
 
-SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_ratio", "new_tokens")
-"""new_tokens: a generation row's tokens per call; a forward-pass row has none (None), its Case 0."""
+SHAPE_KEYS = ("model", "task", "seq_len", "batch_size", "threads", "padding_ratio", "new_tokens", "texts")
+"""new_tokens: a generation row's tokens per call; a forward-pass row has none (None), its Case 0. texts: a pipeline
+row's text set."""
 
 
 def shape_key(row: dict) -> tuple:

@@ -22,6 +22,7 @@ import statistics
 from collections import defaultdict
 
 from bench.measure.generation import merge_figures
+from bench.measure.pipeline import merge_figures as merge_pipeline_figures
 from bench.measure.intervals import pooled_log_spread, with_pooled_bound
 from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput_at
 
@@ -163,6 +164,8 @@ def merge(rows: list[dict], pooled: dict | None = None) -> dict:
         entries = [r["generation"] for r in rows]
         pooled_calls = merge_figures(entries, rows[-1]["batch_size"])
         merged["generation"] = {"prompt_len": entries[-1].get("prompt_len"), **pooled_calls}
+    if all(r.get("pipeline") for r in rows) and len(rows) > 1:
+        merged["pipeline"] = merge_pipeline_figures([r["pipeline"] for r in rows])
     merged["timings_ms"] = rows[0].get("timings_ms")
     merged["provenance"] = rows[0].get("provenance")
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)

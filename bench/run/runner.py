@@ -191,6 +191,7 @@ def reference_path(case: Case, source: Source) -> Path:
         "task": case.task,
         "shape": [case.batch_size, case.seq_len, case.padding_ratio],
         **({"new_tokens": case.new_tokens} if case.generating else {}),
+        **({"texts": case.texts} if case.pipelined else {}),
         "seed": case.seed,
         "versions": versions,
     }
@@ -222,6 +223,7 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
         "threads": case.threads,
         "padding_ratio": case.padding_ratio,
         **({"new_tokens": case.new_tokens} if case.generating else {}),
+        **({"texts": case.texts} if case.pipelined else {}),
         "baseline": case.is_baseline,
         "pinned_cpus": cpus,
         "measure": case.measure,
@@ -236,6 +238,8 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
         row[key] = result.get(key)
     if case.generating:
         row["generation"] = result.get("generation")
+    if case.pipelined:
+        row["pipeline"] = result.get("pipeline")
     row["warnings"] = (
         list(result.get("warnings", []))
         + effect_warnings(case, cpus, result.get("effective"))

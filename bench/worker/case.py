@@ -69,6 +69,11 @@ def run_job(job: Job) -> dict:
     memory.prepared()
     if case.generating:
         return run_generation(job, backend, inputs, reference, memory, {"load": load_ms, "prepare": prepare_ms})
+    if case.pipelined:
+        from bench.worker.pipeline import run_pipeline
+
+        timings = {"load": load_ms, "prepare": prepare_ms}
+        return run_pipeline(job, backend, inputs, reference, memory, timings, measure_until_clean, effective)
     _, first_ms = timed(backend.run)
     for _ in range(measure_cfg["warmup"]):
         backend.run()

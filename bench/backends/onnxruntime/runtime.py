@@ -66,6 +66,7 @@ class OnnxruntimeBackend(
     thread_family="onnxruntime",
     requires=("onnxruntime",), records=("optimum", "optimum-onnx", "onnxruntime"),
     generates=True,
+    pipelines=True,
 ):
     def load(self) -> None:
         import onnxruntime

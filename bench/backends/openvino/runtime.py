@@ -55,6 +55,7 @@ class OpenvinoBackend(
     thread_family="openvino",
     requires=("openvino",), records=("optimum", "optimum-intel", "openvino", "nncf"),
     generates=True,
+    pipelines=True,
 ):
     def load(self) -> None:
         import openvino

@@ -29,7 +29,8 @@ class PytorchOptions(Options):
 
 
 class PytorchBackend(
-    TorchBackend, name="pytorch", options_model=PytorchOptions, precisions=("fp32", "bf16"), generates=True
+    TorchBackend, name="pytorch", options_model=PytorchOptions, precisions=("fp32", "bf16"), generates=True,
+    pipelines=True,
 ):
     def load(self) -> None:
         configure_torch(self.threads)
