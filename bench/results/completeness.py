@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.job import UNSUPPORTED
 from bench.text import plural
 
 MAX_NAMED = 10
@@ -37,8 +38,12 @@ class Completeness:
         return sum(r["status"] == "ok" and bool((r.get("accuracy") or {}).get("passed")) for r in self.rows)
 
     @property
+    def unsupported(self) -> int:
+        return sum(r["status"] == UNSUPPORTED for r in self.rows)
+
+    @property
     def failed(self) -> int:
-        return len(self.rows) - self.measured
+        return len(self.rows) - self.measured - self.unsupported
 
     @property
     def not_run(self) -> list[str]:
@@ -51,6 +56,7 @@ class Completeness:
 
     def summary(self) -> str:
         counts = f"{self.measured} measured ({self.passing} passing the accuracy check), {self.failed} failed"
+        counts += f", {self.unsupported} not supported by their backend" if self.unsupported else ""
         if self.planned is None:
             return f"{len(self.rows)} {plural('case', len(self.rows))}: {counts} (the manifest lists no planned cases)."
         planned = len(self.planned)
