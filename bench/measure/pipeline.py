@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from bench.measure.stats import percentile
+from bench.measure.stats import spread
 
 TASKS = ("question-answering", "text-classification", "feature-extraction")
 STAGES = ("tokenize", "model", "postprocess")
@@ -171,14 +171,6 @@ def answer_arrays(task: str, outputs: list, label2id: dict) -> dict:
         "embeddings": np.concatenate(embeddings),
         "embedding_tokens": np.array([len(e) for e in embeddings], np.int64),
     }
-
-
-def spread(values: list[float]) -> dict:
-    """median, p90, min and max (None each when there are none)."""
-    if not values:
-        return {"median": None, "p90": None, "min": None, "max": None}
-    ordered = sorted(values)
-    return {"median": percentile(ordered, 50), "p90": percentile(ordered, 90), "min": ordered[0], "max": ordered[-1]}
 
 
 def raw_timings(records: list[CallRecord]) -> dict:

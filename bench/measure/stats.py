@@ -22,6 +22,14 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
+def spread(values: list[float]) -> dict:
+    """median, p90, min and max of some timings (None each when there are none)."""
+    if not values:
+        return {"median": None, "p90": None, "min": None, "max": None}
+    ordered = sorted(values)
+    return {"median": percentile(ordered, 50), "p90": percentile(ordered, 90), "min": ordered[0], "max": ordered[-1]}
+
+
 @dataclass(frozen=True)
 class Samples:
     """Latencies in ms, sorted, with the mean and the sample standard deviation (n-1) that several statistics use."""

@@ -14,7 +14,7 @@ from bench.errors import BenchError
 from bench.job import Case
 from bench.measure.pipeline import TASKS as PIPELINE_TASKS
 from bench.measure.texts import NOMINAL_TOKENS
-from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOKEN_AGREEMENT, DEFAULT_TOLERANCES, Suite
+from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite
 
 AXES_DEFAULTS = {"seq_lens": [128], "batch_sizes": [1], "threads": [1], "precisions": ["fp32"], "padding_ratios": [0.0]}
 ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate", "pipeline"}
@@ -100,7 +100,7 @@ def expand(suite: Suite) -> list[Case]:
                 "padding_ratio": pad,
                 "seed": defaults.seed,
                 "measure": measure,
-                "tolerance": _tolerance(defaults, precision, generating=bool(new_tokens)),
+                "tolerance": _tolerance(defaults, precision),
             }
             if new_tokens:
                 params["new_tokens"] = new_tokens
@@ -134,7 +134,7 @@ def environment_baselines(cases: list[Case], suite: Suite) -> list[Case]:
             "backend_options": BACKENDS["pytorch"].options(attn_implementation="eager").model_dump(),
             "precision": "fp32",
             "measure": _merge_measure(suite.defaults, models[case.model]),
-            "tolerance": _tolerance(suite.defaults, "fp32", generating=case.generating),
+            "tolerance": _tolerance(suite.defaults, "fp32"),
         }
         added[key] = Case(**params, case_id=case_id(params))
     return list(added.values())
@@ -208,10 +208,8 @@ def _merge_measure(*levels) -> dict:
     return merged
 
 
-def _tolerance(defaults, precision: str, generating: bool = False) -> dict:
+def _tolerance(defaults, precision: str) -> dict:
     tolerance = dict(DEFAULT_TOLERANCES[precision])
-    if generating:
-        tolerance["min_token_agreement"] = DEFAULT_TOKEN_AGREEMENT[precision]
     if precision in defaults.tolerances:
         tolerance.update(defaults.tolerances[precision].model_dump(exclude_unset=True))
     return tolerance
