@@ -430,19 +430,7 @@ def test_torch_compile_generates_with_a_static_cache_and_compiled_decode_steps(t
     assert again["compiled", "fp32"]["details"]["cache"] == "hit", again["compiled", "fp32"]["details"]
 
 
-INTEL_SUITE = """\
-name: gen-intel
-defaults:
-  batch_sizes: [1]
-  threads: [1]
-  precisions: [fp32]
-  generate: {prompt_lens: [16], new_tokens: [8]}
-  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300}
-models:
-  - name: tiny
-    config: gpt2
-    task: text-generation
-    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128}
+INTEL_SUITE = SUITE.split("backends:")[0].replace("name: gen\n", "name: gen-intel\n") + """\
   - name: tinysc
     config: tiny_starcoder_py
     task: text-generation

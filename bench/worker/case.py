@@ -112,10 +112,10 @@ def run_generation(job: Job, backend, inputs: dict, reference, memory, timings: 
     and warm-up as any case; the row's latency is the end-to-end call, its `generation` entry the per-token figures,
     its accuracy the prefill's logits and the generated tokens of one more, untimed call against eager fp32's."""
     from bench.measure.generation import GenerationCall, compare_generation, figures, raw_timings
-    from bench.measure.interference import warnings_of
     from bench.measure.reference import save_reference
-    from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
+    from bench.measure.stats import throughput
     from bench.measure.timing import timed
+    from bench.worker.whole_calls import measured_row
 
     case, measure_cfg = job.case, job.case.measure
     stopping, processors = generation_hooks(job, int(inputs["input_ids"].shape[1]))
@@ -140,27 +140,12 @@ def run_generation(job: Job, backend, inputs: dict, reference, memory, timings: 
     token_ms, tail_ms = raw_timings(call.records[-len(samples_ns):])
     checked = call.reference()  # untimed: the same call, also returning the prefill's logits
     generation = {"prompt_len": case.seq_len, **figures(token_ms, tail_ms, case.batch_size)}
-    samples_ms = [ns / 1e6 for ns in samples_ns]
-    latency = latency_summary(samples_ms)
-    latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
+    row = measured_row(backend, measure_cfg, samples_ns, interference, memory, timings, effective(backend))
     return {
-        "latency_ms": latency,
-        "samples_ms": samples_ms,
-        "throughput": throughput(latency["median"], case.batch_size, case.batch_size * case.new_tokens),
+        **row,
+        "throughput": throughput(row["latency_ms"]["median"], case.batch_size, case.batch_size * case.new_tokens),
         "generation": generation,
         "accuracy": compare_generation(checked, reference.outputs, case.precision, case.tolerance),
-        "effective": effective(backend),
-        "timings_ms": {**timings, **backend.timings},
-        "memory": memory.figures(),
-        "precision_mode": backend.precision_mode(),
-        "padding": 0.0,
-        "details": backend.details,
-        "flops": None,
-        "interference": interference,
-        "warnings": backend.warnings
-        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"])
-        + ci_target_warnings(latency["ci_target"], len(samples_ms))
-        + warnings_of(interference),
     }
 
 

@@ -46,12 +46,12 @@ def run_pipeline(job: Job, backend, inputs: dict, reference, memory, timings: di
     """The row's latency is the end-to-end call, its `pipeline` entry the per-stage figures, its accuracy the answers
     on every text against eager fp32's pipeline. `loop` and `effective` are the worker's timed loop and what took
     effect (bench.worker.case)."""
-    from bench.measure.interference import warnings_of
     from bench.measure.pipeline import PipelineCall, compare_answers, figures, raw_timings
     from bench.measure.reference import save_reference
-    from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
+    from bench.measure.stats import throughput
     from bench.measure.texts import TEXT_SETS
     from bench.measure.timing import timed
+    from bench.worker.whole_calls import measured_row
 
     case, measure_cfg = job.case, job.case.measure
     texts = TEXT_SETS[case.texts]
@@ -67,26 +67,11 @@ def run_pipeline(job: Job, backend, inputs: dict, reference, memory, timings: di
     backend.after_measurement()
     tokens = call.token_counts()
     entry = figures(case.texts, tokens, raw_timings(call.records[-len(samples_ns) :]))
-    samples_ms = [ns / 1e6 for ns in samples_ns]
-    latency = latency_summary(samples_ms)
-    latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
+    row = measured_row(backend, measure_cfg, samples_ns, interference, memory, timings, effective(backend))
     answers = call.answers()
     return {
-        "latency_ms": latency,
-        "samples_ms": samples_ms,
-        "throughput": throughput(latency["median"], 1, round(entry["tokens_median"])),
+        **row,
+        "throughput": throughput(row["latency_ms"]["median"], 1, round(entry["tokens_median"])),
         "pipeline": entry,
         "accuracy": compare_answers(answers, reference.outputs, case.task, case.precision, case.tolerance, texts),
-        "effective": effective(backend),
-        "timings_ms": {**timings, **backend.timings},
-        "memory": memory.figures(),
-        "precision_mode": backend.precision_mode(),
-        "padding": 0.0,
-        "details": backend.details,
-        "flops": None,
-        "interference": interference,
-        "warnings": backend.warnings
-        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"])
-        + ci_target_warnings(latency["ci_target"], len(samples_ms))
-        + warnings_of(interference),
     }
