@@ -131,6 +131,10 @@ class Job:
 
 
 UNSUPPORTED = "unsupported"
+NOT_MEASURED = "not_measured"
+"""A precision this CPU only emulates, left out of a run unless asked for (`bench run --emulated`)."""
+NOT_RUN_ON_PURPOSE = (UNSUPPORTED, NOT_MEASURED)
+"""Rows that hold a reason instead of a measurement, and are no failure of the run."""
 
 
 class Unsupported(Exception):

@@ -9,12 +9,9 @@ import sys
 from importlib import metadata
 
 from bench.backends import recorded_packages
+from bench.cpu import cpu_section
 from bench.paths import PROJECT_ROOT
 
-ISA_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
-    "amx_tile", "amx_bf16", "amx_int8",
-)  # fmt: skip
 PACKAGES = (*recorded_packages(), "numpy", "pydantic")
 """The distributions whose versions a manifest and every row record: what the backends declare, and bench's own."""
 
@@ -31,10 +28,9 @@ def cpu_info(cpuinfo_text: str | None = None) -> dict:
         key, sep, value = line.partition(":")
         if sep and key.strip() not in fields:
             fields[key.strip()] = value.strip()
-    flags = set(fields.get("flags", "").split())
     return {
         "model": fields.get("model name", platform.processor() or "unknown"),
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        **cpu_section(cpuinfo_text),
         "logical_cpus": os.cpu_count(),
         "allowed_cpus": sorted(os.sched_getaffinity(0)),
     }

@@ -46,3 +46,33 @@ def expected_exit(rows) -> int:
     """What `bench run` exits with when every row is ok and accurate: 1 if another program's work contaminated a
     case on this shared machine (the row says so), else 0."""
     return 1 if any((row.get("interference") or {}).get("contaminated") for row in rows) else 0
+
+
+def support_here(backend_type: str, precision: str, **options):
+    """The tier this machine's CPU gives a backend's precision (bench.cpu), as the runner decides it."""
+    from bench import cpu
+
+    return cpu.support(backend_type, precision, cpu.cpu_flags(), options)
+
+
+def check_tier_row(row: dict, backend_type: str, **options) -> bool:
+    """Assert what a row says for the tier of its precision on this CPU; True when it holds a measurement.
+
+    native: measured and accurate; emulated: not measured, saying how to measure it; unsupported: the reason in the
+    user's words; kept fp32: measured, labelled so, its fp32-sized error questioned."""
+    from bench import cpu
+    from bench.backends.precision_mode import row_label
+
+    support = support_here(backend_type, row["precision"], **options)
+    assert row["cpu_support"]["tier"] == support.tier, (row["case_id"], row["cpu_support"], row.get("reason"))
+    if support.tier == cpu.UNSUPPORTED:
+        assert row["status"] == "unsupported" and row["reason"] == support.reason
+        return False
+    if support.tier == cpu.EMULATED:
+        assert row["status"] == "not_measured" and row["reason"] == f"{support.reason}: {cpu.EMULATED_HINT}"
+        return False
+    assert row["status"] == "ok" and row["accuracy"]["passed"], (row["case_id"], row["reason"], row["accuracy"])
+    if support.tier == cpu.KEPT_FP32:
+        assert row_label(row) == f"{row['precision']} kept fp32"
+        assert any(w.startswith("did it run fp32?") for w in row["warnings"]), row["warnings"]
+    return True

@@ -7,6 +7,7 @@ import pytest
 
 from backend_jobs import expected_exit, job_of
 from bench.backends.feed import graph_feed
+from bench.cpu import FAKE_FLAGS_VAR, cpu_flags, int8_recipe
 from bench.backends.onnxruntime.artifacts import OnnxArtifacts
 from bench.backends.onnxruntime.runtime import OnnxruntimeOptions
 from bench.plan.matrix import case_id
@@ -28,12 +29,27 @@ def test_one_export_serves_every_shape_and_thread_count():
 def test_each_option_changes_only_the_artifact_it_shapes():
     export, int8 = key(), key(precision="int8")
     assert export["artifact"] == "export" and int8["artifact"] == "int8"
-    assert int8["quantization"] == {"preset": "avx512_vnni", "is_static": False, "per_channel": True}
+    assert int8["quantization"] == {"preset": int8_recipe(cpu_flags()), "chosen_by": "cpu", "is_static": False,
+                                    "per_channel": True, "reduce_range": int8_recipe(cpu_flags()) != "avx512_vnni"}
     assert key(per_channel=False) == export  # fp32 is not quantized
     assert key(precision="int8", per_channel=False) != int8
     assert key(precision="int8", optimization_level="O2") == int8  # int8 is quantized from the plain export
     assert key(optimization_level="O2")["artifact"] == "optimized-O2"
     assert key(call="session") == export and key(precision="int8", call="iobinding") == int8
+
+
+@pytest.mark.parametrize(
+    ("flags", "preset", "reduce_range"),
+    [("avx2,fma", "avx2", True), ("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq", "avx512", True),
+     ("avx2,avx512f,avx512_vnni", "avx512_vnni", False), ("avx2,avx_vnni", "avx512_vnni", False)],
+)  # fmt: skip
+def test_the_int8_recipe_follows_the_cpu_unless_the_suite_forces_one(monkeypatch, flags, preset, reduce_range):
+    monkeypatch.setenv(FAKE_FLAGS_VAR, flags)
+    chosen = key(precision="int8")["quantization"]
+    assert (chosen["preset"], chosen["reduce_range"], chosen["chosen_by"]) == (preset, reduce_range, "cpu")
+    forced = key(precision="int8", int8_recipe="avx512_vnni")["quantization"]
+    assert (forced["preset"], forced["reduce_range"], forced["chosen_by"]) == ("avx512_vnni", False, "suite")
+    assert (forced == chosen) is False  # each recipe is its own cached artifact
 
 
 def test_the_call_is_left_out_of_a_case_at_its_default_so_its_id_is_unchanged():
@@ -130,6 +146,9 @@ def test_fp32_optimized_and_int8_run_checked_then_hit_the_cache_or_rebuild_a_dam
     assert not {"torch_load_ms", "export_ms"} & (set(optimized["timings_ms"]) | set(int8["timings_ms"]))
     assert int8["details"]["model_bytes"] < fp32["details"]["model_bytes"] / 2
     assert [w for w in int8["warnings"] if "optimization_level O2 is not applied to int8" in w]
+    recipe = int8_recipe(cpu_flags())  # the one for this CPU: it passes the gate where the VNNI one saturates
+    assert int8["details"]["quantization"]["preset"] == recipe and int8["cpu_support"]["tier"] == "native"
+    assert int8["precision_mode"]["label"] == f"int8 dynamic ({recipe})"
 
     damaged = next((tmp_path / "cache").glob("artifacts/onnxruntime-tiny-int8-*/model.onnx"))
     damaged.write_bytes(damaged.read_bytes()[:100])
@@ -179,7 +198,8 @@ def test_the_bare_session_and_io_binding_time_the_same_session_and_say_which_cal
         assert row["status"] == "ok" and row["accuracy"]["passed"], row["reason"] or row["accuracy"]
         assert row["effective"]["backend"]["call"] == {"ort": "optimum"}.get(backend, backend.removeprefix("ort-"))
         assert row["effective"]["backend"]["use_io_binding"] is (backend == "ort-iobinding")
-        assert row["precision_mode"]["label"] == {"fp32": "fp32", "int8": "int8 dynamic"}[precision]
+        recipe = int8_recipe(cpu_flags())
+        assert row["precision_mode"]["label"] == {"fp32": "fp32", "int8": f"int8 dynamic ({recipe})"}[precision]
     assert "call" not in rows["ort", "fp32"]["backend_options"]
     assert rows["ort-session", "fp32"]["backend_options"]["call"] == "session"
     fp32 = [rows[b, "fp32"]["accuracy"]["outputs"] for b in ("ort", "ort-session", "ort-iobinding")]

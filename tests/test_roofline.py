@@ -8,7 +8,7 @@ import pytest
 from bench.job import MAIN, Case, Job, Source
 from bench.measure.flops import count_flops
 from bench.paths import PROJECT_ROOT
-from bench.run.peak import busy_notes, probe_thread_counts, record_peak
+from bench.run.peak import busy_notes, probe_thread_counts, record_peak, summary
 from bench.report import roofline
 from bench.results.folder import RunDir
 from bench.worker.peak import median_rate
@@ -39,9 +39,10 @@ def test_flop_count_of_a_bert_classifier_is_its_matrix_products(batch, seq):
 def test_the_peak_rate_is_the_median_calls_as_the_cases_are():
     ticks = iter([0.0, 0.0, 1.0, 1.5, 1.75, 2.0, 3.0, 9.0])  # deadline, then (start, end) x3, then past it
     calls = []
-    rate, count = median_rate(lambda: calls.append(1), operations=2e9, seconds=0.1, clock=lambda: next(ticks))
+    rate, count, median = median_rate(lambda: calls.append(1), operations=2e9, seconds=0.1, clock=lambda: next(ticks))
     assert count == 3 and len(calls) == 4  # one untimed call first
     assert rate == pytest.approx(2e9 / 1.0 / 1e9)  # durations 1.0, 0.25, 1.0: the median, not the best
+    assert median == 1.0  # longer than the 0.1 s given: the probe tries no larger size
 
 
 def test_probe_thread_counts_are_one_all_and_the_cases_that_fit():
@@ -96,3 +97,19 @@ def test_a_rate_over_the_peak_and_a_padding_skipping_backend_are_flagged_and_int
     assert rating_notes(skipping, 50.0) == ["FLOPs counted on the padded shape; this backend skips padding, so its rate reads high"]
     assert rating_notes({**skipping, "padding_ratio": 0.0}, 50.0) == []
     assert mixed({"precision": "int8"}) and not mixed({"precision": "bf16"})
+
+
+def test_a_run_probes_only_what_this_cpu_runs_natively_or_the_run_measures(tmp_path, monkeypatch):
+    """On AVX2 (faked) with only fp32 cases: bf16 and int8 are not probed, and the peak says why."""
+    from types import SimpleNamespace
+
+    from bench.cpu import FAKE_FLAGS_VAR
+
+    monkeypatch.setenv(FAKE_FLAGS_VAR, "avx2,fma")
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.create({"schema": 1})
+    case = SimpleNamespace(threads=1, backend_type="pytorch", precision="fp32", backend_options={})
+    peak = record_peak(run_dir, cases=[case])
+    assert list(peak["gflops"]) == ["fp32"] and sorted(peak["skipped"]) == ["bf16", "int8"]
+    assert peak["skipped"]["bf16"] == "this CPU has no AVX512_BF16 or AMX-BF16 and the run measures no bf16 case"
+    assert "bf16 not probed: this CPU has no AVX512_BF16" in summary(peak)

@@ -129,7 +129,14 @@ def openvino_mode(ov_model, hint: str, precision: str) -> dict:
 
 
 def row_label(row: dict) -> str:
-    """What a row's precision column shows: its mode's label, or the precision asked for in rows without one."""
+    """What a row's precision column shows: its mode's label, or the precision asked for in rows without one, and
+    the CPU tier when it is not native: `bf16 autocast (emulated)`, `bf16 kept fp32`."""
     recorded = row.get("precision_mode")
-    label = recorded.get("label") if isinstance(recorded, dict) else None
-    return str(label or row.get("precision"))
+    label = str((recorded.get("label") if isinstance(recorded, dict) else None) or row.get("precision"))
+    support = row.get("cpu_support")
+    tier = support.get("tier") if isinstance(support, dict) else None
+    if tier == "kept fp32":
+        return f"{row.get('precision')} kept fp32"
+    if tier == "emulated":
+        return f"{label} (emulated)"
+    return label

@@ -93,9 +93,10 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
         if not args.no_peak:
             from bench.run.peak import record_peak, summary
 
-            print(f"matmul peak: {summary(record_peak(run_dir, cases))}", file=sys.stderr)
+            print(f"matmul peak: {summary(record_peak(run_dir, cases, args.emulated))}", file=sys.stderr)
         started = time.monotonic()
-        workflow.execute(run_dir, cases, suite_dir, quiet_wait=args.quiet_wait, warm_start=not args.cold_start)
+        start = {"quiet_wait": args.quiet_wait, "warm_start": not args.cold_start, "emulated": args.emulated}
+        workflow.execute(run_dir, cases, suite_dir, **start)
         if not args.no_peak:
             peak_again(run_dir, cases, time.monotonic() - started)
     except KeyboardInterrupt:
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start every worker as a fresh interpreter (slower: about 6 s of imports each) instead of forking it"
         " from a process of its environment that has imported torch and transformers once",
     )  # fmt: skip
+    add_emulated(p)
     add_allow_large(p)
     p.add_argument(
         "--shard", metavar="K/N",
@@ -297,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_parser(sub)
     export.add_parser(sub)
     return parser
+
+
+def add_emulated(parser: argparse.ArgumentParser) -> None:
+    text = ("also measure precisions this CPU only emulates (bf16 without AVX512_BF16 or AMX): slow, and no"
+            " deployment option; by default such a case is a row saying so, not a measurement")  # fmt: skip
+    parser.add_argument("--emulated", action="store_true", help=text)
 
 
 def add_allow_large(parser: argparse.ArgumentParser) -> None:

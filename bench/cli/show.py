@@ -31,6 +31,7 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
     data_only = fmt in ("csv", "json")
     status = sys.stderr if data_only else out
     if not data_only:
+        print(cpu_header(manifest), file=out)
         print(done.summary() + ("\n" if summary else ""), file=out)
     if summary:
         print(verdict_markdown(rows, manifest), file=out)
@@ -40,6 +41,13 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
         where = run_dir.path
         print(f"\nIncomplete: {done.missing_text()}\ncontinue with: bench run --resume {where}", file=status)
     return done.complete and all(row_is_good(r) for r in all_rows)
+
+
+def cpu_header(manifest: dict) -> str:
+    """The CPU the run was measured on and its ISA tier (what decides which precisions run natively)."""
+    from bench.cpu import cpu_header_text
+
+    return cpu_header_text(manifest)
 
 
 def per_machine(rows: list[dict], manifest: dict | None) -> list[tuple[str | None, list[dict]]]:

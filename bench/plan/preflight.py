@@ -49,7 +49,7 @@ def check_suite(path: str | Path, filters: list[str] = (), allow_large: bool = F
     problems = shape_problems(suite, cases, configs)
     if problems:
         raise SuiteError(str(path), problems)
-    warnings += thread_warnings(suite, cases)
+    warnings += thread_warnings(suite, cases) + cpu_warnings(suite, cases)
     if len(warnings) > MAX_PROBLEMS:
         warnings = warnings[:MAX_PROBLEMS] + [f"... and {len(warnings) - MAX_PROBLEMS} more warnings"]
     return Checked(suite, path, cases, warnings)
@@ -236,4 +236,26 @@ def thread_warnings(suite: Suite, cases: list[Case]) -> list[str]:
             where = axis_location(suite, case, "threads")
             warnings.setdefault(where, f"{where}: {case.threads} threads is more than the {cpus} CPUs this process"
                                 " may use; those cases will be `unavailable` rows")  # fmt: skip
+    return list(warnings.values())
+
+
+def cpu_warnings(suite: Suite, cases: list[Case]) -> list[str]:
+    """Each backend and precision this CPU cannot run, runs as fp32 or only emulates, in the words its row will use.
+
+    Read from this machine's /proc/cpuinfo: where the cases run elsewhere (`bench slurm`), each node decides."""
+    from bench import cpu
+
+    flags = cpu.cpu_flags()
+    warnings: dict[str, str] = {}
+    for case in cases:
+        support = cpu.support(case.backend_type, case.precision, flags, case.backend_options)
+        if support.tier == cpu.NATIVE:
+            continue
+        where = f"{axis_location(suite, case, 'precisions')} ({case.backend} {case.precision})"
+        said = f"{support.reason}: {cpu.EMULATED_HINT}" if support.tier == cpu.EMULATED else support.reason
+        warnings.setdefault(where, f"{where}: {said}")
+    if warnings:
+        read = cpu.FAKE_FLAGS_VAR if cpu.fake_flags() is not None else "/proc/cpuinfo here"
+        warnings["cpu"] = (f"this machine's CPU decides the above ({read}); under `bench slurm` each compute node"
+                           " decides for itself when its shard runs")  # fmt: skip
     return list(warnings.values())

@@ -48,8 +48,9 @@ def groups(found: Warnings) -> list[Group]:
     out = [
         Group("failed", "Failed", "no measurement: the worker's status and reason (its log's last lines in the HTML"
               " report).", "bad", [(c, f"{s}: {r}") for c, s, r in found.failed]),
-        Group("unsupported", "Not supported", "the backend's own maker declines this model or task (its words),"
-              " with the equivalent configuration where there is one; not a failure of the run.", "warn",
+        Group("unsupported", "Not supported or not measured", "the backend's own maker declines this model or task,"
+              " or this CPU cannot run the precision or only emulates it (their words), with the equivalent"
+              " configuration where there is one; not a failure of the run.", "warn",
               list(found.unsupported)),
         Group("accuracy", "Fails accuracy", "outputs differ from eager fp32 beyond the tolerance: no speedup, not"
               " ranked.", "bad", list(found.accuracy)),

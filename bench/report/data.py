@@ -12,7 +12,7 @@ from bench.report import roofline
 from bench.results.folder import RunDir, latest_rows
 from bench.results.machines import Machine, Machines
 from bench.results.rows import table_order
-from bench.job import UNSUPPORTED
+from bench.job import NOT_RUN_ON_PURPOSE
 from bench.text import plural
 
 
@@ -230,14 +230,15 @@ class Warnings:
     """(case_id, warning): unstable, capped or short samples, threads not as asked"""
     stderr_tails: dict[str, str]
     unsupported: list[tuple[str, str]] = field(default_factory=list)
-    """(case_id, reason): the backend's maker declines the model or task"""
+    """(case_id, reason): the backend's maker declines the model or task, or this CPU cannot run or only emulates
+    the precision"""
 
 
 def collect_warnings(entries: list[Entry]) -> Warnings:
     found = Warnings([], [], [], [], [], {})
     for entry in entries:
         row, case_id = entry.row, str(entry.row.get("case_id"))
-        if row.get("status") == UNSUPPORTED:
+        if row.get("status") in NOT_RUN_ON_PURPOSE:
             found.unsupported.append((case_id, str(row.get("reason") or "no reason recorded")))
         elif not entry.ok:
             found.failed.append((case_id, str(row.get("status")), str(row.get("reason") or "no reason recorded")))

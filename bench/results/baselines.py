@@ -16,6 +16,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.cpu import FAKE_FLAGS_VAR
 from bench.errors import BenchError
 from bench.job import EXIT_OK
 from bench.results.identity import kind_key, machine_identity
@@ -47,6 +48,12 @@ def save_baseline(run_path, name: str, root: Path | None = None) -> Path:
     run = load_run(run_path)
     if not run.rows:
         raise BenchError(f"{run.path / ROWS}: expected at least one row to keep as a baseline, got none")
+    faked = ((run.manifest.get("machine") or {}).get("cpu") or {}).get("fake_flags")
+    if faked is not None:
+        raise BenchError(
+            f"{run.path / MANIFEST}: machine.cpu.fake_flags: expected a run on the CPU's own flags to keep as a"
+            f" baseline, got one made with {FAKE_FLAGS_VAR}={','.join(faked)}"
+        )
     key = key_of(run.manifest, str(run.path / MANIFEST))
     folder = (root or baselines_root()) / key / name
     folder.mkdir(parents=True, exist_ok=True)

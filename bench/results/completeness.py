@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.job import UNSUPPORTED
+from bench.job import NOT_MEASURED, UNSUPPORTED
 from bench.text import plural
 
 MAX_NAMED = 10
@@ -42,8 +42,12 @@ class Completeness:
         return sum(r["status"] == UNSUPPORTED for r in self.rows)
 
     @property
+    def not_measured(self) -> int:
+        return sum(r["status"] == NOT_MEASURED for r in self.rows)
+
+    @property
     def failed(self) -> int:
-        return len(self.rows) - self.measured - self.unsupported
+        return len(self.rows) - self.measured - self.unsupported - self.not_measured
 
     @property
     def not_run(self) -> list[str]:
@@ -56,7 +60,8 @@ class Completeness:
 
     def summary(self) -> str:
         counts = f"{self.measured} measured ({self.passing} passing the accuracy check), {self.failed} failed"
-        counts += f", {self.unsupported} not supported by their backend" if self.unsupported else ""
+        counts += f", {self.unsupported} not supported by their backend or this CPU" if self.unsupported else ""
+        counts += f", {self.not_measured} emulated on this CPU and not measured" if self.not_measured else ""
         if self.planned is None:
             return f"{len(self.rows)} {plural('case', len(self.rows))}: {counts} (the manifest lists no planned cases)."
         planned = len(self.planned)

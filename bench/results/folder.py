@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.job import UNSUPPORTED
+from bench.job import NOT_RUN_ON_PURPOSE
 from bench.results.shape import RESULTS_SCHEMA, row_problem, type_name  # noqa: F401 (RESULTS_SCHEMA: for writers)
 
 MANIFEST = "manifest.json"
@@ -213,8 +213,9 @@ def latest_rows(rows: list[dict]) -> list[dict]:
 
 def row_is_good(row: dict) -> bool:
     """Measured, accurate, and neither contaminated by other work nor unstable across rounds, or declined by the
-    backend's maker with a reason (status unsupported): what exit 0 needs."""
-    if row.get("status") == UNSUPPORTED:
+    backend's maker or this CPU with a reason (status unsupported), or emulated here and left out (not_measured):
+    what exit 0 needs."""
+    if row.get("status") in NOT_RUN_ON_PURPOSE:
         return True
     return (
         row.get("status") == "ok"

@@ -2,6 +2,8 @@
 
 A machine's identity is what decides its speed and can be read from the manifest: the CPU model, its ISA flags,
 the number of logical CPUs and the memory size in whole GiB (kernels of one machine type report a few MB apart).
+The key is made of the flags every manifest has recorded (bench.cpu.KEY_FLAGS), so a run recorded before more flags
+were read keeps its key; two manifests are compared on the flags both recorded.
 The hostname is not part of it: two nodes of one type are the same kind of machine. The key, a readable name and a
 digest of that identity, names the folder baselines are kept in.
 """
@@ -12,6 +14,7 @@ import hashlib
 import json
 import re
 
+from bench.cpu import KEY_FLAGS
 from bench.errors import BenchError
 
 
@@ -24,7 +27,7 @@ def machine_identity(machine: dict | None, where: str = "manifest.json") -> dict
     memory = (machine or {}).get("memory_gib")
     return {
         "cpu_model": model,
-        "isa": sorted(flag for flag, present in (cpu.get("isa") or {}).items() if present),
+        "isa": sorted(flag for flag, present in (cpu.get("isa") or {}).items() if present and flag in KEY_FLAGS),
         "logical_cpus": cpu.get("logical_cpus"),
         "memory_gib": round(memory) if isinstance(memory, (int, float)) else None,
     }
@@ -48,8 +51,13 @@ def kind_key_if_known(machine: dict) -> str | None:
     return kind_key(machine) if (machine.get("cpu") or {}).get("model") else None
 
 
-def identity_differences(base: dict, new: dict) -> list[str]:
-    """Each field of the machine identity that differs, as `machine.FIELD: BASE (base) vs NEW (new)`."""
+def identity_differences(base: dict, new: dict, base_isa: dict | None = None, new_isa: dict | None = None) -> list[str]:
+    """Each field of the machine identity that differs, as `machine.FIELD: BASE (base) vs NEW (new)`; with the
+    manifests' own `isa` maps, the flags are compared over those both recorded."""
+    if base_isa is not None and new_isa is not None:
+        both = base_isa.keys() & new_isa.keys()
+        base = {**base, "isa": sorted(f for f in both if base_isa[f])}
+        new = {**new, "isa": sorted(f for f in both if new_isa[f])}
     found = []
     for key in base.keys() | new.keys():
         if base.get(key) != new.get(key):

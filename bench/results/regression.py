@@ -182,9 +182,15 @@ def run_differences(base: Run, new: Run) -> list[str]:
     found = identity_differences(
         machine_identity(base.manifest.get("machine"), str(base.path / "manifest.json")),
         machine_identity(new.manifest.get("machine"), str(new.path / "manifest.json")),
+        recorded_isa(base.manifest), recorded_isa(new.manifest),
     )
     found += software_differences(base.manifest.get("software"), new.manifest.get("software"))
     return found + environment_differences(base.by_case(), new.by_case())
+
+
+def recorded_isa(manifest: dict) -> dict:
+    isa = ((manifest.get("machine") or {}).get("cpu") or {}).get("isa")
+    return isa if isinstance(isa, dict) else {}
 
 
 def environment_differences(base_rows: dict, new_rows: dict) -> list[str]:

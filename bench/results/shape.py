@@ -18,6 +18,7 @@ OPTIONAL_TYPES = {
     "timings_ms": (dict,),
     "memory": (dict,),
     "precision_mode": (dict,),
+    "cpu_support": (dict,),
     "samples_ms": (list,),
     "latency_ms": (dict,),
 }

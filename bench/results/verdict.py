@@ -53,7 +53,9 @@ class Choice:
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.precision}"
+        """`backend precision`, and how this CPU ran the precision when not natively: `(emulated on this CPU)`."""
+        tiers = sorted({(r.get("cpu_support") or {}).get("tier") for r in self.rows} - {None, "native"})
+        return f"{self.backend} {self.precision}" + (f" ({', '.join(tiers)} on this CPU)" if tiers else "")
 
     @property
     def backend_type(self) -> str:

@@ -16,15 +16,37 @@ import time
 from pathlib import Path
 
 from bench.run.launch import job_folder, run_child
-from bench.worker.peak import SECONDS_PER_POINT, SIZES
+from bench.worker.peak import PRECISIONS, SECONDS_PER_POINT, SIZES
 
 PROBE = "bench.worker.peak"
 PROBE_TIMEOUT_S = 120
 METHOD = (
     "median call of square torch.mm (fp32, bf16) and torch._int_mm (int8) at sizes "
     + ", ".join(map(str, SIZES))
-    + "; 2·n³ operations per call; one pinned process per thread count"
+    + "; 2·n³ operations per call; one pinned process per thread count; a size whose median call takes over"
+    + f" {SECONDS_PER_POINT:g} s is the last tried"
 )
+
+
+def probe_precisions(cases, flags, emulated: bool = False) -> tuple[list[str], dict]:
+    """(the precisions to probe, {skipped precision: why}): fp32, and bf16 or int8 where this CPU runs them natively
+    or the run measures cases of them (bf16 cases it only emulates are measured with --emulated only)."""
+    from bench import cpu
+
+    asked = set()
+    for case in cases:
+        tier = cpu.support(case.backend_type, case.precision, flags, case.backend_options).tier
+        if tier == cpu.NATIVE or (tier == cpu.EMULATED and emulated):
+            asked.add(case.precision)
+    native = {"bf16": cpu.bf16_native(flags), "int8": cpu.int8_dot_product(flags)}
+    probed, skipped = ["fp32"], {}
+    for precision in ("bf16", "int8"):
+        if native[precision] or precision in asked:
+            probed.append(precision)
+        else:
+            lacks = "AVX512_BF16 or AMX-BF16" if precision == "bf16" else "VNNI"
+            skipped[precision] = f"this CPU has no {lacks} and the run measures no {precision} case"
+    return probed, skipped
 
 
 def probe_thread_counts(case_threads, cpus) -> list[int]:
@@ -32,14 +54,17 @@ def probe_thread_counts(case_threads, cpus) -> list[int]:
     return sorted({1, len(cpus)} | {t for t in case_threads if t <= len(cpus)})
 
 
-def run_probe(python, threads: int, cpus: list[int], seconds: float, work_dir: Path | None = None) -> dict:
+def run_probe(
+    python, threads: int, cpus: list[int], seconds: float, work_dir: Path | None = None, precisions=PRECISIONS
+) -> dict:
     """One pinned probe's answer, or {"error": ...}; its files in `work_dir` (a run's jobs folder) or a temporary one."""
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
-            return run_probe(python, threads, cpus, seconds, Path(tmp) / "probes")
+            return run_probe(python, threads, cpus, seconds, Path(tmp) / "probes", precisions)
+    arguments = ["--threads", str(threads), "--seconds", str(seconds), "--precisions", ",".join(precisions)]
     with job_folder(work_dir / f"peak-{threads}") as folder:
         outcome = run_child(
-            python, PROBE, ["--threads", str(threads), "--seconds", str(seconds)], Path(folder) / "result.json",
+            python, PROBE, arguments, Path(folder) / "result.json",
             threads=threads, timeout=PROBE_TIMEOUT_S, output_path=Path(folder) / "output.log", cpus=cpus,
         )  # fmt: skip
     if outcome.status == "ok":
@@ -51,9 +76,15 @@ def run_probe(python, threads: int, cpus: list[int], seconds: float, work_dir: P
 
 
 def measure_peak(
-    thread_counts: list[int], python=sys.executable, seconds: float = SECONDS_PER_POINT, allowed=None, work_dir=None
+    thread_counts: list[int],
+    python=sys.executable,
+    seconds: float = SECONDS_PER_POINT,
+    allowed=None,
+    work_dir=None,
+    precisions=PRECISIONS,
+    skipped: dict | None = None,
 ) -> dict:
-    """The manifest's `peak`: {"gflops": {precision: {"threads": rate}}, "method", "torch", "errors", ...}.
+    """The manifest's `peak`: {"gflops": {precision: {"threads": rate}}, "method", "torch", "errors", "skipped"...}.
 
     Probes are pinned within `allowed` (default: every CPU this process may use).
     """
@@ -63,13 +94,14 @@ def measure_peak(
 
     available = allowed if allowed else available_cpus()
     peak = {"measured": now(), "method": METHOD, "gflops": {}, "sizes": {}, "cpus": {}, "errors": [], "torch": None}
+    peak["skipped"] = dict(skipped or {})
     start = time.monotonic()
     for threads in thread_counts:
         cpus = pick_cpus(threads, available)
         if cpus is None:
             peak["errors"].append(f"{threads} threads: this run may use only {len(available)} CPUs")
             continue
-        result = run_probe(python, threads, cpus, seconds, work_dir)
+        result = run_probe(python, threads, cpus, seconds, work_dir, precisions)
         if "error" in result:
             peak["errors"].append(f"{threads} threads: {result['error']}")
             continue
@@ -99,19 +131,23 @@ def busy_notes(gflops: dict) -> list[str]:
     return notes
 
 
-def record_peak(run_dir, cases) -> dict:
+def record_peak(run_dir, cases, emulated: bool = False) -> dict:
     """Store the peak as manifest["peak"] once per run folder (a resumed run keeps its first).
 
     The probe is remembered per machine and boot (remembered_peak): a second run on the same machine since the last
     boot reuses it instead of spending seconds on it again; `bench peak` measures afresh and refreshes it.
     """
+    from bench.cpu import cpu_flags
     from bench.topology import available_cpus
 
     manifest = run_dir.read_manifest()
     if "peak" not in manifest:
         places = available_cpus(within=run_dir.cpus)
         counts = probe_thread_counts({c.threads for c in cases}, places)
-        manifest["peak"] = remembered_peak(counts, allowed=places, work_dir=run_dir.jobs / "peak")
+        precisions, skipped = probe_precisions(cases, cpu_flags(), emulated)
+        manifest["peak"] = remembered_peak(
+            counts, allowed=places, work_dir=run_dir.jobs / "peak", precisions=precisions, skipped=skipped
+        )
         shutil.rmtree(run_dir.jobs, ignore_errors=True)  # the probes' result files; no case runs yet
         run_dir.write_manifest(manifest)
     return manifest["peak"]
@@ -133,11 +169,13 @@ def record_peak_after(run_dir, cases) -> dict | None:
         return None
     places = available_cpus(within=run_dir.cpus)
     counts = probe_thread_counts({c.threads for c in cases}, places)
-    probe = measure_peak(counts, allowed=places, work_dir=run_dir.jobs / "peak")
+    precisions = list(before["gflops"])
+    probe = measure_peak(counts, allowed=places, work_dir=run_dir.jobs / "peak", precisions=precisions)
     shutil.rmtree(run_dir.jobs, ignore_errors=True)
     after = {"measured": probe["measured"], "gflops": probe["gflops"], "moved": peak_moves(before, probe)}
     if after["moved"]:
-        remember({**probe, "gflops": higher_of(before["gflops"], probe["gflops"])}, memo_path(counts, allowed=places))
+        merged = {**probe, "gflops": higher_of(before["gflops"], probe["gflops"]), "skipped": before.get("skipped", {})}
+        remember(merged, memo_path(counts, allowed=places, precisions=precisions))
     manifest = run_dir.read_manifest()
     manifest["peak"]["after"] = after
     run_dir.write_manifest(manifest)
@@ -166,8 +204,8 @@ def peak_moves(before: dict, after: dict) -> list[str]:
     return moved
 
 
-def memo_path(thread_counts: list[int], python=sys.executable, allowed=None) -> Path:
-    """Keyed by this boot, the CPUs the probe may use, the thread counts and the interpreter."""
+def memo_path(thread_counts: list[int], python=sys.executable, allowed=None, precisions=PRECISIONS) -> Path:
+    """Keyed by this boot, the CPUs the probe may use, the thread counts, the precisions and the interpreter."""
     from bench.paths import cache_root
     from bench.topology import available_cpus
 
@@ -175,19 +213,24 @@ def memo_path(thread_counts: list[int], python=sys.executable, allowed=None) -> 
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot = "unknown-boot"
-    key = json.dumps([boot, sorted(allowed or available_cpus()), thread_counts, str(python), METHOD])
+    key = json.dumps([boot, sorted(allowed or available_cpus()), thread_counts, str(python), METHOD, list(precisions)])
     return cache_root() / "peak" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
 
 
-def remembered_peak(thread_counts: list[int], python=sys.executable, allowed=None, work_dir=None) -> dict:
-    """The probe measured earlier in this boot for the same CPUs and thread counts, else a fresh one."""
-    path = memo_path(thread_counts, python, allowed)
+def remembered_peak(
+    thread_counts: list[int], python=sys.executable, allowed=None, work_dir=None, precisions=PRECISIONS, skipped=None
+) -> dict:
+    """The probe measured earlier in this boot for the same CPUs, thread counts and precisions, else a fresh one."""
+    path = memo_path(thread_counts, python, allowed, precisions)
     try:
         peak = json.loads(path.read_text())
         return {**peak, "remembered": True}
     except (OSError, ValueError):
         pass
-    return remember(measure_peak(thread_counts, python, allowed=allowed, work_dir=work_dir), path)
+    measured = measure_peak(
+        thread_counts, python, allowed=allowed, work_dir=work_dir, precisions=precisions, skipped=skipped
+    )
+    return remember(measured, path)
 
 
 def remember(peak: dict, path: Path) -> dict:
@@ -208,6 +251,7 @@ def summary(peak: dict) -> str:
     ]
     text = ", ".join(parts) + f" GFLOP/s at {'/'.join(counts)} threads" if parts else "not measured"
     text += "".join(f"; {error}" for error in peak["errors"])
+    text += "".join(f"; {precision} not probed: {why}" for precision, why in (peak.get("skipped") or {}).items())
     return text + (f" (remembered from {peak['measured']}, this boot)" if peak.get("remembered") else "")
 
 
@@ -220,6 +264,7 @@ def render(peak: dict) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
     out += [f"not measured: {error}" for error in peak["errors"]]
+    out += [f"not probed: {precision}: {why}" for precision, why in (peak.get("skipped") or {}).items()]
     out += [f"note: {note}" for note in peak.get("notes", [])]
     out.append(f"({peak['method']}; torch {peak['torch']}; {peak['seconds']} s)")
     return "\n".join(out)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench import cpu
 from bench.plan import model_sources
 from bench.run import rounds
 from bench.backends import BACKENDS
@@ -15,7 +16,7 @@ from bench.errors import BenchError
 from bench.run.launch import Outcome, launch
 from bench.run.warm import WarmStarts
 from bench.machine import installed_versions
-from bench.job import MAIN, Case, Job, Source
+from bench.job import MAIN, NOT_MEASURED, UNSUPPORTED, Case, Job, Source
 from bench.paths import cache_root
 from bench.run.progress import Progress
 from bench.run.quiet import QUIET_WAIT_S, wait_for_quiet
@@ -41,6 +42,7 @@ class Runner:
         progress: Progress | None = None,
         quiet_wait: float = QUIET_WAIT_S,
         warm_start: bool = True,
+        emulated: bool = False,
     ):
         self.run_dir = run_dir
         self.suite_dir = suite_dir
@@ -48,6 +50,8 @@ class Runner:
         self.cpus = available_cpus(within=run_dir.cpus)
         self.quiet_wait = quiet_wait
         self.warm_start = warm_start
+        self.emulated = emulated
+        self.flags = cpu.cpu_flags()
         self.warm: WarmStarts | None = None
         self.provenance = Provenance(run_dir.read_manifest() if run_dir.manifest_path.exists() else {})
         self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
@@ -95,6 +99,32 @@ class Runner:
         return merged
 
     def run_case(self, case: Case) -> dict:
+        """The case's row, with the tier its precision runs in on this CPU (bench.cpu)."""
+        support = cpu.support(case.backend_type, case.precision, self.flags, case.backend_options)
+        if support.tier == cpu.UNSUPPORTED:
+            row = make_row(case, Outcome(UNSUPPORTED, support.reason, None, None, 0.0, ""))
+        elif support.tier == cpu.EMULATED and not self.emulated:
+            row = make_row(case, Outcome(NOT_MEASURED, f"{support.reason}: {cpu.EMULATED_HINT}", None, None, 0.0, ""))
+        else:
+            row = self.measured_row(case)
+            self.record_view(case.environment, (row.get("effective") or {}).get("cpu_view"))
+        row["cpu_support"], warnings = cpu.settled(support, row, self.flags)
+        row["warnings"] += warnings
+        return row
+
+    def record_view(self, environment_name: str, view: dict | None) -> None:
+        """The manifest's machine.cpu.library_views: what each environment's libraries said of the CPU."""
+        if not view:
+            return
+        manifest = self.run_dir.read_manifest()
+        views = manifest.setdefault("machine", {}).setdefault("cpu", {}).setdefault("library_views", {})
+        known = views.get(environment_name) or {}
+        merged = {**known, **{k: v for k, v in view.items() if "error" not in (v if isinstance(v, dict) else {})}}
+        if merged != known:
+            views[environment_name] = merged
+            self.run_dir.write_manifest(manifest)
+
+    def measured_row(self, case: Case) -> dict:
         source = self.source(case)
         if isinstance(source, model_sources.SourceUnavailable):
             return make_row(case, Outcome(source.status, str(source), None, None, 0.0, ""))

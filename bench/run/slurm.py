@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--costs", metavar="RUN_DIR", help="balance the shards by the wall times of this run")
     p.add_argument("--no-peak", action="store_true", help="as for bench run")
     p.add_argument("--no-report", action="store_true", help="as for bench run")
+    p.add_argument("--emulated", action="store_true", help="as for bench run (each node decides what it emulates)")
     p.add_argument("--quiet-wait", type=float, metavar="SECONDS", help="as for bench run")
     p.set_defaults(func=cmd_slurm)
 
@@ -106,6 +107,7 @@ def run_options(args) -> list[str]:
     """What each task's `bench run` is given besides the suite, shard and folder (the same on --resume)."""
     options = (["--no-peak"] if args.no_peak else []) + (["--no-report"] if args.no_report else [])
     options += ["--cold-start"] if getattr(args, "cold_start", False) else []
+    options += ["--emulated"] if getattr(args, "emulated", False) else []
     return options + (["--quiet-wait", f"{args.quiet_wait:g}"] if args.quiet_wait is not None else [])
 
 

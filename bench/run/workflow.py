@@ -148,9 +148,15 @@ def resume_run(run_path: str, filters: list[str], cpus_text: str | None = None, 
 
 
 def execute(
-    run_dir: RunDir, cases, suite_dir: Path, progress=None, quiet_wait: float = QUIET_WAIT_S, warm_start: bool = True
+    run_dir: RunDir,
+    cases,
+    suite_dir: Path,
+    progress=None,
+    quiet_wait: float = QUIET_WAIT_S,
+    warm_start: bool = True,
+    emulated: bool = False,
 ) -> list[dict]:
-    rows = Runner(run_dir, suite_dir, progress, quiet_wait, warm_start).run(cases)
+    rows = Runner(run_dir, suite_dir, progress, quiet_wait, warm_start, emulated).run(cases)
     record_end(run_dir)
     return rows
 

@@ -205,6 +205,7 @@ def effective(backend) -> dict:
     """What took effect in this process: the thread pools, the CPUs, the interpreter and the backend's settings."""
     from bench.machine import PACKAGES, installed_versions
     from bench.backends.threads import thread_variables
+    from bench.worker.cpu_view import cpu_view
 
     versions = installed_versions(PACKAGES)
     backend_reported = backend.effective()
@@ -217,6 +218,7 @@ def effective(backend) -> dict:
         "start": os.environ.get(START_VAR, "cold"),
         "versions": versions,
         "backend": backend_reported,
+        "cpu_view": cpu_view(),
     }
 
 

@@ -14,8 +14,8 @@ from bench.backends.artifacts import ArtifactChain
 from bench.measure.timing import timed
 
 MODEL_FILE = "model.onnx"
-QUANTIZATION = "avx512_vnni"
-"""Optimum's AutoQuantizationConfig preset: u8 activations, s8 weights, no reduced range (VNNI does not saturate)."""
+REDUCED_RANGE = ("avx512", "avx2")
+"""Recipes quantized with 7-bit weights: without VNNI, u8 x s8 products summed in pairs can saturate int16."""
 
 
 def artifact_kind(precision: str, options) -> str:
@@ -52,14 +52,15 @@ class OnnxArtifacts(
     def extra_parts(self, kind: str) -> dict:
         if kind != "int8":
             return {}
-        return {"quantization": {"preset": QUANTIZATION, "is_static": False, "per_channel": self.options.per_channel}}
+        self.details["quantization"] = quantization(self.options)
+        return {"quantization": self.details["quantization"]}
 
     def export(self, model, folder: Path) -> None:
         export_onnx(model, folder, self.task())
 
     def derive(self, kind: str, export: Path, folder: Path) -> None:
         if kind == "int8":
-            _, self.timings["quantize_ms"] = timed(lambda: quantize_onnx(export, folder, self.options.per_channel))
+            _, self.timings["quantize_ms"] = timed(lambda: quantize_onnx(export, folder, quantization(self.options)))
         else:
             level = self.options.optimization_level
             _, self.timings["optimize_ms"] = timed(lambda: optimize_onnx(export, folder, level))
@@ -96,9 +97,26 @@ def optimize_onnx(source: Path, folder: Path, level: str) -> None:
         ORTOptimizer.from_pretrained(links).optimize(config, folder, file_suffix="")
 
 
-def quantize_onnx(source: Path, folder: Path, per_channel: bool) -> None:
+def quantization(options) -> dict:
+    """The dynamic quantization config an int8 case uses: the suite's int8_recipe, or the one for this CPU."""
+    from bench.cpu import cpu_flags, int8_recipe
+
+    recipe = options.int8_recipe
+    chosen = int8_recipe(cpu_flags()) if recipe == "auto" else recipe
+    return {
+        "preset": chosen,
+        "chosen_by": "cpu" if recipe == "auto" else "suite",
+        "is_static": False,
+        "per_channel": options.per_channel,
+        "reduce_range": chosen in REDUCED_RANGE,
+    }
+
+
+def quantize_onnx(source: Path, folder: Path, recipe: dict) -> None:
     """Dynamic int8: weights quantized ahead, activations at run time (no calibration data)."""
     from optimum.onnxruntime import AutoQuantizationConfig, ORTQuantizer
 
-    config = getattr(AutoQuantizationConfig, QUANTIZATION)(is_static=False, per_channel=per_channel)
+    make = getattr(AutoQuantizationConfig, recipe["preset"])
+    extra = {"reduce_range": True} if recipe["reduce_range"] else {}
+    config = make(is_static=False, per_channel=recipe["per_channel"], **extra)
     ORTQuantizer.from_pretrained(source, file_name=MODEL_FILE).quantize(config, folder, file_suffix="")

@@ -29,7 +29,7 @@ SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 class OnnxruntimeOptions(Options):
-    OMITTED_AT_DEFAULT = ("call",)
+    OMITTED_AT_DEFAULT = ("call", "int8_recipe")
 
     optimization_level: Optional[Literal["O1", "O2", "O3"]] = Field(
         None,
@@ -38,6 +38,12 @@ class OnnxruntimeOptions(Options):
         " O4 (fp16) is for GPUs.",
     )
     per_channel: bool = Field(True, description="int8: one scale per output channel of each weight, not per tensor.")
+    int8_recipe: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64"] = Field(
+        "auto",
+        description="int8: Optimum's AutoQuantizationConfig for dynamic quantization; auto chooses from the CPU"
+        " (avx512_vnni with VNNI, AVX-VNNI or AMX-INT8; avx512 with reduce_range on AVX-512 without VNNI; avx2,"
+        " u8u8 with reduce_range, otherwise; arm64 on ARM).",
+    )
     call: Literal["optimum", "session", "iobinding"] = Field(
         "optimum",
         description="The call measured: Optimum's ORTModelFor<task>, the bare InferenceSession.run, or"
@@ -148,11 +154,13 @@ class OnnxruntimeBackend(
         return reported
 
     def precision_mode(self) -> dict:
-        """int8 is Optimum's dynamic quantization (is_static=False): s8 weights, u8 activations quantized per call."""
+        """int8 is Optimum's dynamic quantization (is_static=False): int8 weights, u8 activations quantized per call,
+        by the recipe (AutoQuantizationConfig) chosen for the CPU or by the suite, which the label names."""
         from bench.backends.precision_mode import DYNAMIC_INT8, NATIVE, mode
 
         if artifact_kind(self.case.precision, self.options) == "int8":
-            return mode("int8", "int8", DYNAMIC_INT8)
+            recipe = self.details["quantization"]["preset"]
+            return {**mode("int8", "int8", DYNAMIC_INT8), "recipe": recipe, "label": f"int8 dynamic ({recipe})"}
         return mode("fp32", "fp32", NATIVE)
 
     def effective(self) -> dict:

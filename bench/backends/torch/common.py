@@ -10,7 +10,7 @@ import sys
 
 from bench.backends.artifacts import package_versions
 from bench.backends.base import Backend
-from bench.job import Job
+from bench.job import Job, Unsupported
 
 FROZEN_OUTPUTS = "the frozen TorchScript module returns only the task outputs it was traced with"
 TORCH = ("torch", "transformers")
@@ -119,6 +119,22 @@ def case_cache_parts(job: Job, backend: str) -> dict:
         "seed": case.seed,
         "versions": package_versions(TORCH),
     }
+
+
+IPEX_ISA_REFUSAL = "needs the cpu support"
+"""In IPEX's own error when this CPU lacks the instructions a precision's weight prepack needs."""
+
+
+@contextlib.contextmanager
+def ipex_cpu_refusal():
+    """IPEX refusing a precision on this CPU is the case's status unsupported, in IPEX's words, not an error."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if IPEX_ISA_REFUSAL not in str(exc):
+            raise
+        said = next((line.strip() for line in str(exc).splitlines() if IPEX_ISA_REFUSAL in line), str(exc))
+        raise Unsupported(f"IPEX refuses this precision on this CPU: {said}") from exc
 
 
 def import_ipex():

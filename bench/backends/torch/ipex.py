@@ -23,6 +23,7 @@ from bench.backends.torch.common import (
     configure_torch,
     import_ipex,
     inference_context,
+    ipex_cpu_refusal,
     to_tensors,
     torch_effective,
     trace_context,
@@ -52,11 +53,12 @@ class IpexBackend(IpexUser, name="ipex", options_model=IpexOptions, precisions=(
         import torch
 
         dtype = torch.bfloat16 if self.case.precision == "bf16" else torch.float32
-        self.model, self.timings["ipex_optimize_ms"] = timed(
-            lambda: self.ipex.optimize(
-                self.model, dtype=dtype, auto_kernel_selection=self.options.auto_kernel_selection, inplace=True
+        with ipex_cpu_refusal():
+            self.model, self.timings["ipex_optimize_ms"] = timed(
+                lambda: self.ipex.optimize(
+                    self.model, dtype=dtype, auto_kernel_selection=self.options.auto_kernel_selection, inplace=True
+                )
             )
-        )
         self.inputs = to_tensors(inputs)
         self.call_kwargs = {}
         if not self.jit:

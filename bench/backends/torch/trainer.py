@@ -22,6 +22,7 @@ from bench.backends.torch.common import (
     child_processes,
     configure_torch,
     import_ipex,
+    ipex_cpu_refusal,
     torch_effective,
 )
 from bench.measure.loading import load_model, select_outputs
@@ -53,9 +54,10 @@ class TrainerBackend(
         self.trainer = make_trainer(self.model, self.options, self.case.precision, len(self.rows))
         dataloader = self.trainer.get_eval_dataloader(self.rows)
         self.batch = self.trainer._prepare_inputs(next(iter(dataloader)))
-        self.module, self.timings["wrap_model_ms"] = timed(
-            lambda: self.trainer._wrap_model(self.trainer.model, training=False, dataloader=dataloader)
-        )
+        with ipex_cpu_refusal():
+            self.module, self.timings["wrap_model_ms"] = timed(
+                lambda: self.trainer._wrap_model(self.trainer.model, training=False, dataloader=dataloader)
+            )
         self.check_preparation()
         _, self.timings["predict_ms"] = timed(lambda: self.trainer.predict(self.rows))
 
