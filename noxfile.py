@@ -33,6 +33,23 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+AVX2_LANE = {"BENCH_FAKE_CPU_FLAGS": "avx2,fma", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+AVX2_TESTS = (
+    "tests/test_cpu.py", "tests/test_backends_torch_jit.py", "tests/test_precision_mode.py",
+    "tests/test_backends_intel.py", "tests/test_generation.py::test_eager_sdpa_and_bf16_generate_checked_against_eager_fp32",
+)  # fmt: skip
+
+
+@nox.session(name="tests-avx2")
+def tests_avx2(session: nox.Session) -> None:
+    """The torch side's tests as on an AVX2-only CPU, whatever this one is: bench's flags faked to AVX2 and FMA, torch
+    and oneDNN capped to AVX2 (`-- PYTEST ARGS` replaces the list). ONNX Runtime and OpenVINO have no such cap: their
+    behaviour on AVX2 is tested on a machine of the kind (docs/cpus.md)."""
+    install_main(session)
+    session.run("bench", "env", "create", "intel")
+    session.run("pytest", *(session.posargs or AVX2_TESTS), env=AVX2_LANE)
+
+
 @nox.session
 def smoke(session: nox.Session) -> None:
     """The smoke suite end to end (about 5 minutes: 16 cases in 2 rounds)."""

@@ -195,12 +195,15 @@ def settled(support: Support, row: dict, flags) -> tuple[dict, list[str]]:
     ]
 
 
-def cpu_header_text(manifest: dict) -> str:
-    """`CPU: MODEL, ISA tier AVX2 (bf16 emulated, int8 without VNNI)`: one line for a run's table."""
+def cpu_header_text(manifest: dict) -> str | None:
+    """`CPU: MODEL, ISA tier AVX2 (bf16 emulated, int8 without VNNI)`: one line for a run's table; None when the
+    manifest records no flags."""
     if manifest.get("merged"):
         return "CPU: several machines (see each machine's heading)"
     cpu = (manifest.get("machine") or {}).get("cpu") or {}
-    isa = cpu.get("isa") or {}
+    isa = cpu.get("isa")
+    if not isa:
+        return None
     flags = {flag for flag, present in isa.items() if present}
     tier = cpu.get("isa_tier") or isa_tier(flags)
     bf16 = "bf16 native" if bf16_native(flags) else "bf16 emulated or unsupported"

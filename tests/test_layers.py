@@ -6,7 +6,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "bench"
 STAGES = ("cli", "report", "run", "results", "plan", "worker", "backends", "measure")
 """Top first: a module may import from its own stage and those after it in this list, and from the shared modules."""
-SHARED = ("job", "errors", "paths", "machine", "environments", "topology", "terminal", "text", "orphans")
+SHARED = ("job", "errors", "paths", "machine", "environments", "topology", "terminal", "text", "orphans", "cpu")
 """Modules directly under bench/ that every stage may use; they import only each other (and the registry)."""
 
 

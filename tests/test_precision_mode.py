@@ -5,6 +5,8 @@ import json
 from bench.measure.memory import LoopMemory
 from bench.backends.precision_mode import AUTOCAST, CONVERTED, FROZEN_CASTS, HINT, NATIVE, label_of, mode, row_label
 from bench.cli.table import render
+from backend_jobs import support_here
+from bench.cpu import cpu_flags, int8_recipe
 from conftest import TINY_SUITE, bench_cli, write_suite
 
 SUITE = TINY_SUITE.split("backends:")[0] + """\
@@ -21,7 +23,7 @@ backends:
 
 def test_a_real_run_records_bf16_weights_without_autocast_apart_from_autocast_over_fp32_weights(tmp_path):
     out = tmp_path / "run"
-    result = bench_cli("run", write_suite(tmp_path, SUITE), "--out", out)
+    result = bench_cli("run", write_suite(tmp_path, SUITE), "--out", out, "--emulated")  # bf16 on every CPU
     rows = {(r["backend"], r["precision"]): r for r in map(json.loads, (out / "results.jsonl").open())}
     assert {r["status"] for r in rows.values()} == {"ok"}, result.stderr
     assert rows["eager", "fp32"]["precision_mode"] == mode("fp32", "fp32", NATIVE)
@@ -38,6 +40,10 @@ def test_a_real_run_records_bf16_weights_without_autocast_apart_from_autocast_ov
         assert "peak_rss_loop_unavailable" not in memory
     shown = render(list(rows.values()))
     assert "bf16 autocast" in shown and "bf16 weights" in shown
+    emulated = support_here("pytorch", "bf16").tier == "emulated"  # where this CPU has no bf16 instructions
+    suffix = " (emulated)" if emulated else ""
+    assert {row_label(row) for row in rows.values()} == {"fp32", f"bf16 autocast{suffix}", f"bf16 weights{suffix}"}
+    assert ("(emulated)" in shown) == emulated
 
 
 def test_labels_tell_the_techniques_apart_and_old_rows_keep_their_precision():
@@ -92,12 +98,12 @@ backends:
 
 def test_traced_casts_dynamic_int8_a_runtime_hint_and_weight_only_int8_are_read_from_what_was_built(tmp_path):
     out = tmp_path / "run"
-    result = bench_cli("run", write_suite(tmp_path, OTHERS), "--out", out)
+    result = bench_cli("run", write_suite(tmp_path, OTHERS), "--out", out, "--emulated")
     rows = {(r["backend"], r["precision"]): r for r in map(json.loads, (out / "results.jsonl").open())}
     assert {r["status"] for r in rows.values()} == {"ok"}, result.stderr
     modes = {key: row["precision_mode"] for key, row in rows.items()}
     assert modes["torchscript", "bf16"] == mode("bf16", "bf16", FROZEN_CASTS)  # freezing folds the weights' casts
-    assert modes["onnxruntime", "int8"]["label"] == "int8 dynamic"
+    assert modes["onnxruntime", "int8"]["label"] == f"int8 dynamic ({int8_recipe(cpu_flags())})"
     assert modes["openvino", "fp32"]["label"] == "fp32"
     assert modes["openvino", "int8"]["label"] == "int8 weight-only" and modes["openvino", "int8"]["weights"] == "int8"
     hint = rows["openvino", "bf16"]["effective"]["backend"]["INFERENCE_PRECISION_HINT"]

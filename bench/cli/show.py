@@ -30,8 +30,10 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
     done = Completeness.of(manifest, all_rows)
     data_only = fmt in ("csv", "json")
     status = sys.stderr if data_only else out
+    header = None if data_only else cpu_header(manifest)
+    if header:
+        print(header, file=out)
     if not data_only:
-        print(cpu_header(manifest), file=out)
         print(done.summary() + ("\n" if summary else ""), file=out)
     if summary:
         print(verdict_markdown(rows, manifest), file=out)
@@ -43,8 +45,9 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
     return done.complete and all(row_is_good(r) for r in all_rows)
 
 
-def cpu_header(manifest: dict) -> str:
-    """The CPU the run was measured on and its ISA tier (what decides which precisions run natively)."""
+def cpu_header(manifest: dict) -> str | None:
+    """The CPU the run was measured on and its ISA tier (what decides which precisions run natively); None for a
+    manifest that records no CPU flags."""
     from bench.cpu import cpu_header_text
 
     return cpu_header_text(manifest)

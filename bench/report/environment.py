@@ -21,6 +21,17 @@ def isa_text(isa: dict) -> str:
     return "; ".join(parts)
 
 
+def tier_text(cpu: dict) -> str:
+    """`tier AVX2 (flags faked); ` before the flags, for a manifest that records them."""
+    from bench.cpu import FAKE_FLAGS_VAR, isa_tier
+
+    isa = cpu.get("isa")
+    if not isa:
+        return ""
+    tier = cpu.get("isa_tier") or isa_tier({flag for flag, present in isa.items() if present})
+    return f"tier {tier}" + (f" (flags faked by {FAKE_FLAGS_VAR})" if cpu.get("fake_flags") is not None else "") + "; "
+
+
 def when_text(runs: list[dict]) -> str:
     spans = [f"{r.get('started')} to {r.get('finished') or 'unfinished'}" for r in runs]
     spans = [("resumed " if r.get("resumed") else "") + span for r, span in zip(runs, spans)]
@@ -36,7 +47,7 @@ def machine_items(manifest: dict) -> list[tuple[str, str]]:
     allowed = cpu.get("allowed_cpus") or []
     return [
         ("CPU", str(cpu.get("model", "several: see Machines" if manifest.get("merged") else "unknown"))),
-        ("ISA", isa_text(cpu.get("isa") or {})),
+        ("ISA", tier_text(cpu) + isa_text(cpu.get("isa") or {})),
         ("Cores", f"{cpu.get('logical_cpus', '?')} logical CPUs, {len(allowed)} usable by the run"),
         ("Memory", f"{machine.get('memory_gib', '?')} GiB"),
         ("OS", str(machine.get("platform") or machine.get("os") or "unknown")),
