@@ -12,18 +12,19 @@ defaults:
   seq_lens: [16, 32, 64]
   batch_sizes: [8]
   threads: [1]
-  measure: {warmup: 1, min_iterations: 10, min_seconds: 0.1, max_seconds: 3, rounds: 2, retries: 1, timeout: 120}
+  measure: {warmup: 1, min_iterations: 5, min_seconds: 0.1, max_seconds: 3, rounds: 2, retries: 1, timeout: 120}
 """ + TINY_MODEL + EAGER_AND_SDPA
 """Six cases of two rounds: each case is judged against the spread between rounds of five others (5 degrees of
 freedom, beyond the pooled figure's minimum of 4), so the machine's drift is not taken for a case's instability."""
-BASE_DELAY = {"BENCH_DELAY_MS": "tiny-sdpa-:5"}
-NEW_DELAY = {"BENCH_DELAY_MS": "tiny-sdpa-:30"}
-"""The sdpa cases spin 5 ms per call in the base run and 30 ms in the new one, against calls of 1 to 10 ms on the
-CPUs seen (AVX2 to AMX): 2.7 to 5 times slower, far beyond the threshold and any level this machine moves a case by.
-The spin is wall time, the same at every speed of the machine, so the delayed cases' rounds agree closely on both
-sides and are never taken for unstable."""
-THRESHOLD = "0.5"
-"""Only changes of 50% count here: the delayed cases are well beyond it, the unchanged ones never drift that far."""
+BASE_DELAY = {"BENCH_DELAY_MS": "tiny-sdpa-:100"}
+NEW_DELAY = {"BENCH_DELAY_MS": "tiny-sdpa-:300"}
+"""The sdpa cases spin 100 ms per call in the base run and 300 ms in the new one. Their own calls took 8 to 35 ms on
+an AVX2 VM, and the undelayed cases moved by up to 1.7 times between the two runs there, so the spin must dominate:
+the new side is at least 2.4 times slower whatever the machine does. The spin is wall time, the same at every speed
+of the machine, so the delayed cases' rounds agree closely on both sides and are never taken for unstable."""
+THRESHOLD = "1.0"
+"""Only a doubling counts here: the delayed cases are well beyond it; the unchanged ones, measured minutes apart on a
+drifting machine, have moved by 1.7 times but not by 2."""
 
 
 def run_pair(tmp_path):
@@ -48,7 +49,7 @@ def test_a_backend_slowed_on_purpose_is_caught_and_the_unchanged_one_is_not_call
             assert case["verdict"] != "slower", case
             continue
         assert case["verdict"] == "slower", case
-        assert case["ratio"] > 1.5 and case["ratio_ci"][0] > 1, case
+        assert case["ratio"] > 2 and case["ratio_ci"][0] > 1, case
     assert compared.returncode == 1
     table = [line for line in md.splitlines() if line.startswith("| ") and "`" in line]
     assert all(line.startswith("| **slower** | `tiny-sdpa-fp32-") for line in table[:3]), table
