@@ -21,6 +21,7 @@ import random
 import statistics
 from collections import defaultdict
 
+from bench.job import NOT_RUN_ON_PURPOSE
 from bench.measure.generation import merge_figures
 from bench.measure.pipeline import merge_figures as merge_pipeline_figures
 from bench.measure.intervals import pooled_log_spread, with_pooled_bound
@@ -149,7 +150,8 @@ def merge(rows: list[dict], pooled: dict | None = None) -> dict:
     failed = next((r for r in rows if r.get("status") != "ok"), None)
     if failed is not None:
         merged = dict(failed)
-        if len(rows) > 1 or merged.get("measure", {}).get("rounds", 1) > 1:
+        decided = merged.get("status") in NOT_RUN_ON_PURPOSE  # before any round: the reason is not a round's
+        if not decided and (len(rows) > 1 or merged.get("measure", {}).get("rounds", 1) > 1):
             merged["reason"] = f"round {rows.index(failed) + 1}: {failed.get('reason')}"
         return merged
     merged = dict(rows[-1])
