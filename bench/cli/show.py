@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from bench.cpu import cpu_header_text
 from bench.results.completeness import Completeness
 from bench.plan.matrix import parse_filters
 from bench.results.folder import RunDir, latest_rows, row_is_good
@@ -30,7 +31,7 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
     done = Completeness.of(manifest, all_rows)
     data_only = fmt in ("csv", "json")
     status = sys.stderr if data_only else out
-    header = None if data_only else cpu_header(manifest)
+    header = None if data_only else cpu_header_text(manifest)
     if header:
         print(header, file=out)
     if not data_only:
@@ -43,14 +44,6 @@ def show(run_dir: RunDir, fmt: str = "table", sort: str = "speed", filters=(), s
         where = run_dir.path
         print(f"\nIncomplete: {done.missing_text()}\ncontinue with: bench run --resume {where}", file=status)
     return done.complete and all(row_is_good(r) for r in all_rows)
-
-
-def cpu_header(manifest: dict) -> str | None:
-    """The CPU the run was measured on and its ISA tier (what decides which precisions run natively); None for a
-    manifest that records no CPU flags."""
-    from bench.cpu import cpu_header_text
-
-    return cpu_header_text(manifest)
 
 
 def per_machine(rows: list[dict], manifest: dict | None) -> list[tuple[str | None, list[dict]]]:

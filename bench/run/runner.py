@@ -52,6 +52,8 @@ class Runner:
         self.warm_start = warm_start
         self.emulated = emulated
         self.flags = cpu.cpu_flags()
+        self.views: dict[str, dict] = {}
+        """each environment's library views as last written to the manifest: it is read and written only on news"""
         self.warm: WarmStarts | None = None
         self.provenance = Provenance(run_dir.read_manifest() if run_dir.manifest_path.exists() else {})
         self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
@@ -114,15 +116,14 @@ class Runner:
 
     def record_view(self, environment_name: str, view: dict | None) -> None:
         """The manifest's machine.cpu.library_views: what each environment's libraries said of the CPU."""
-        if not view:
+        known = self.views.get(environment_name) or {}
+        merged = {**known, **{k: v for k, v in (view or {}).items() if not (isinstance(v, dict) and "error" in v)}}
+        if merged == known:
             return
+        self.views[environment_name] = merged
         manifest = self.run_dir.read_manifest()
-        views = manifest.setdefault("machine", {}).setdefault("cpu", {}).setdefault("library_views", {})
-        known = views.get(environment_name) or {}
-        merged = {**known, **{k: v for k, v in view.items() if "error" not in (v if isinstance(v, dict) else {})}}
-        if merged != known:
-            views[environment_name] = merged
-            self.run_dir.write_manifest(manifest)
+        manifest.setdefault("machine", {}).setdefault("cpu", {}).setdefault("library_views", {}).update(self.views)
+        self.run_dir.write_manifest(manifest)
 
     def measured_row(self, case: Case) -> dict:
         source = self.source(case)
