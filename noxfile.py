@@ -92,13 +92,17 @@ def scheduled(session: nox.Session) -> None:
 
     `nox -s scheduled [-- SUITE [bench run options]]`, SUITE by default suites/smoke.yaml. The baseline is named
     `scheduled-<suite file name>` and kept for this kind of machine (`bench baseline list`); when there is none
-    yet, this run becomes it. The comparison goes beside the run's report: reports/<run>/comparison.md and .json.
+    yet, this run becomes it. With `--ab ENV` among the options, the suite runs in its environments and in ENV,
+    paired, and the session fails when a case is slower in ENV (docs/paired.md); no baseline is used. The comparison goes beside the run's report: reports/<run>/comparison.md and .json.
     The session fails when a case is significantly slower (or on bad input); see docs/scheduled.md.
     """
     install_main(session)
     suite, *options = session.posargs or ["suites/smoke.yaml"]
     name = "scheduled-" + os.path.splitext(os.path.basename(suite))[0]
     run = os.path.join("results", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if "--ab" in options:  # a candidate environment: both sides paired in this run, no stored baseline involved
+        session.run("bench", "run", suite, "--out", run, *options)
+        return
     session.run("bench", "run", suite, "--out", run, *options, success_codes=[0, 1])
     listed = session.run("bench", "baseline", "list", "--run", run, "--json", silent=True, stderr=None)
     if not any(entry["name"] == name for entry in json.loads(listed)):

@@ -43,6 +43,8 @@ class Case:
     """Tokens each generate call must produce (a generation case), or 0: the model's forward pass is measured."""
     texts: str = ""
     """The shipped text set a pipeline case runs on (short, medium, long; bench.measure.texts), or "": no pipeline."""
+    pair_of: str = ""
+    """In an A/B run (`bench run --ab ENV`), the case id of the case this one is the candidate side of, or ""."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,10 +56,12 @@ class Case:
 
     @property
     def is_baseline(self) -> bool:
-        """Eager fp32 PyTorch: what every other case of its environment at the same shape is compared with."""
+        """Eager fp32 PyTorch (its options at their defaults): what every other case of its environment at the same
+        shape is compared with."""
         return (
             self.backend_type == "pytorch"
             and self.backend_options.get("attn_implementation", "eager") == "eager"
+            and self.backend_options.get("bf16", "autocast") == "autocast"
             and self.precision == "fp32"
         )
 

@@ -47,3 +47,12 @@ def test_timed_returns_result_and_milliseconds():
         return "out"
 
     assert timed(call, clock=clock) == ("out", 2.5)
+
+
+def test_a_pipeline_loop_ends_only_on_whole_cycles_of_its_texts():
+    clock = FakeClock(cost=100_000_000)
+    samples = measure(clock.work, min_iterations=3, min_seconds=1.0, max_seconds=10, clock=clock, cycle=4)
+    assert len(samples) == 12  # 10 calls would do; the cycle of 4 texts is finished
+    clock = FakeClock(cost=1_000_000_000)
+    samples = measure(clock.work, min_iterations=100, min_seconds=0, max_seconds=3.0, clock=clock, cycle=4)
+    assert len(samples) == 4  # the maximum falls in the first cycle, which is finished

@@ -65,7 +65,7 @@ def cmd_run(args) -> int:
 
         shard = requested(args.shard, args.costs)
         run_dir, cases, suite_dir, notes = workflow.start_run(
-            args.suite, args.out, args.filter, args.cpus, args.allow_large, shard, args.costs
+            args.suite, args.out, args.filter, args.cpus, args.allow_large, shard, args.costs, args.ab
         )
     else:
         raise BenchError("run: expected a SUITE file or --resume DIR, got neither")
@@ -95,7 +95,10 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
 
             print(f"matmul peak: {summary(record_peak(run_dir, cases, args.emulated))}", file=sys.stderr)
         started = time.monotonic()
-        start = {"quiet_wait": args.quiet_wait, "warm_start": not args.cold_start, "emulated": args.emulated}
+        start = {
+            "quiet_wait": args.quiet_wait, "warm_start": not args.cold_start, "emulated": args.emulated,
+            "memory_budget_mb": args.memory_budget,
+        }  # fmt: skip
         workflow.execute(run_dir, cases, suite_dir, **start)
         if not args.no_peak:
             peak_again(run_dir, cases, time.monotonic() - started)
@@ -108,7 +111,12 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
         raise
     print_results(run_dir)
     after_run(args, run_dir)
-    return EXIT_OK if workflow.all_good(run_dir) else EXIT_FAILED
+    code = EXIT_OK if workflow.all_good(run_dir) else EXIT_FAILED
+    if "ab" in run_dir.read_manifest():
+        from bench.cli import ab
+
+        code = max(code, ab.after_run(run_dir))
+    return code
 
 
 def peak_again(run_dir, cases, run_seconds: float) -> None:
@@ -237,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_emulated(p)
     add_allow_large(p)
     p.add_argument(
+        "--ab", metavar="ENV",
+        help="A/B in one run: every case also runs in environment ENV, paired with it block by block; the run"
+        " ends with the A/B table and exits 1 when a case is slower there (Holm's method; docs/scheduled.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--memory-budget", type=positive_float, metavar="MB",
+        help="paired cases: how much memory resident workers may hold at once (default: half of what is available"
+        " when the run starts); past it, the configurations of a shape are paired with its baseline in turn",
+    )  # fmt: skip
+    p.add_argument(
         "--shard", metavar="K/N",
         help="run share K (0 to N-1) of N, balanced by expected cost; auto/N: K from the environment"
         " (default: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX when set)",
@@ -291,14 +309,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bench.results import baselines
     from bench.results import export
+    from bench.cli import ab
     from bench.cli import compare as regression_cli
     from bench.cli import history
 
     regression_cli.add_parser(sub)
+    ab.add_parser(sub)
     baselines.add_parser(sub)
     history.add_parser(sub)
     export.add_parser(sub)
     return parser
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def add_emulated(parser: argparse.ArgumentParser) -> None:

@@ -77,19 +77,21 @@ def cells(case: CaseResult) -> list[str]:
     def ms(row):
         return f"{row['latency_ms']['median']:.3f}" if row.get("status") == "ok" and row.get("latency_ms") else "-"
 
-    p_value = "-" if case.p_value is None else f"{case.p_value:.2g}"
-    return [SHOWN[case.verdict], case.case_id, ms(case.base), ms(case.new), change_text(case), p_value,
+    p_value = "-" if case.p_holm is None else f"{case.p_holm:.2g}"
+    q_value = "-" if case.q_value is None else f"{case.q_value:.2g}" + ("*" if case.q_value < ALPHA else "")
+    return [SHOWN[case.verdict], case.case_id, ms(case.base), ms(case.new), change_text(case), p_value, q_value,
             ", ".join(case.reasons)]  # fmt: skip
 
 
-HEADERS = ("verdict", "case", "base ms", "new ms", "change [interval]", "p", "why not judged")
+HEADERS = ("verdict", "case", "base ms", "new ms", "change [interval]", "p Holm", "q BH", "why not judged")
 
 
 def settings_text(comparison: Comparison) -> str:
     s = comparison.settings
     return (
-        f"a change counts from ±{s.threshold:.0%} of the median, when the Mann-Whitney U test gives p < {s.alpha:g}"
-        f" and the {s.confidence:.0%} interval of the change excludes 0"
+        f"a change counts when Holm's adjusted p < {s.alpha:g} over every case (round medians where both runs have"
+        f" rounds, else the samples' U test) and its {s.confidence:.0%} interval excludes 0 and reaches"
+        f" ±{s.threshold:.0%}; q BH marked * below {ALPHA:g}"
     )
 
 

@@ -115,6 +115,17 @@ def shape_table(members: list[dict], factors: dict, sort: str, across: dict | No
     return table
 
 
+def tie_rule(rows: list[dict]) -> str:
+    """How `tied` was decided: the paired test where rows were paired, overlapping intervals otherwise."""
+    from bench.measure.paired import TIE_MARGIN
+
+    overlap = "the 95% intervals overlap"
+    if any((r.get("paired") or {}).get("role") == "configuration" for r in rows):
+        paired = f"paired rows: not shown {TIE_MARGIN:.0%} slower than the fastest at 95%"
+        return paired if all(r.get("paired") for r in rows if r.get("status") == "ok") else f"{paired}; others: {overlap}"
+    return overlap
+
+
 def render(rows: list[dict], sort: str = "speed", color: bool = False, width: int = WIDTH) -> str:
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=color, no_color=not color, highlight=False)
@@ -124,9 +135,27 @@ def render(rows: list[dict], sort: str = "speed", color: bool = False, width: in
         console.print(shape_table(members, factors, sort, across))
     if across:
         console.print(f"vs main: the cross-environment ratio, {main_baseline_label(rows)}, a change of library included")
-    console.print(f"{FASTEST}: fastest trusted case of its shape; {TIED}: tied with it (the 95% intervals overlap)")
+    console.print(f"{FASTEST}: fastest trusted case of its shape; {TIED}: tied with it ({tie_rule(rows)})")
     lines = [line.rstrip() for line in out.getvalue().rstrip("\n").splitlines()]
-    return "\n".join([*lines, *notes(rows)])
+    return "\n".join([*lines, *resolution_lines(rows), *notes(rows)])
+
+
+def resolution_lines(rows: list[dict]) -> list[str]:
+    """What the paired speedups resolve: the median half-width of their 95% intervals, overall and per shape."""
+    import statistics
+
+    from bench.results.compare import paired_resolution
+
+    found = paired_resolution(rows)
+    if not found:
+        return []
+    every = [w for widths in found.values() for w in widths]
+    shapes = "; ".join(
+        f"{model} s{seq} b{batch} t{threads}{f' pad{pad:g}' if pad else ''} ±{statistics.median(w):.1%}"
+        for (model, seq, batch, threads, pad), w in sorted(found.items(), key=lambda item: str(item[0]))
+    )
+    return wrap(f"paired speedups resolve ±{statistics.median(every):.1%} (median 95% half-width of"
+                f" {len(every)}); per shape: {shapes}", "")
 
 
 def wrap(text: str, indent: str) -> list[str]:

@@ -19,6 +19,7 @@ def measure(
     max_seconds: float,
     clock: Callable[[], int] = time.perf_counter_ns,
     target_ci: float | None = None,
+    cycle: int = 1,
 ) -> list[int]:
     """Call until both min_iterations and min_seconds are reached, or max_seconds has passed; durations in ns.
 
@@ -28,6 +29,9 @@ def measure(
     With target_ci, the loop goes on past the minimums until the median's 95% interval is within ±target_ci of it.
     That check (a sort and two ranks) runs between timed calls, on a geometric schedule, so its total cost stays a
     small multiple of one sort of the final samples; max_seconds still ends the loop.
+
+    With `cycle` > 1 (a pipeline going round its texts), the loop ends only on a whole cycle: every text counts
+    equally in the median. max_seconds then ends the loop at the end of the cycle it falls in.
     """
     min_ns = int(min_seconds * 1e9)
     max_ns = int(max_seconds * 1e9)
@@ -41,6 +45,8 @@ def measure(
         t1 = clock()
         append(t1 - t0)
         elapsed = t1 - start
+        if len(samples) % cycle:
+            continue
         if elapsed >= max_ns:
             return samples
         if elapsed >= min_ns and len(samples) >= next_check:

@@ -33,6 +33,8 @@ def case_id(params: dict) -> str:
         identity.pop("new_tokens", None)  # a forward-pass case keeps the id it had before generation cases existed
     if not identity.get("texts"):
         identity.pop("texts", None)
+    if not identity.get("pair_of"):
+        identity.pop("pair_of", None)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     pad = f"-p{params['padding_ratio']:g}" if params["padding_ratio"] else ""
     new = f"-n{params['new_tokens']}" if params.get("new_tokens") else ""

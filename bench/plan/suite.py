@@ -45,6 +45,15 @@ class Measure(StrictModel):
     retries: Optional[int] = Field(
         None, ge=0, le=10, description="Measure again in the same worker while the interference meter says contaminated."
     )
+    paired: Optional[bool] = Field(
+        None,
+        description="Measure each configuration against its baseline in adjacent blocks, by resident workers:"
+        " `rounds` fresh processes per configuration, `passes` pairs in each (docs/results.md).",
+    )
+    passes: Optional[int] = Field(None, ge=1, le=200, description="Paired: passes over a group per process round.")
+    block_seconds: Optional[float] = Field(
+        None, gt=0, le=10, description="Paired: how long one block of calls should take (at least one call)."
+    )
     target_ci: Optional[float] = Field(
         None, gt=0, lt=1,
         description="After the minimums, stop once the median's 95% interval is within ± this share (0.01: ±1%).",
@@ -53,6 +62,7 @@ class Measure(StrictModel):
 
 DEFAULT_MEASURE = {
     "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1, "retries": 2,
+    "paired": False, "passes": 8, "block_seconds": 0.2,
 }  # fmt: skip
 
 

@@ -223,6 +223,33 @@ def percent_of_peak(entries: list[Entry], palette: dict):
     return figure, "Achieved GFLOP/s as a share of the measured matmul peak at the same precision and thread count."
 
 
+def machine_speed(entries: list[Entry], palette: dict):
+    """The drift canary (a short fp32 matmul timed around every block of a paired run) over the run's time."""
+    traces = {}
+    for entry in entries:
+        trace = (entry.row.get("paired") or {}).get("canary_trace")
+        if trace:
+            traces.setdefault(entry.row.get("threads"), []).extend(trace)
+    if not traces:
+        return None, "no paired case (the canary is timed around the blocks of paired runs)"
+    import matplotlib.pyplot as plt
+
+    start = min(t for trace in traces.values() for t, _ in trace)
+    figure, ax = plt.subplots(figsize=(WIDE, 2.8))
+    for threads, trace in sorted(traces.items(), key=lambda item: str(item[0])):
+        trace = sorted(trace)
+        ax.plot([(t - start) / 60 for t, _ in trace], [c for _, c in trace], ".", markersize=2,
+                label=f"{threads} thread(s)")  # fmt: skip
+    ax.set(xlabel="minutes into the run", ylabel="canary matmul (ms)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    figure.tight_layout()
+    return figure, (
+        "The machine's own speed: a 192×192 fp32 matmul timed next to every baseline block, at the case's threads."
+        " Pairs taken seconds apart cancel its levels; a step between two runs is the machine's, not the software's."
+    )
+
+
 CHARTS = (
     ("latency_vs_seq", "Latency against sequence length", latency_vs_seq),
     ("speedup", "Speedup over eager fp32", speedup_bars),
@@ -233,4 +260,5 @@ CHARTS = (
     ("tokens_per_s", "Prompt tokens per second (causal LM forward pass)", tokens_per_second),
     ("pipeline_stages", "Pipeline stage times", stage_bars),
     ("percent_of_peak", "Share of the matmul peak", percent_of_peak),
+    ("machine_speed", "The machine's speed over the run (drift canary)", machine_speed),
 )

@@ -11,8 +11,9 @@ HEADER = [
 ]  # fmt: skip
 INTRO = (
     "Per model: the configuration to ship (fastest or tied with the fastest, among the trusted cases that pass the"
-    " accuracy check, at the most shapes) and the fastest that keeps fp32 outputs, with what each costs. Tied: the"
-    " medians' 95% intervals overlap, so the two cannot be told apart here."
+    " accuracy check, at the most shapes) and the fastest that keeps fp32 outputs, with what each costs. Tied: for"
+    " paired cases, the paired test does not show the fastest 2% faster at 95%; otherwise the medians' 95% intervals"
+    " overlap. Either way the two cannot be told apart here."
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.environments import MAIN
+from bench.measure import paired
 from bench.measure.intervals import median_interval
 from bench.measure.stats import CV_WARNING
 
@@ -100,6 +101,8 @@ class Speedup:
     interval: tuple[float, float] | None = None
     refused: str | None = None
     is_baseline: bool = False
+    paired: dict | None = None
+    """bench.measure.paired's figures, when the ratio is paired: its processes, pairs and degrees of freedom."""
 
     @property
     def verdict(self) -> str:
@@ -160,9 +163,34 @@ def speedup(row: dict, baseline: dict | None) -> Speedup | None:
 
 
 def speedups(rows: list[dict]) -> dict[str, Speedup | None]:
-    """Every row's speedup over the baseline of its own environment at its shape, by case_id."""
+    """Every row's speedup over the baseline of its own environment at its shape, by case_id: paired (the geometric
+    mean of its pass ratios, bench.measure.paired) where it was measured against that baseline, else from medians."""
     base = baselines(rows)
-    return {row["case_id"]: speedup(row, base.get(baseline_key(row))) for row in rows}
+    found = {row["case_id"]: speedup(row, base.get(baseline_key(row))) for row in rows}
+    for case_id, ratio in paired_speedups(rows, base).items():
+        if found.get(case_id) is not None and found[case_id].ratio is not None and not found[case_id].is_baseline:
+            found[case_id] = Speedup(ratio=ratio.ratio, interval=ratio.interval, paired=ratio.to_dict())
+    return found
+
+
+def paired_rounds(row: dict, baseline: dict | None) -> paired.Rounds | None:
+    """The row's pass log speedups by process round, when it was paired with `baseline`."""
+    entry = row.get("paired") or {}
+    if baseline is None or entry.get("baseline") != baseline.get("case_id") or not entry.get("log_speedups"):
+        return None
+    rounds = paired.Rounds.of(entry["log_speedups"])
+    return rounds if rounds.means else None
+
+
+def paired_speedups(rows: list[dict], base: dict[tuple, dict]) -> dict[str, paired.PairedRatio]:
+    """Each paired row's ratio, its variance moderated towards that of every paired row given (limma style)."""
+    comparisons = {}
+    for row in rows:
+        if measured(row):
+            rounds = paired_rounds(row, base.get(baseline_key(row)))
+            if rounds is not None:
+                comparisons[row["case_id"]] = rounds
+    return paired.ratios(comparisons) if comparisons else {}
 
 
 def speedups_vs_main(rows: list[dict]) -> dict[str, Speedup | None]:
@@ -176,13 +204,52 @@ def speedups_vs_main(rows: list[dict]) -> dict[str, Speedup | None]:
 
 
 def fastest_or_tied(rows: list[dict]) -> tuple[dict | None, list[dict]]:
-    """Among the trusted rows of one shape: the fastest, and every other whose interval overlaps the fastest's."""
+    """Among the trusted rows of one shape: the fastest, and the others tied with it.
+
+    Rows paired with one baseline (bench.measure.paired) are ranked by the paired test: tied unless the fastest is
+    shown more than paired.TIE_MARGIN faster. Otherwise tied means their medians' intervals overlap.
+    """
     trusted = [r for r in rows if row_is_trusted(r)]
     if not trusted:
         return None, []
+    ranked = paired_ranking(trusted)
+    if ranked is not None:
+        return ranked
     best = min(trusted, key=lambda r: r["latency_ms"]["median"])
     best_ci = median_ci(best)
     return best, [r for r in trusted if r is not best and overlaps(best_ci, median_ci(r))]
+
+
+def paired_resolution(rows: list[dict]) -> dict[tuple, list[float]]:
+    """The half-widths of the paired speedup intervals, by shape (model, seq_len, batch_size, threads, padding)."""
+    found: dict[tuple, list[float]] = {}
+    for case_id, ratio in speedups(rows).items():
+        if ratio is not None and ratio.paired and ratio.interval:
+            row = next(r for r in rows if r["case_id"] == case_id)
+            key = tuple(row.get(k) for k in ("model", "seq_len", "batch_size", "threads", "padding_ratio"))
+            low, high = ratio.interval
+            found.setdefault(key, []).append(max(ratio.ratio - low, high - ratio.ratio) / ratio.ratio)
+    return found
+
+
+def paired_ranking(trusted: list[dict]) -> tuple[dict, list[dict]] | None:
+    """(fastest, tied) by the paired test, when every row was paired with the same baseline, which is among them."""
+    baseline = next((r for r in trusted if (r.get("paired") or {}).get("role") == "baseline"), None)
+    if baseline is None or len({environment_of(r) for r in trusted}) > 1:
+        return None
+    comparisons = {}
+    for row in trusted:
+        rounds = paired_rounds(row, baseline)
+        if rounds is None and row is not baseline:
+            return None
+        comparisons[row["case_id"]] = rounds
+    processes = max((len(r.means) for r in comparisons.values() if r is not None), default=0)
+    if not processes:
+        return None
+    comparisons[baseline["case_id"]] = paired.Rounds((0.0,) * processes, (0,) * processes)
+    best, tied = paired.tied_with_fastest(comparisons)
+    by_id = {r["case_id"]: r for r in trusted}
+    return by_id[best], [by_id[key] for key in tied]
 
 
 def main_baseline_label(rows: list[dict]) -> str:

@@ -1,26 +1,25 @@
 """One run against another: is each case slower, faster, unchanged, or can the evidence not tell?
 
-A case is slower when three things hold: its median moved up by at least the threshold (5% by default), the
-Mann-Whitney U test on the raw samples says the two sets differ (two-sided, p < alpha = 0.01), and the ratio's
-interval (at 1 - alpha) lies above 1. Faster is the mirror image (a ratio at most 1 / (1 + threshold)).
+The figures tested are per process, never pooled samples (samples of one process share its level):
+- rows of two rounds or more on both sides: each round's median is one figure. The ratio is the geometric mean of
+  the new side's round medians over the base side's; Welch's t on the log round medians gives its p-value and
+  interval, each side's variance moderated towards its run's pooled spread between rounds (rounds_agreement.pooled,
+  on its degrees of freedom): with three rounds a side, the run's other cases say how far rounds stray by drift.
+- rows of one round (one process a side): the Mann-Whitney U test and the Hodges-Lehmann interval on the samples,
+  widened by the run's pooled spread when both rows carry it. Such a verdict says only that two processes differed.
 
-The ratio's interval has up to three parts, and is their union:
-- within processes: the Hodges-Lehmann interval of the shift in log latency (the U test inverted), exponentiated;
-- between processes: when a side was measured in rounds (fresh workers), a bootstrap that resamples whole rounds on
-  each side. Samples of one round share that round's level, so they are not independent draws: the U test on the
-  pooled samples can call a difference that is only two processes landing on different levels. The rounds
-  bootstrap widens the interval by the spread between rounds, so such a difference does not exclude 1.
-- the machine's drift: when both rows carry their run's pooled spread between rounds (rounds_agreement.pooled),
-  the interval holds the ratio of medians times exp(±t·sqrt(s_b²/k_b + s_n²/k_n)). On a machine whose speed
-  drifts, three rounds a side can all land on a slow level by chance; every case of the run shows how likely that
-  is, so a quiet re-run does not read as slower.
-A rank test on round medians alone cannot reach p < 0.01 with the rounds suites use: with R rounds a side its
-smallest p-value is 2 / C(2R, R) (0.33 for 2 rounds, 0.1 for 3, 0.029 for 4).
+The decision is family-wise: Holm's method over every case compared, at `alpha` (0.01 by default), so that a
+comparison of two identical runs calls any case slower with probability at most alpha, however many cases it has.
+Benjamini-Hochberg q-values are reported beside.
+
+The threshold (5% by default) is the smallest change that counts, applied to the interval: a significant change is
+slower (or faster) unless its whole interval lies within the threshold. A true 5% slowdown is then caught whenever
+the test sees it; a cut on the point estimate would catch it half the time.
 
 A row that must not be compared (failed, inaccurate, contaminated, unstable: bench.results.compare.distrust_reasons) on
-either side gives "can't tell", never slower or faster.
+either side gives "can't tell", never slower or faster. Between runs measured apart, the machine's drift limits
+what can be resolved; `bench run --ab` measures both sides in one run, paired (bench.results.ab).
 """
-
 from __future__ import annotations
 
 import math
@@ -60,6 +59,12 @@ class CaseResult:
     ratio_ci: tuple[float, float] | None = None
     p_value: float | None = None
     reasons: list[str] = field(default_factory=list)
+    p_holm: float | None = None
+    """The p-value adjusted by Holm's method over every case of the comparison: what decides the verdict."""
+    q_value: float | None = None
+    """Benjamini-Hochberg's q-value over the same cases."""
+    method: str | None = None
+    """rounds: one figure per process (round medians); samples: one process per side, its samples."""
 
     def to_json(self) -> dict:
         row = self.new if measured(self.new) or not measured(self.base) else self.base
@@ -72,6 +77,9 @@ class CaseResult:
             "ratio": self.ratio,
             "ratio_ci": list(self.ratio_ci) if self.ratio_ci else None,
             "p_value": self.p_value,
+            "p_holm": self.p_holm,
+            "q_value": self.q_value,
+            "method": self.method,
             "reasons": self.reasons,
             "samples": {"base": sample_count(self.base), "new": sample_count(self.new)},
             "rounds": {"base": len(rounds_of(self.base) or [1]), "new": len(rounds_of(self.new) or [1])},
@@ -97,6 +105,12 @@ def judge(base: dict, new: dict, settings: Settings = Settings()) -> CaseResult:
         return result
     from bench.results import significance
 
+    rounds = round_level(base, new, settings.confidence)
+    if rounds is not None:
+        result.ratio, result.ratio_ci, result.p_value = rounds
+        result.method = "rounds"
+        result.verdict = verdict(result.ratio, result.ratio_ci, result.p_value, settings)
+        return result
     n, m = len(base["samples_ms"]), len(new["samples_ms"])
     if significance.smallest_p_value(n, m) >= settings.alpha:
         result.reasons = [f"too few samples ({n} and {m}) for a test at alpha {settings.alpha:g}"]
@@ -108,8 +122,53 @@ def judge(base: dict, new: dict, settings: Settings = Settings()) -> CaseResult:
     if result.ratio_ci is None:
         result.reasons = [f"too few samples ({n} and {m}) for a {settings.confidence:.0%} interval"]
         return result
+    result.method = "samples"
     result.verdict = verdict(result.ratio, result.ratio_ci, result.p_value, settings)
     return result
+
+
+def round_medians(row: dict) -> list[float] | None:
+    rounds = rounds_of(row)
+    if rounds is None:
+        return None
+    import statistics
+
+    return [statistics.median(samples) for samples in rounds if samples]
+
+
+def moderated_side(medians: list[float], pooled: dict | None) -> tuple[float, float]:
+    """(variance of one round's log median, its degrees of freedom): the case's own, moderated towards its run's
+    pooled spread between rounds (sd_log on df) when the row carries it."""
+    import statistics
+
+    logs = [math.log(m) for m in medians]
+    own, own_df = statistics.variance(logs), len(logs) - 1
+    if not isinstance(pooled, dict) or not pooled.get("df"):
+        return own, own_df
+    prior_df = float(pooled["df"])
+    return (prior_df * pooled["sd_log"] ** 2 + own_df * own) / (prior_df + own_df), prior_df + own_df
+
+
+def round_level(base: dict, new: dict, confidence: float):
+    """(ratio, interval, p) from the rounds, one figure per process: the geometric mean of the new side's round
+    medians over the base side's, Welch's t on the log round medians with each side's variance moderated towards
+    its run's pooled spread. None unless both sides have two rounds or more."""
+    from scipy.stats import t
+
+    b, n = round_medians(base), round_medians(new)
+    if not b or not n or len(b) < 2 or len(n) < 2 or min(b + n) <= 0:
+        return None
+    pooled = lambda row: (row.get("rounds_agreement") or {}).get("pooled")  # noqa: E731
+    (vb, db), (vn, dn) = moderated_side(b, pooled(base)), moderated_side(n, pooled(new))
+    diff = sum(map(math.log, n)) / len(n) - sum(map(math.log, b)) / len(b)
+    wb, wn = vb / len(b), vn / len(n)
+    se = math.sqrt(wb + wn)
+    if se == 0:
+        return math.exp(diff), (math.exp(diff), math.exp(diff)), 0.0 if diff else 1.0
+    df = (wb + wn) ** 2 / (wb**2 / db + wn**2 / dn)
+    half = float(t.ppf(1 - (1 - confidence) / 2, df)) * se
+    p = float(2 * t.sf(abs(diff) / se, df))
+    return math.exp(diff), (math.exp(diff - half), math.exp(diff + half)), p
 
 
 def drift_of(base: dict, new: dict) -> tuple[tuple[dict, int], tuple[dict, int]] | None:
@@ -124,14 +183,38 @@ def drift_of(base: dict, new: dict) -> tuple[tuple[dict, int], tuple[dict, int]]
 
 
 def verdict(ratio: float, interval: tuple[float, float], p_value: float, settings: Settings) -> str:
-    """slower or faster when the change is significant, beyond the threshold, and its interval excludes 1."""
+    """slower or faster when the change is significant, its interval excludes 1 and reaches the threshold.
+
+    The threshold is applied to the interval, not to the ratio: a change is dismissed as too small only when the
+    whole interval is within it. A true slowdown of exactly the threshold is then caught whenever the test sees it,
+    where a cut on the point estimate would miss it half the time.
+    """
     significant = p_value < settings.alpha
     limit = 1 + settings.threshold
-    if significant and interval[0] > 1 and (ratio >= limit or math.isclose(ratio, limit)):
+    if significant and interval[0] > 1 and (interval[1] >= limit or math.isclose(interval[1], limit)):
         return SLOWER
-    if significant and interval[1] < 1 and (ratio <= 1 / limit or math.isclose(ratio, 1 / limit)):
+    if significant and interval[1] < 1 and (interval[0] <= 1 / limit or math.isclose(interval[0], 1 / limit)):
         return FASTER
     return UNCHANGED
+
+
+def family_wise(cases: list[CaseResult], settings: Settings) -> None:
+    """Holm's method over every case tested decides at family-wise alpha: each verdict is taken again on its Holm-
+    adjusted p-value. Benjamini-Hochberg q-values are recorded beside them for the report."""
+    tested = [c for c in cases if c.p_value is not None and c.ratio_ci is not None and not c.reasons]
+    if not tested:
+        return
+    from scipy.stats import false_discovery_control
+
+    ps = [c.p_value for c in tested]
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[index]))
+        tested[index].p_holm = running
+    for case, q in zip(tested, false_discovery_control(ps, method="bh")):
+        case.q_value = float(q)
+        case.verdict = verdict(case.ratio, case.ratio_ci, case.p_holm, settings)
 
 
 @dataclass
@@ -168,6 +251,7 @@ def compare_runs(base: Run, new: Run, settings: Settings = Settings(), force: bo
         )
     base_rows, new_rows = base.by_case(), new.by_case()
     cases = [judge(base_rows[cid], new_rows[cid], settings) for cid in base_rows if cid in new_rows]
+    family_wise(cases, settings)
     cases.sort(key=lambda c: (VERDICT_ORDER[c.verdict], -(c.ratio or 0.0), c.case_id))
     return Comparison(
         base, new, settings, cases,

@@ -23,6 +23,7 @@ from collections import defaultdict
 
 from bench.job import NOT_RUN_ON_PURPOSE
 from bench.measure.generation import merge_figures
+from bench.run.paired import merge_entries
 from bench.measure.pipeline import merge_figures as merge_pipeline_figures
 from bench.measure.intervals import pooled_log_spread, with_pooled_bound
 from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput_at
@@ -168,6 +169,8 @@ def merge(rows: list[dict], pooled: dict | None = None) -> dict:
         merged["generation"] = {"prompt_len": entries[-1].get("prompt_len"), **pooled_calls}
     if all(r.get("pipeline") for r in rows) and len(rows) > 1:
         merged["pipeline"] = merge_pipeline_figures([r["pipeline"] for r in rows])
+    if all(r.get("paired") for r in rows):
+        merged["paired"] = merge_entries([r["paired"] for r in rows])
     merged["timings_ms"] = rows[0].get("timings_ms")
     merged["provenance"] = rows[0].get("provenance")
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)

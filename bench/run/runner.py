@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sys
 from pathlib import Path
 
 from bench import cpu
 from bench.plan import model_sources
-from bench.run import rounds
+from bench.run import paired, rounds
 from bench.backends import BACKENDS
 from bench.environments import environment
 from bench.errors import BenchError
@@ -43,6 +44,7 @@ class Runner:
         quiet_wait: float = QUIET_WAIT_S,
         warm_start: bool = True,
         emulated: bool = False,
+        memory_budget_mb: float | None = None,
     ):
         self.run_dir = run_dir
         self.suite_dir = suite_dir
@@ -51,11 +53,14 @@ class Runner:
         self.quiet_wait = quiet_wait
         self.warm_start = warm_start
         self.emulated = emulated
+        self.memory_budget_mb = memory_budget_mb or paired.default_memory_budget_mb()
         self.flags = cpu.cpu_flags()
         self.views: dict[str, dict] = {}
         """each environment's library views as last written to the manifest: it is read and written only on news"""
         self.warm: WarmStarts | None = None
-        self.provenance = Provenance(run_dir.read_manifest() if run_dir.manifest_path.exists() else {})
+        manifest = run_dir.read_manifest() if run_dir.manifest_path.exists() else {}
+        self.provenance = Provenance(manifest)
+        self.order_seed = self.recorded_order_seed(manifest)
         self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:
@@ -69,9 +74,13 @@ class Runner:
 
     def passes(self, cases: list[Case]) -> list[dict]:
         done = rounds.rounds_by_case(self.run_dir.round_records())
-        todo = list(rounds.passes(cases, {k: len(v) for k, v in done.items()}, seed=cases[0].seed if cases else 0))
+        counts = {k: len(v) for k, v in done.items()}
+        fresh = [c for c in cases if not paired.pairable(c)]
+        pairing = [c for c in cases if paired.pairable(c)]
+        todo = list(rounds.passes(fresh, counts, seed=self.order_seed))
+        group_rounds = list(paired.schedule(pairing, counts, self.order_seed))
         finished, rows = set(), []
-        self.progress.start(len(todo))
+        self.progress.start(len(todo) + sum(len(needed) for _, _, needed in group_rounds))
         try:
             for index, case in todo:
                 if case.case_id in finished:
@@ -79,18 +88,38 @@ class Runner:
                     continue
                 self.progress.case_started(case, index)
                 started = self.provenance.at_start()
-                row = {**self.run_case(case), "provenance": started}
-                record = {"case_id": case.case_id, "round": index, "row": row}
-                if case.measure.get("rounds", 1) > 1:
-                    self.run_dir.append_round(record)
-                done[case.case_id].append(record)
-                self.progress.case_finished(row)
-                if case.measure.get("rounds", 1) == 1 or row["status"] != "ok":
-                    rows.append(self.merge(case, done, finished))
+                rows += self.record(case, index, {**self.run_case(case), "provenance": started}, done, finished)
+            for index, group, needed in group_rounds:
+                group = [c for c in group if c.case_id not in finished]
+                for _ in range(len(needed) - len([c for c in needed if c.case_id not in finished])):
+                    self.progress.case_skipped()
+                needed = [c for c in needed if c.case_id not in finished]
+                for case, row in self.paired_round(group, needed, index):
+                    self.progress.case_started(case, index)
+                    rows += self.record(case, index, row, done, finished)
         finally:
             rows += [self.merge(case, done, finished) for case in complete(cases, done, finished)]
         self.progress.finish()
         return rows
+
+    def record(self, case: Case, index: int, row: dict, done: dict, finished: set) -> list[dict]:
+        """A round's row kept (rounds.jsonl when the case has several); the case's merged row when it is complete."""
+        record = {"case_id": case.case_id, "round": index, "row": row}
+        if case.measure.get("rounds", 1) > 1:
+            self.run_dir.append_round(record)
+        done[case.case_id].append(record)
+        self.progress.case_finished(row)
+        if case.measure.get("rounds", 1) == 1 or row["status"] != "ok":
+            return [self.merge(case, done, finished)]
+        return []
+
+    def recorded_order_seed(self, manifest: dict) -> int:
+        """The seed of every pass order of the run: drawn when the run starts, kept in the manifest for a resume."""
+        seed = manifest.get("order_seed")
+        if not isinstance(seed, int) and self.run_dir.manifest_path.exists():
+            seed = secrets.randbits(32)
+            self.run_dir.write_manifest({**manifest, "order_seed": seed})
+        return seed if isinstance(seed, int) else secrets.randbits(32)
 
     def merge(self, case: Case, done: dict, finished: set) -> dict:
         """The case's row from its rounds, judged against the spread between rounds of the run's other cases."""
@@ -103,13 +132,19 @@ class Runner:
     def run_case(self, case: Case) -> dict:
         """The case's row, with the tier its precision runs in on this CPU (bench.cpu)."""
         support = cpu.support(case.backend_type, case.precision, self.flags, case.backend_options)
+        return self.settled(support, self.decided_row(case, support) or self.measured_row(case))
+
+    def decided_row(self, case: Case, support: cpu.Support) -> dict | None:
+        """A row with no worker: the CPU cannot run the precision, or only emulates it and the run did not ask."""
         if support.tier == cpu.UNSUPPORTED:
-            row = make_row(case, Outcome(UNSUPPORTED, support.reason, None, None, 0.0, ""))
-        elif support.tier == cpu.EMULATED and not self.emulated:
-            row = make_row(case, Outcome(NOT_MEASURED, f"{support.reason}: {cpu.EMULATED_HINT}", None, None, 0.0, ""))
-        else:
-            row = self.measured_row(case)
-            self.record_view(case.environment, (row.get("effective") or {}).get("cpu_view"))
+            return make_row(case, Outcome(UNSUPPORTED, support.reason, None, None, 0.0, ""))
+        if support.tier == cpu.EMULATED and not self.emulated:
+            return make_row(case, Outcome(NOT_MEASURED, f"{support.reason}: {cpu.EMULATED_HINT}", None, None, 0.0, ""))
+        return None
+
+    def settled(self, support: cpu.Support, row: dict) -> dict:
+        if row.get("effective"):
+            self.record_view(row["environment"], row["effective"].get("cpu_view"))
         row["cpu_support"], warnings = cpu.settled(support, row, self.flags)
         row["warnings"] += warnings
         return row
@@ -126,6 +161,25 @@ class Runner:
         self.run_dir.write_manifest(manifest)
 
     def measured_row(self, case: Case) -> dict:
+        ready = self.ready_to_start(case)
+        if isinstance(ready, dict):
+            return ready
+        env, job, cpus = ready
+        quiet = self.wait_for_quiet(cpus)
+        outcome = launch(
+            env.python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case), self.warm
+        )
+        return self.worker_row(case, outcome, cpus, quiet)
+
+    def worker_row(self, case: Case, outcome: Outcome, cpus: list[int], quiet: dict | None) -> dict:
+        row = make_row(case, outcome, cpus, quiet)
+        sharing = core_sharing(cpus, self.cpus)
+        if sharing:
+            row["warnings"].append(sharing)
+        return row
+
+    def ready_to_start(self, case: Case):
+        """(environment, job, cpus) for the case's worker, its reference computed; or the row saying why not."""
         source = self.source(case)
         if isinstance(source, model_sources.SourceUnavailable):
             return make_row(case, Outcome(source.status, str(source), None, None, 0.0, ""))
@@ -146,15 +200,15 @@ class Runner:
             failure = self.make_reference(case, source, cpus, reference)
             if failure is not None:
                 return make_row(case, failure, cpus)
-        quiet = wait_for_quiet(cpus, self.quiet_wait, self.say)
-        outcome = launch(
-            env.python, job, cpus, case.measure["timeout"], self.log_path(case), self.job_dir(case), self.warm
-        )
-        row = make_row(case, outcome, cpus, quiet)
-        sharing = core_sharing(cpus, self.cpus)
-        if sharing:
-            row["warnings"].append(sharing)
-        return row
+        return env, job, cpus
+
+    def paired_round(self, group: list[Case], needed: list[Case], index: int) -> list[tuple[Case, dict]]:
+        """One process round of a group (bench.run.paired): fresh resident workers, prepared, then the passes; the
+        rows of the cases in `needed` (the baseline also runs when only the others need this round)."""
+        return paired.PairedRound(self, group, needed, index).run()
+
+    def wait_for_quiet(self, cpus: list[int]) -> dict:
+        return wait_for_quiet(cpus, self.quiet_wait, self.say)
 
     def say(self, text: str) -> None:
         print(text, file=self.progress.stream, flush=True)
@@ -255,7 +309,8 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
         "padding_ratio": case.padding_ratio,
         **({"new_tokens": case.new_tokens} if case.generating else {}),
         **({"texts": case.texts} if case.pipelined else {}),
-        "baseline": case.is_baseline,
+        **({"pair_of": case.pair_of} if case.pair_of else {}),
+        "baseline": case.is_baseline and not case.pair_of,
         "pinned_cpus": cpus,
         "measure": case.measure,
         "wall_s": round(outcome.wall_s, 3),

@@ -57,14 +57,27 @@ class WarmServer:
         self.preloaded = ready.get("preloaded", [])
         self.import_s = ready.get("import_s")
 
-    def start_worker(self, module: str, argv: list[str], cpus, output: Path, env: dict[str, str]) -> int:
-        request = {"module": module, "argv": argv, "cpus": cpus, "output": str(output), "env": env}
+    def start_worker(
+        self, module: str, argv: list[str], cpus, output: Path, env: dict[str, str], detach: bool = False
+    ) -> int:
+        request = {"module": module, "argv": argv, "cpus": cpus, "output": str(output), "env": env, "detach": detach}
+        self.send(request)
+        answer = self.read(FORK_TIMEOUT_S)
+        if "error" in answer:
+            raise ServerGone(answer["error"])
+        return int(answer["pid"])
+
+    def reap(self, pid: int) -> int | None:
+        """The return code of a detached worker that has ended."""
+        self.send({"reap": pid})
+        return self.read(FORK_TIMEOUT_S)["returncode"]
+
+    def send(self, request: dict) -> None:
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
         except OSError as exc:
             raise ServerGone(f"fork server closed its input: {exc}") from exc
-        return int(self.read(FORK_TIMEOUT_S)["pid"])
 
     def read(self, timeout: float) -> dict:
         """The server's next line; ServerGone when it ends or stays silent for `timeout` seconds."""

@@ -12,6 +12,7 @@ from bench.run.locks import Held, lock_cpus, lock_folder, parse_cpus
 from bench.machine import git_state, machine_info, software_info
 from bench.results.manifest import checked_for_resume
 from bench.plan.matrix import baseline_notes, dropped_combinations, expand, parse_filters, select
+from bench.plan.ab import with_twins
 from bench.plan.preflight import check_suite
 from bench.results.provenance import differences
 from bench.run.quiet import QUIET_WAIT_S
@@ -32,7 +33,7 @@ def plan(suite: Suite, filters: list[str]):
 
 
 def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: str | None = None,
-              allow_large: bool = False, shard=None, costs_run=None):
+              allow_large: bool = False, shard=None, costs_run=None, ab: str | None = None):
     """A new run folder, created and locked by this process, and the CPUs it may use locked machine-wide."""
     checked = check_suite(suite_path, filters, allow_large)
     suite, path, cases = checked.suite, checked.path, checked.cases
@@ -41,6 +42,9 @@ def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: s
     if shard is not None:
         cases, section = select_share(cases, shard, costs_run)
         notes = [*notes, share_note(section, len(cases))]
+    if ab is not None:
+        cases, ab_notes = with_twins(cases, checked_environment(ab))
+        notes += ab_notes
     cpus = run_cpus(cpus_text, cases)
     run_dir = RunDir(Path(out) if out else default_out_dir(suite.name + (f"-{shard.tag}" if shard else "")))
     held, created = claim_new_folder(run_dir)
@@ -54,6 +58,7 @@ def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: s
                 "filters": filters,
                 "planned_cases": [c.case_id for c in cases],
                 **({"shard": section} if section else {}),
+                **({"ab": {"environment": ab}} if ab is not None else {}),
                 "machine": machine_info(),
                 "software": software_info(),
                 "git": git_state(),
@@ -67,6 +72,16 @@ def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: s
         raise
     run_dir.held, run_dir.cpus = held, cpus
     return run_dir, cases, path.resolve().parent, notes
+
+
+def checked_environment(name: str) -> str:
+    """An A/B run's candidate environment: one bench knows (bench env list), built."""
+    from bench.environments import environment
+
+    env = environment(name)
+    if not env.built:
+        raise BenchError(f"run: --ab: expected a built environment, got {name!r} ({env.python}); build it with: {env.build_command}")
+    return name
 
 
 def claim_new_folder(run_dir: RunDir) -> tuple[Held, bool]:
@@ -128,7 +143,9 @@ def resume_run(run_path: str, filters: list[str], cpus_text: str | None = None, 
                 f" ({'; '.join(changed)}): its rows could not be compared; give --force to resume anyway"
             )
         cases, notes = plan(suite, manifest.get("filters", []) + filters)
-        if "shard" in manifest:
+        if "ab" in manifest:
+            cases, _ = with_twins(cases, manifest["ab"]["environment"])
+        if "shard" in manifest or "ab" in manifest:
             share = set(manifest.get("planned_cases", []))
             cases = [c for c in cases if c.case_id in share]
         cpus = run_cpus(cpus_text, cases)
@@ -155,8 +172,9 @@ def execute(
     quiet_wait: float = QUIET_WAIT_S,
     warm_start: bool = True,
     emulated: bool = False,
+    memory_budget_mb: float | None = None,
 ) -> list[dict]:
-    rows = Runner(run_dir, suite_dir, progress, quiet_wait, warm_start, emulated).run(cases)
+    rows = Runner(run_dir, suite_dir, progress, quiet_wait, warm_start, emulated, memory_budget_mb).run(cases)
     record_end(run_dir)
     return rows
 

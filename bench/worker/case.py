@@ -23,7 +23,8 @@ FAULT_VAR = "BENCH_FAULT"
 START_VAR = "BENCH_START"
 """Set to "warm" in a worker forked by the fork server (bench.worker.warm); the row records how its worker started."""
 DELAY_VAR = "BENCH_DELAY_MS"
-"""Test hook: `SUBSTRING:MS[,...]` makes every call of a case whose id contains SUBSTRING MS ms slower."""
+"""Test hook: `SUBSTRING:MS[,...]` makes every call of a case whose id contains SUBSTRING MS ms slower;
+`SUBSTRING:P%` makes it P% slower (a share of the call's own duration)."""
 GENERATION_FAULT_VAR = "BENCH_GENERATION_FAULT"
 """Test hook: `SUBSTRING:stop=K` or `SUBSTRING:diverge=K` (see generation_hooks)."""
 
@@ -41,19 +42,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_job(job: Job) -> dict:
+    case = prepare_case(job)
+    if job.case.generating:
+        return run_generation(job, case.backend, case.inputs, case.reference, case.memory, case.timings)
+    if job.case.pipelined:
+        from bench.worker.pipeline import run_pipeline
+
+        return run_pipeline(
+            job, case.backend, case.inputs, case.reference, case.memory, case.timings, measure_until_clean, effective
+        )
+    warm_up(case)
+    if job.mode == "reference":
+        return save_reference_outputs(case)
+    samples_ns, interference = measure_until_clean(case.backend.run, job.case.measure)
+    return measured_result(case, samples_ns, interference)
+
+
+class PreparedCase:
+    """A case's backend loaded and prepared, with its inputs, its reference (measure mode) and what it cost."""
+
+    def __init__(self, job: Job, backend, inputs: dict, reference, memory, timings: dict):
+        self.job, self.backend, self.inputs, self.reference = job, backend, inputs, reference
+        self.memory, self.timings = memory, timings
+
+
+def prepare_case(job: Job) -> PreparedCase:
+    """Load and prepare the case's backend (export, compile, quantize): everything before its first call."""
     inject_fault(job.case.case_id)
-    from bench.measure.accuracy import compare
     from bench.backends import backend_class
-    from bench.measure.flops import try_count_flops
-    from bench.measure.hidden_state import accuracy_outputs
-    from bench.measure.inputs import make_inputs, padding_share
-    from bench.measure.interference import warnings_of
-    from bench.measure.reference import check_inputs, load_reference, save_reference
+    from bench.measure.inputs import make_inputs
     from bench.measure.memory import LoopMemory
-    from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
+    from bench.measure.reference import check_inputs, load_reference
     from bench.measure.timing import timed
 
-    case, measure_cfg = job.case, job.case.measure
+    case = job.case
     backend = backend_class(case.backend_type)(job)
     inject_delay(backend, case.case_id)
     _, load_ms = timed(backend.load)
@@ -67,36 +89,54 @@ def run_job(job: Job) -> dict:
     _, prepare_ms = timed(lambda: backend.prepare(inputs))
     memory = LoopMemory()
     memory.prepared()
-    if case.generating:
-        return run_generation(job, backend, inputs, reference, memory, {"load": load_ms, "prepare": prepare_ms})
-    if case.pipelined:
-        from bench.worker.pipeline import run_pipeline
+    return PreparedCase(job, backend, inputs, reference, memory, {"load": load_ms, "prepare": prepare_ms})
 
-        timings = {"load": load_ms, "prepare": prepare_ms}
-        return run_pipeline(job, backend, inputs, reference, memory, timings, measure_until_clean, effective)
-    _, first_ms = timed(backend.run)
-    for _ in range(measure_cfg["warmup"]):
-        backend.run()
-    if job.mode == "reference":
-        save_reference(job.reference, accuracy_outputs(backend)[0], inputs)
-        return {"reference": job.reference, "effective": effective(backend)}
-    samples_ns, interference = measure_until_clean(backend.run, measure_cfg)
-    memory.looped()
+
+def warm_up(case: PreparedCase) -> list[float]:
+    """The first call (timed, recorded) and the untimed warm-up calls; their durations in ms."""
+    from bench.measure.timing import timed
+
+    _, case.timings["first_call"] = timed(case.backend.run)
+    return [timed(case.backend.run)[1] for _ in range(case.job.case.measure["warmup"])]
+
+
+def save_reference_outputs(case: PreparedCase) -> dict:
+    from bench.measure.hidden_state import accuracy_outputs
+    from bench.measure.reference import save_reference
+
+    save_reference(case.job.reference, accuracy_outputs(case.backend)[0], case.inputs)
+    return {"reference": case.job.reference, "effective": effective(case.backend)}
+
+
+def measured_result(case: PreparedCase, samples_ns: list[int], interference: dict) -> dict:
+    """The worker's answer for a forward-pass case: its samples and statistics, then one more call's outputs
+    checked against eager fp32, and what took effect."""
+    from bench.measure.accuracy import compare
+    from bench.measure.flops import try_count_flops
+    from bench.measure.hidden_state import accuracy_outputs
+    from bench.measure.inputs import padding_share
+    from bench.measure.interference import warnings_of
+    from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
+
+    job, backend, measure_cfg = case.job, case.backend, case.job.case.measure
+    case.memory.looped()
     backend.after_measurement()
     outputs, not_compared = accuracy_outputs(backend)
+    reference = case.reference
     samples_ms = [ns / 1e6 for ns in samples_ns]
     latency = latency_summary(samples_ms)
     latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
+    tokens = int(case.inputs["attention_mask"].sum())
     return {
         "latency_ms": latency,
         "samples_ms": samples_ms,
-        "throughput": throughput(latency["median"], case.batch_size, int(inputs["attention_mask"].sum())),
-        "accuracy": compare(outputs, reference.outputs, reference.mask, case.task, case.tolerance, not_compared),
+        "throughput": throughput(latency["median"], job.case.batch_size, tokens),
+        "accuracy": compare(outputs, reference.outputs, reference.mask, job.case.task, job.case.tolerance, not_compared),
         "effective": effective(backend),
-        "timings_ms": {"load": load_ms, "prepare": prepare_ms, "first_call": first_ms, **backend.timings},
-        "memory": memory.figures(),
+        "timings_ms": {**case.timings, **backend.timings},
+        "memory": case.memory.figures(),
         "precision_mode": backend.precision_mode(),
-        "padding": padding_share(inputs["attention_mask"]),
+        "padding": padding_share(case.inputs["attention_mask"]),
         "details": backend.details,
         "flops": try_count_flops(job),
         "interference": interference,
@@ -172,7 +212,7 @@ def generation_hooks(job: Job, prompt_len: int) -> tuple[list, list]:
 RETRY_PAUSE_S = 2.0
 
 
-def measure_until_clean(call, measure_cfg: dict) -> tuple[list[int], dict]:
+def measure_until_clean(call, measure_cfg: dict, cycle: int = 1) -> tuple[list[int], dict]:
     """The timed loop inside the interference meter, measured again while contaminated, up to measure.retries times.
 
     A retry happens here, in the same worker, so it costs a pause and the loop: not another start, import and load.
@@ -193,6 +233,7 @@ def measure_until_clean(call, measure_cfg: dict) -> tuple[list[int], dict]:
             min_seconds=measure_cfg["min_seconds"],
             max_seconds=measure_cfg["max_seconds"],
             target_ci=measure_cfg.get("target_ci"),
+            cycle=cycle,
         )
         interference = assess(before, snapshot(pinned))
         attempts.append({"contaminated": interference.get("contaminated"), "reasons": interference.get("reasons")})
@@ -230,21 +271,27 @@ def inject_fault(case_id: str) -> None:
 
 
 def inject_delay(backend, case_id: str) -> None:
-    """Wrap backend.run in a fixed delay, spent spinning so that the CPU stays busy as a slower backend's would."""
-    delay_s = 0.0
+    """Wrap backend.run in a delay spent spinning, so that the CPU stays busy as a slower backend's would: a fixed
+    one (`SUBSTRING:MS`) or a share of each call's own duration (`SUBSTRING:5%`: every call 5% slower, at any size)."""
+    delay_s, share = 0.0, 0.0
     for spec in filter(None, os.environ.get(DELAY_VAR, "").split(",")):
-        substring, _, ms = spec.rpartition(":")
+        substring, _, amount = spec.rpartition(":")
         if substring in case_id:
-            delay_s += float(ms) / 1000
-    if delay_s <= 0:
+            if amount.endswith("%"):
+                share += float(amount[:-1]) / 100
+            else:
+                delay_s += float(amount) / 1000
+    if delay_s <= 0 and share <= 0:
         return
     run = backend.run
 
     def delayed_run(*args, **kwargs):
-        deadline = time.perf_counter() + delay_s
+        start = time.perf_counter()
+        result = run(*args, **kwargs)
+        deadline = time.perf_counter() + delay_s + share * (time.perf_counter() - start)
         while time.perf_counter() < deadline:
             pass
-        return run(*args, **kwargs)
+        return result
 
     backend.run = delayed_run
 

@@ -62,7 +62,7 @@ def run_pipeline(job: Job, backend, inputs: dict, reference, memory, timings: di
     if job.mode == "reference":
         save_reference(job.reference, call.answers(), inputs)
         return {"reference": job.reference, "effective": effective(backend)}
-    samples_ns, interference = loop(call, measure_cfg)
+    samples_ns, interference = loop(call, measure_cfg, cycle=len(texts))
     memory.looped()
     backend.after_measurement()
     tokens = call.token_counts()

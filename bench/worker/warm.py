@@ -9,13 +9,17 @@ Thread pools read their sizes when the libraries load, so a server serves one th
 The protocol, one JSON object per line:
 - server → parent, once: {"ready": true, "pid": ..., "preloaded": [...], "import_s": ...}
 - parent → server: {"module": ..., "argv": [...], "cpus": [...] | null, "output": PATH, "env": {...}}
-- server → parent: {"pid": PID} when the worker is forked, then {"pid": PID, "returncode": N} when it has ended.
+- server → parent: {"pid": PID} when the worker is forked, then {"pid": PID, "returncode": N} when it has ended
+  (or {"error": ...} when the server cannot fork safely: it must run a single Python thread);
+- with "detach": true (a resident worker, bench.worker.resident) only {"pid": PID}; the parent watches the worker
+  itself and later sends {"reap": PID}, answered with {"pid": PID, "returncode": N}.
 The worker runs in a session of its own (its process group id is its pid), pinned to `cpus`, its output appended
 to `output`, and dies with the server, which dies with the parent.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import runpy
@@ -53,6 +57,8 @@ def main() -> int:
         sys.modules.setdefault(name, None)
     started = time.perf_counter()
     preloaded = [name for name in PRELOAD if imported(name)]
+    gc.collect()
+    gc.freeze()  # what the imports left is shared with every worker as it is: no collection dirties its pages
     reply({"ready": True, "pid": os.getpid(), "preloaded": preloaded, "import_s": time.perf_counter() - started})
     for line in sys.stdin:
         if line.strip():
@@ -73,14 +79,35 @@ def imported(name: str) -> bool:
 
 
 def serve(request: dict) -> None:
+    """Fork a worker for `request` and report its end; a detached one (a resident worker) is reported on a later
+    {"reap": PID} request instead, once the parent has seen it end."""
+    if "reap" in request:
+        _, status = os.waitpid(request["reap"], 0)
+        reply({"pid": request["reap"], "returncode": os.waitstatus_to_exitcode(status)})
+        return
+    threads = python_threads()
+    if threads != 1:
+        reply({"error": f"the fork server runs {threads} Python threads: a fork could copy a lock one of them holds"})
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
         become_worker(request)
     reply({"pid": pid})
+    if request.get("detach"):
+        return
     _, status = os.waitpid(pid, 0)
     reply({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def python_threads() -> int:
+    """Threads the interpreter runs. Native pools are not counted: with more than one thread, importing torch starts
+    OpenMP's, which wait idle on a futex and which a forked child does not inherit; a Python thread could hold the
+    import lock or a logging lock that the child would find taken forever."""
+    import threading
+
+    return threading.active_count()
 
 
 def become_worker(request: dict) -> None:

@@ -1,0 +1,402 @@
+"""Paired rounds: each configuration measured against its baseline in adjacent blocks, by resident workers.
+
+A *group* is one shape in one environment: its baseline (eager fp32) and the configurations compared with it. In
+each process round, every configuration of a group gets a fresh resident worker, prepared before anything is timed
+(export, compile and quantize never fall in a block). Then each pass runs the group as B X1 B X2 ... Xk B: every
+configuration between two baseline blocks, the configurations in a fresh order per pass (drawn from the run's order
+seed, recorded in the manifest). All workers of a group are pinned to the same CPUs, and exactly one runs at a time:
+the others are stopped. A memory budget bounds how many stay resident; the baseline always does, the others are
+paired in turn.
+
+Each row keeps its round's blocks (`paired`: the pass log speedups against the baseline blocks around it, the gap
+between blocks, the canary's readings, the CPU time the idle workers took meanwhile); bench.measure.paired turns
+the rounds into a speedup with its interval.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from collections import defaultdict
+
+from bench.job import Case
+from bench.run.resident import Resident, WorkerEnded
+
+BLOCK_SECONDS = 0.2
+"""How long a block should take: short enough that a pair falls within one of the machine's speed levels."""
+WARM_CALL_BELOW_MS = 100.0
+"""Blocks of calls shorter than this start with one untimed call (the caches the other worker took are refilled)."""
+MAX_CALLS_PER_BLOCK = 50
+COLD_VAR = "BENCH_COLD_START"
+"""Test hook: `SUBSTRING[,...]`: the resident workers of cases whose id contains SUBSTRING start as fresh
+interpreters, the others from the fork server (a warm-against-cold A/B of one case)."""
+
+
+def pairable(case: Case) -> bool:
+    """Forward-pass cases with `measure.paired`; generation and pipelines keep fresh workers per round."""
+    return bool(case.measure.get("paired")) and not case.generating and not case.pipelined
+
+
+def groups(cases: list[Case]) -> list[list[Case]]:
+    """The cases by baseline key, the baseline (when the suite has one) first, in the plan's order otherwise. In an
+    A/B run, each case with its candidate twins (bench.plan.ab)."""
+    found: dict[tuple, list[Case]] = defaultdict(list)
+    if any(c.pair_of for c in cases):
+        for case in cases:
+            found[(case.pair_of or case.case_id,)].append(case)
+        return [sorted(group, key=lambda c: bool(c.pair_of)) for group in found.values()]
+    for case in cases:
+        found[case.baseline_key].append(case)
+    return [sorted(group, key=lambda c: not c.is_baseline) for group in found.values()]
+
+
+def baseline_of(group: list[Case]) -> Case | None:
+    """What the group's other cases are paired with: the A side of an A/B pair, or the shape's eager fp32."""
+    if not group:
+        return None
+    first = group[0]
+    if any(c.pair_of == first.case_id for c in group[1:]):
+        return first
+    return first if first.is_baseline and not first.pair_of else None
+
+
+def williams_orders(count: int) -> list[list[int]]:
+    """A Williams design for `count` treatments: each appears once at every position in every `count` rows (2·count
+    when odd), and each follows every other equally often."""
+    first, low, high = [0], 1, count - 1
+    while len(first) < count:
+        first.append(low)
+        low += 1
+        if len(first) < count:
+            first.append(high)
+            high -= 1
+    rows = [[(t + shift) % count for t in first] for shift in range(count)]
+    return rows + [row[::-1] for row in rows] if count % 2 else rows
+
+
+class PassOrders:
+    """The order of a group's configurations in each pass: the rows of a Williams design, its treatments and rows
+    shuffled by the seeded `rng`, reshuffled each time the design is used up."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.queue: list[list[int]] = []
+        self.count = 0
+
+    def next(self, others: list) -> list:
+        if len(others) != self.count or not self.queue:
+            self.count = len(others)
+            labels = list(range(self.count))
+            self.rng.shuffle(labels)
+            rows = williams_orders(self.count) if self.count else [[]]
+            self.rng.shuffle(rows)
+            self.queue = [[labels[t] for t in row] for row in rows]
+        return [others[t] for t in self.queue.pop(0)]
+
+
+def pass_sequence(baseline, order: list) -> list:
+    """B X1 B X2 ... Xk B: each configuration has a baseline block on both sides."""
+    sequence = [baseline]
+    for member in order:
+        sequence += [member, baseline]
+    return sequence
+
+
+def cold_by_request(case_id: str) -> bool:
+    import os
+
+    return any(s and s in case_id for s in os.environ.get(COLD_VAR, "").split(","))
+
+
+def calls_per_block(call_ms: float, block_seconds: float = BLOCK_SECONDS) -> int:
+    return max(1, min(MAX_CALLS_PER_BLOCK, math.ceil(block_seconds * 1000 / max(call_ms, 1e-3))))
+
+
+class Member:
+    """A configuration's resident worker in the current round, and what its blocks found."""
+
+    def __init__(self, case: Case, worker: Resident, ready: dict):
+        self.case, self.worker = case, worker
+        self.calls = calls_per_block(ready["call_ms"], case.measure.get("block_seconds", BLOCK_SECONDS))
+        self.warm = 1 if ready["call_ms"] < WARM_CALL_BELOW_MS else 0
+        self.rss_mb = ready.get("rss_mb") or 0.0
+        self.blocks: list[dict] = []
+        self.idle_cpu_s = 0.0
+        self.idle_s = 0.0
+        self.failure: WorkerEnded | None = None
+        self.turn = 0
+        """Which of the group's turns it was paired in (more than one when the memory budget splits the group)."""
+
+    def block(self) -> dict | None:
+        start = time.monotonic()
+        try:
+            answer = self.worker.block(self.calls, self.warm)
+        except WorkerEnded as exc:
+            self.failure = exc
+            return None
+        end = time.monotonic()
+        samples = answer["samples_ns"]
+        record = {
+            "start": start,
+            "end": end,
+            "wall": time.time(),
+            "median_ms": statistics.median(samples) / 1e6,
+            "canary_ms": [c / 1e6 if c else None for c in answer.get("canary_ns") or []],
+            "contaminated": bool((answer.get("interference") or {}).get("contaminated")),
+        }
+        self.blocks.append(record)
+        return record
+
+
+def run_passes(baseline: Member, others: list[Member], passes: int, rng: random.Random) -> dict[str, list]:
+    """The round's passes; per configuration, each pass's {log_speedup, gap_s} against the baseline blocks around it.
+
+    Each block runs alone: the members not running are stopped, and their CPU time across the block is added to
+    their idle_cpu_s (the meter's view of idle workers).
+    """
+    found: dict[str, list] = {m.case.case_id: [] for m in others}
+    members = [baseline, *others]
+    orders = PassOrders(rng)
+    for _ in range(passes):
+        live = [m for m in others if m.failure is None]
+        if baseline.failure is not None or not live:
+            break
+        sequence = pass_sequence(baseline, orders.next(live))
+        records = []
+        for member in sequence:
+            idle = [(m, m.worker.cpu_s()) for m in members if m is not member and m.failure is None]
+            record = member.block()
+            for other, before in idle:
+                after = other.worker.cpu_s()
+                if before is not None and after is not None:
+                    other.idle_cpu_s += after - before
+                if record is not None:
+                    other.idle_s += record["end"] - record["start"]
+            records.append(record)
+            if record is None:
+                break
+        for position in range(1, len(records) - 1, 2):
+            before, measured, after = records[position - 1], records[position], records[position + 1]
+            if None in (before, measured, after) or any(r["contaminated"] for r in (before, measured, after)):
+                continue
+            log_speedup = 0.5 * (math.log(before["median_ms"]) + math.log(after["median_ms"])) - math.log(
+                measured["median_ms"]
+            )
+            gap = max(measured["start"] - before["end"], after["start"] - measured["end"])
+            canary = canary_log_ratio(before, measured, after)
+            found[sequence[position].case.case_id].append(
+                {"log_speedup": log_speedup, "gap_s": gap, "canary_log_ratio": canary}
+            )
+    return found
+
+
+def block_canary(record: dict) -> float | None:
+    readings = [c for c in record["canary_ms"] if c]
+    return statistics.fmean(math.log(c) for c in readings) if readings else None
+
+
+def canary_log_ratio(before: dict, measured: dict, after: dict) -> float | None:
+    """The canary's log speedup over the same three blocks: how much faster the machine itself ran during the
+    configuration's block than around it (the covariate a CUPED adjustment would use)."""
+    logs = [block_canary(r) for r in (before, measured, after)]
+    if None in logs:
+        return None
+    return 0.5 * (logs[0] + logs[2]) - logs[1]
+
+
+def round_entry(member: Member, pairs: list | None, baseline_id: str | None, seed: int) -> dict:
+    """The row's `paired` entry for one round: a configuration's pairs, or None for the baseline itself."""
+    canary = [c for b in member.blocks for c in b["canary_ms"] if c]
+    entry = {
+        "role": "baseline" if pairs is None else "configuration",
+        "baseline": baseline_id,
+        "order_seed": seed,
+        "blocks": len(member.blocks),
+        "calls_per_block": member.calls,
+        "contaminated_blocks": sum(b["contaminated"] for b in member.blocks),
+        "canary_ms": statistics.median(canary) if canary else None,
+        "idle_cpu_ms": round(member.idle_cpu_s * 1000, 1),
+        "idle_s": round(member.idle_s, 3),
+        "turn": member.turn,
+    }
+    if pairs is not None:
+        entry["log_speedups"] = [p["log_speedup"] for p in pairs]
+        entry["canary_log_ratios"] = [p["canary_log_ratio"] for p in pairs]
+        entry["gap_ms"] = [round(p["gap_s"] * 1000, 3) for p in pairs]
+    else:
+        entry["canary_trace"] = [  # [unix time, canary ms] of every baseline block: the machine's speed over the run
+            [round(b["wall"], 3), round(math.exp(c), 5)] for b in member.blocks if (c := block_canary(b)) is not None
+        ]
+    return entry
+
+
+def merge_entries(entries: list[dict]) -> dict:
+    """The merged row's `paired`: per round, the pass log speedups (the two-level model's data) and the rest."""
+    last = entries[-1]
+    merged = {
+        "role": last["role"],
+        "baseline": last["baseline"],
+        "order_seed": last["order_seed"],
+        "processes": len(entries),
+        "canary_ms": [e.get("canary_ms") for e in entries],
+        "idle_cpu_ms": sum(e.get("idle_cpu_ms") or 0.0 for e in entries),
+        "idle_s": sum(e.get("idle_s") or 0.0 for e in entries),
+        "contaminated_blocks": sum(e.get("contaminated_blocks") or 0 for e in entries),
+        "turns": [e.get("turn", 0) for e in entries],
+    }
+    if last["role"] == "baseline":
+        merged["canary_trace"] = [point for e in entries for point in e.get("canary_trace") or []]
+    if last["role"] == "configuration":
+        merged["log_speedups"] = [e.get("log_speedups") or [] for e in entries]
+        merged["canary_log_ratios"] = [e.get("canary_log_ratios") or [] for e in entries]
+        gaps = [g for e in entries for g in e.get("gap_ms") or []]
+        merged["gap_ms"] = {"median": statistics.median(gaps), "max": max(gaps)} if gaps else None
+    return merged
+
+
+MEMORY_SHARE = 0.5
+"""Resident workers may hold this share of the memory available when the run starts."""
+
+
+def default_memory_budget_mb() -> float:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024 * MEMORY_SHARE
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4096.0
+
+
+def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
+    """Yield (round index, group, cases of the group that still need this round), the groups shuffled per round."""
+    if not cases:
+        return
+    most = max(c.measure.get("rounds", 1) for c in cases)
+    for index in range(most):
+        order = groups(cases)
+        random.Random(f"{seed}:groups:{index}").shuffle(order)
+        for group in order:
+            needed = [
+                c for c in group if index < c.measure.get("rounds", 1) and index >= done_rounds.get(c.case_id, 0)
+            ]
+            if needed:
+                yield index, group, needed
+
+
+class PairedRound:
+    """One process round of one group, driven by the runner (bench.run.runner.Runner)."""
+
+    def __init__(self, runner, group: list[Case], needed: list[Case], index: int):
+        self.runner, self.index = runner, index
+        self.needed = {c.case_id for c in needed}
+        baseline = baseline_of(group)
+        self.cases = [c for c in group if c.case_id in self.needed or c is baseline]
+        self.baseline_case = baseline if baseline in self.cases else None
+        self.rng = random.Random(f"{runner.order_seed}:pairs:{index}:{group[0].case_id}")
+        self.rows: dict[str, dict] = {}
+        self.cpus: list[int] | None = None
+        self.quiet: dict | None = None
+
+    def run(self) -> list[tuple[Case, dict]]:
+        from bench import cpu
+
+        runner = self.runner
+        startable = []
+        for case in self.cases:
+            support = cpu.support(case.backend_type, case.precision, runner.flags, case.backend_options)
+            decided = runner.decided_row(case, support)
+            ready = decided or runner.ready_to_start(case)
+            if isinstance(ready, dict):
+                self.rows[case.case_id] = runner.settled(support, ready)
+            else:
+                startable.append((case, support, ready))
+        if startable:
+            self.cpus = startable[0][2][2]
+            self.quiet = runner.wait_for_quiet(self.cpus)
+            self.measure(startable)
+        return [(c, self.rows[c.case_id]) for c in self.cases if c.case_id in self.needed and c.case_id in self.rows]
+
+    def measure(self, startable: list) -> None:
+        baseline: Member | None = None
+        waiting: list[Member] = []
+        turn = 0
+        supports = {case.case_id: support for case, support, _ in startable}
+        try:
+            for case, support, (env, job, cpus) in startable:
+                member = self.start(case, env, job)
+                if member is None:
+                    continue
+                if case is self.baseline_case:
+                    baseline = member
+                    continue
+                member.turn = turn
+                waiting.append(member)
+                if baseline is not None and self.resident_mb(baseline, waiting) > self.runner.memory_budget_mb:
+                    self.pair_and_finish(baseline, waiting, supports)
+                    waiting, turn = [], turn + 1
+            self.pair_and_finish(baseline, waiting, supports)
+            if baseline is not None:
+                self.finish(baseline, None, supports)
+        except BaseException:
+            for member in [baseline, *waiting]:
+                if member is not None and member.case.case_id not in self.rows:
+                    member.worker.end(force=True)
+            raise
+
+    def resident_mb(self, baseline: Member, others: list[Member]) -> float:
+        return baseline.rss_mb + sum(m.rss_mb for m in others)
+
+    def start(self, case: Case, env, job) -> Member | None:
+        """A prepared, stopped resident worker, or None with the case's row saying why it did not get ready."""
+        runner = self.runner
+        work_dir = runner.job_dir(case)
+        warm = None if cold_by_request(case.case_id) else runner.warm
+        worker = Resident(env.python, job, work_dir, runner.log_path(case), warm)
+        try:
+            ready = worker.ready()
+        except WorkerEnded as exc:
+            self.rows[case.case_id] = self.row(case, worker.failed(exc), None, None)
+            return None
+        worker.pause()
+        return Member(case, worker, ready)
+
+    def pair_and_finish(self, baseline: Member | None, others: list[Member], supports: dict) -> None:
+        """The passes of the baseline with `others`, then their rows; without a baseline, blocks of their own."""
+        passes = max((m.case.measure.get("passes", 1) for m in others), default=0)
+        if baseline is not None and others:
+            found = run_passes(baseline, others, passes, self.rng)
+        else:
+            found = {}
+            for _ in range(passes):
+                for member in others:
+                    member.block()
+        for member in others:
+            self.finish(member, found.get(member.case.case_id, []), supports)
+
+    def finish(self, member: Member, pairs: list | None, supports: dict) -> None:
+        case = member.case
+        outcome = member.worker.failed(member.failure) if member.failure else member.worker.finish()
+        baseline_id = self.baseline_case.case_id if self.baseline_case else None
+        entry = round_entry(member, pairs, baseline_id, self.runner.order_seed)
+        self.rows[case.case_id] = self.row(case, outcome, entry, supports.get(case.case_id))
+
+    def row(self, case: Case, outcome, entry: dict | None, support) -> dict:
+        import shutil
+
+        from bench import cpu
+
+        runner = self.runner
+        shutil.rmtree(runner.job_dir(case), ignore_errors=True)
+        try:
+            runner.job_dir(case).parent.rmdir()  # the jobs/ folder, once no job is left in it
+        except OSError:
+            pass
+        row = runner.worker_row(case, outcome, self.cpus or [], self.quiet)
+        if entry is not None:
+            row["paired"] = entry
+        support = support or cpu.support(case.backend_type, case.precision, runner.flags, case.backend_options)
+        return runner.settled(support, row)

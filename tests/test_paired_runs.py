@@ -1,0 +1,138 @@
+"""Paired rounds: the block scheduler's orders and seed, resident workers that idle while another runs, the memory
+budget, and real runs whose known slowdowns the paired speedups find, within a run and in an A/B run."""
+
+import json
+import math
+import random
+from collections import Counter
+from itertools import pairwise
+
+import pytest
+
+from bench.run import paired
+from conftest import TINY_MODEL, bench_cli, write_suite
+
+SUITE = """\
+name: paired
+defaults:
+  seq_lens: [16]
+  batch_sizes: [2]
+  threads: [1]
+  measure: {warmup: 2, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120,
+            rounds: 3, paired: true, passes: 6, block_seconds: 0.1}
+""" + TINY_MODEL + """\
+backends:
+  - name: eager
+    type: pytorch
+  - name: copy      # eager fp32 under another name (bf16 weights only apply to bf16): an A/A pair
+    type: pytorch
+    options: {attn_implementation: eager, bf16: weights}
+  - name: slowed    # the same, every call made 15% slower by the test's delay hook
+    type: pytorch
+    options: {attn_implementation: eager, bf16: weights}
+"""
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6])
+def test_williams_orders_put_each_configuration_once_at_every_position_and_after_every_other_equally(count):
+    rows = paired.williams_orders(count)
+    for position in range(count):
+        assert Counter(row[position] for row in rows) == Counter({t: len(rows) // count for t in range(count)})
+    follows = Counter(pair for row in rows for pair in pairwise(row))
+    if count > 1:
+        assert len(set(follows.values())) == 1 and len(follows) == count * (count - 1)
+
+
+def test_every_configuration_sits_between_two_baseline_blocks_in_an_order_reshuffled_by_the_seed():
+    others = ["a", "b", "c", "d"]
+    orders = paired.PassOrders(random.Random("1:pairs"))
+    sequences = [paired.pass_sequence("B", orders.next(others)) for _ in range(8)]
+    for sequence in sequences:
+        assert sequence[::2] == ["B"] * 5 and sorted(sequence[1::2]) == others
+    positions = Counter((x, s.index(x)) for s in sequences for x in others)
+    assert set(positions.values()) == {2}  # two designs of four passes: each at each position twice
+    again = paired.PassOrders(random.Random("1:pairs"))
+    assert [paired.pass_sequence("B", again.next(others)) for _ in range(8)] == sequences
+    other_seed = paired.PassOrders(random.Random("2:pairs"))
+    assert [paired.pass_sequence("B", other_seed.next(others)) for _ in range(8)] != sequences
+
+
+def test_blocks_hold_about_the_block_time_and_at_least_one_call():
+    assert paired.calls_per_block(4.0, 0.2) == 50
+    assert paired.calls_per_block(30.0, 0.2) == 7
+    assert paired.calls_per_block(1500.0, 0.2) == 1
+
+
+def run(tmp_path, *extra, env=None):
+    suite = write_suite(tmp_path, SUITE)
+    out = tmp_path / "out"
+    result = bench_cli("run", suite, "--out", out, *extra, env=env or {"BENCH_DELAY_MS": "tiny-slowed-:15%"})
+    assert result.returncode in (0, 1), result.stderr  # 1: a case flagged (by the meter, on a busy machine)
+    rows = {r["backend"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    return out, rows, result
+
+
+@pytest.mark.slow
+def test_a_paired_run_finds_a_15_percent_slowdown_and_reads_a_copy_of_the_baseline_as_the_same(tmp_path):
+    """With a memory budget of 1 MB the baseline stays resident and the two others are paired with it in turn."""
+    from bench.results.compare import speedups
+
+    out, rows, result = run(tmp_path, "--memory-budget", "1")
+    seed = json.loads((out / "manifest.json").read_text())["order_seed"]
+    assert {r["paired"]["order_seed"] for r in rows.values()} == {seed}
+    found = speedups(list(rows.values()))
+    slowed, copy = found[rows["slowed"]["case_id"]], found[rows["copy"]["case_id"]]
+    assert slowed.paired["rounds"] == 3 and slowed.interval[1] < 1, slowed
+    assert 0.80 < slowed.ratio < 0.92, slowed
+    assert abs(math.log(copy.ratio)) < 0.06, copy
+    turns = {r["backend"]: r["paired"]["turns"] for r in rows.values() if r["paired"]["role"] == "configuration"}
+    assert sorted(set(turns["copy"] + turns["slowed"])) == [0, 1], turns
+    for row in rows.values():
+        entry = row["paired"]
+        assert entry["processes"] == 3
+        assert entry["idle_cpu_ms"] <= 0.02 * entry["idle_s"] * 1000 + 30, entry  # stopped: they take no CPU
+        if entry["role"] == "configuration":
+            assert [len(r) for r in entry["log_speedups"]] == [6, 6, 6] and entry["gap_ms"]["median"] < 50, entry
+    assert "paired rows: not shown 2% slower than the fastest" in result.stdout
+    assert "paired speedups resolve" in result.stdout
+
+
+AB_SUITE = """\
+name: ab
+defaults:
+  seq_lens: [16]
+  batch_sizes: [2]
+  threads: [1]
+  measure: {warmup: 2, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120,
+            rounds: 3, passes: 6, block_seconds: 0.1}
+""" + TINY_MODEL + """\
+backends:
+  - name: eager
+    type: pytorch
+  - name: sdpa
+    type: pytorch
+    options: {attn_implementation: sdpa}
+"""
+
+
+@pytest.mark.slow
+def test_an_ab_run_catches_a_10_percent_slowdown_and_a_cold_started_twin_agrees_with_its_warm_one(tmp_path):
+    """Both cases run again in main (an A/A environment pair): sdpa's twin 10% slower by the delay hook, eager's twin
+    started as a fresh interpreter where its A side was forked from the warm server."""
+    suite = write_suite(tmp_path, AB_SUITE)
+    out = tmp_path / "out"
+    env = {"BENCH_DELAY_MS": "tiny-sdpa@main-:10%", "BENCH_COLD_START": "tiny-eager@main-"}
+    result = bench_cli("run", suite, "--out", out, "--ab", "main", env=env)
+    assert "A/B: each case in its environment (A) and in 'main' (B)" in result.stdout, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    shown = bench_cli("ab", out, "--json", tmp_path / "ab.json")
+    assert shown.returncode == 1 and shown.stdout.strip() in result.stdout
+    cases = {c["backend"]: c for c in json.loads((tmp_path / "ab.json").read_text())["cases"]}
+    slowed, cold = cases["sdpa"], cases["eager"]
+    assert slowed["verdict"] == "slower" and 1.05 < slowed["ratio"] < 1.16, slowed
+    assert slowed["p_holm"] < 0.05 and slowed["processes"] == 3, slowed
+    assert cold["verdict"] in ("unchanged", "slower, under threshold", "faster, under threshold"), cold
+    assert abs(cold["ratio"] - 1) < 0.05, cold
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    starts = {r["backend"]: r["effective"]["start"] for r in rows}
+    assert starts["eager"] == "warm" and starts["eager@main"] == "cold", starts
