@@ -115,7 +115,8 @@ def test_resume_after_the_parent_is_killed_gives_every_case_exactly_once(tmp_pat
     suite = write_suite(tmp_path, text)
     out = tmp_path / "run"
     parent = subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", str(suite), "--out", str(out)],
+        [sys.executable, "-m", "bench", "run", str(suite), "--out", str(out), "--no-peak", "--no-report",
+         "--quiet-wait", "0"],
         cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120

@@ -136,3 +136,35 @@ def test_an_ab_run_catches_a_10_percent_slowdown_and_a_cold_started_twin_agrees_
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     starts = {r["backend"]: r["effective"]["start"] for r in rows}
     assert starts["eager"] == "warm" and starts["eager@main"] == "cold", starts
+
+
+def paired_rows():
+    """A shape of three rows paired with eager: sdpa 10% faster, a copy of eager 1% faster (a tie), with the
+    baseline's canary trace."""
+    from test_report import make_row
+
+    rng = random.Random(3)
+    rows = [make_row("bert", name, "fp32", 128, 1, median) for name, median in (("eager", 10.0), ("sdpa", 9.1),
+                                                                                  ("copy", 9.9))]  # fmt: skip
+    rows[0]["baseline"] = True
+    rows[0]["paired"] = {"role": "baseline", "baseline": rows[0]["case_id"], "processes": 3,
+                         "canary_trace": [[1000.0 + i, 0.5 + 0.3 * (i // 7 % 2)] for i in range(40)]}  # fmt: skip
+    for row, truth in ((rows[1], math.log(1.1)), (rows[2], math.log(1.01))):
+        row["paired"] = {"role": "configuration", "baseline": rows[0]["case_id"], "processes": 3,
+                         "log_speedups": [[truth + rng.gauss(0, 0.004) for _ in range(6)] for _ in range(3)]}  # fmt: skip
+    return rows
+
+
+def test_the_report_draws_the_machine_speed_and_ranks_paired_rows_by_the_paired_test(tmp_path):
+    from bench.report import build_report
+    from bench.results.compare import fastest_or_tied, speedups
+    from test_report import write_run
+
+    rows = paired_rows()
+    best, tied = fastest_or_tied(rows)
+    assert best["backend"] == "sdpa" and tied == []  # sdpa is shown more than 2% faster than both others
+    found = speedups(rows)
+    sdpa = found[rows[1]["case_id"]]
+    assert sdpa.paired and sdpa.interval[0] < 1.1 < sdpa.interval[1] and sdpa.interval[1] - sdpa.interval[0] < 0.03
+    written = build_report(write_run(tmp_path / "run", rows), tmp_path / "out")
+    assert "machine_speed.png" in {p.name for p in written.plots}

@@ -92,14 +92,14 @@ def test_pooling_every_sample_as_independent_would_not_hold_the_level():
     held = total = 0
     for _ in range(40):
         true_logs = rng.normal(0, 0.3, size=4)
-        found = simulate_shape(rng, true_logs, rounds=3, passes=8, process_sd=0.02, block_sd=0.005)
+        found = simulate_shape(rng, true_logs, rounds=3, passes=8, process_sd=0.04, block_sd=0.002)
         for config, per_round in found.items():
             values = [v for r in per_round for v in r]
             se = np.std(values, ddof=1) / math.sqrt(len(values))
             truth = true_logs[0] - true_logs[config]
             held += abs(np.mean(values) - truth) <= 2.0 * se
             total += 1
-    assert held / total < 0.8
+    assert held / total < 0.85  # a 95% interval would hold it about 95% of the time
 
 
 def test_fit_f_dist_recovers_the_prior_of_scaled_chi_square_variances():
@@ -134,7 +134,8 @@ def test_the_pass_ratio_uses_the_baseline_blocks_on_both_sides():
 
 def test_tied_means_not_shown_slower_by_more_than_the_margin():
     rng = np.random.default_rng(4)
-    found = simulate_shape(rng, np.log([100.0, 50.0, 50.5, 80.0]), rounds=3, passes=10, process_sd=0.005, block_sd=0.005)
+    truth = np.log([100.0, 50.0, 50.5, 80.0])
+    found = simulate_shape(rng, truth, rounds=3, passes=10, process_sd=0.005, block_sd=0.005)
     comparisons = {config: paired.Rounds.of(per_round) for config, per_round in found.items()}
     best, tied = paired.tied_with_fastest(comparisons)
     assert best in (1, 2)

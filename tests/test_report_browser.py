@@ -77,7 +77,7 @@ def test_the_report_renders_with_its_tables_and_escaped_names(tmp_path):
 def test_a_real_run_ends_with_a_report_that_renders(tmp_path):
     suite = write_suite(tmp_path, TINY_SUITE)
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    command = [sys.executable, "-m", "bench", "run", str(suite), "--out", "results/tiny-run"]
+    command = [sys.executable, "-m", "bench", "run", str(suite), "--out", "results/tiny-run", "--quiet-wait", "0"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "results/tiny-run/manifest.json").read_text())

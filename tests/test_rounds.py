@@ -103,7 +103,8 @@ def test_resume_in_the_middle_of_rounds_finishes_each_case_exactly_once(tmp_path
     suite = write_suite(tmp_path, ROUNDS_SUITE.replace("min_seconds: 0.05", "min_seconds: 0.5"))
     out = tmp_path / "run"
     parent = subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", str(suite), "--out", str(out), "--no-peak", "--no-report"],
+        [sys.executable, "-m", "bench", "run", str(suite), "--out", str(out), "--no-peak", "--no-report",
+         "--quiet-wait", "0"],
         cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120

@@ -25,7 +25,9 @@ WIDTH = 140
 def add_parser(sub) -> None:
     p = sub.add_parser("ab", help="the A/B table of a run made with --ab ENV (exit 1 if a case is slower in ENV)")
     p.add_argument("run_dir", metavar="RUN")
-    p.add_argument("--alpha", type=share, default=ALPHA, help="family-wise error rate of Holm's method (default %(default)g)")
+    p.add_argument(
+        "--alpha", type=share, default=ALPHA, help="family-wise error rate of Holm's method (default %(default)g)"
+    )
     p.add_argument(
         "--threshold", type=share, default=THRESHOLD,
         help="smallest slowdown that fails the run, as a share (default %(default)g: 5%%); the interval must reach it",
@@ -85,8 +87,8 @@ def render(result: ABResult, environment: str, width: int = WIDTH) -> str:
         )  # fmt: skip
     console.print(table)
     console.print(
-        f"slower: Holm's method at family-wise {result.alpha:g} says B differs and the interval reaches +{result.threshold:.0%};"
-        f" q BH marked * below {result.alpha:g}"
+        f"slower: Holm's method at family-wise {result.alpha:g} says B differs and the interval reaches"
+        f" +{result.threshold:.0%}; q BH marked * below {result.alpha:g}"
     )
     line = shift_line(result)
     if line:

@@ -141,6 +141,12 @@ def print_table(comparison: Comparison) -> None:
 
 def footnotes(comparison: Comparison) -> list[str]:
     lines = [f"base: {run_text(comparison.base)}", f"new:  {run_text(comparison.new)}", settings_text(comparison)]
+    if comparison.shift is not None:
+        text = f"run-wide: new/base {comparison.shift:.3f} (geometric mean of the judged cases' ratios)"
+        machine = comparison.machine_shift
+        if machine is not None:
+            text += f"; the machine itself (drift canary) ran {machine:.3f}x as long: not subtracted"
+        lines.append(text)
     if comparison.differences:
         lines.append("compared despite: " + "; ".join(comparison.differences))
     if comparison.only_base:
@@ -184,6 +190,8 @@ def to_json(comparison: Comparison) -> dict:
         "settings": {"threshold": s.threshold, "alpha": s.alpha, "confidence": s.confidence},
         "regression": comparison.regression,
         "counts": comparison.counts(),
+        "shift": comparison.shift,
+        "machine_shift": comparison.machine_shift,
         "cases": [case.to_json() for case in comparison.cases],
         "only_in_base": comparison.only_base,
         "only_in_new": comparison.only_new,

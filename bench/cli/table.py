@@ -122,7 +122,8 @@ def tie_rule(rows: list[dict]) -> str:
     overlap = "the 95% intervals overlap"
     if any((r.get("paired") or {}).get("role") == "configuration" for r in rows):
         paired = f"paired rows: not shown {TIE_MARGIN:.0%} slower than the fastest at 95%"
-        return paired if all(r.get("paired") for r in rows if r.get("status") == "ok") else f"{paired}; others: {overlap}"
+        every = all(r.get("paired") for r in rows if r.get("status") == "ok")
+        return paired if every else f"{paired}; others: {overlap}"
     return overlap
 
 

@@ -121,7 +121,8 @@ def fit_f_dist(variances: Iterable[float], dfs: Iterable[float]) -> Prior | None
 
     With z = log s², e = z − ψ(d/2) + log(d/2): the prior's log variance is mean(e) + ψ(d0/2) − log(d0/2), and
     ψ'(d0/2) = var(e) − mean(ψ'(d/2)). Where that is not positive the variances scatter no more than sampling
-    explains, and d0 is infinite. None with fewer than two usable variances.
+    explains, and limma takes d0 as infinite; here d0 is at most the sum of the variances' own degrees of freedom.
+    None with fewer than two usable variances.
     """
     from scipy.special import digamma, polygamma
 
@@ -131,9 +132,10 @@ def fit_f_dist(variances: Iterable[float], dfs: Iterable[float]) -> Prior | None
     e = [math.log(s2) - float(digamma(d / 2)) + math.log(d / 2) for s2, d in kept]
     e_mean = statistics.fmean(e)
     e_var = statistics.variance(e) - statistics.fmean(float(polygamma(1, d / 2)) for _, d in kept)
-    if e_var <= 0:
-        return Prior(math.inf, math.exp(e_mean))
-    d0 = 2 * trigamma_inverse(e_var)
+    # The prior carries no more degrees of freedom than the variances it was estimated from: with a few comparisons,
+    # limma's estimate of d0 is often infinite by chance, and would pool a noisy shape with quiet ones.
+    most = sum(d for _, d in kept)
+    d0 = most if e_var <= 0 else min(most, 2 * trigamma_inverse(e_var))
     return Prior(d0, math.exp(e_mean + float(digamma(d0 / 2)) - math.log(d0 / 2)))
 
 

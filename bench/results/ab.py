@@ -175,7 +175,8 @@ def canary(cases: list[ABCase]) -> tuple[float, float] | None:
 def shift_line(result: ABResult) -> str | None:
     if result.shift is None:
         return None
-    text = f"run-wide: B's calls took {result.shift:.3f}x A's (geometric mean over {len([c for c in result.cases if c.ratio])} cases)"
+    compared = len([c for c in result.cases if c.ratio])
+    text = f"run-wide: B's calls took {result.shift:.3f}x A's (geometric mean over {compared} cases)"
     if result.canary:
         a, b = result.canary
         text += f"; the machine (matmul canary) ran at {a / b:.3f}x its A-side speed during B's blocks"

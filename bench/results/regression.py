@@ -234,6 +234,27 @@ class Comparison:
     def counts(self) -> dict[str, int]:
         return {v: sum(case.verdict == v for case in self.cases) for v in VERDICT_ORDER}
 
+    @property
+    def shift(self) -> float | None:
+        """The geometric mean of every judged case's ratio: the run-wide change, software and machine together."""
+        logs = [math.log(c.ratio) for c in self.cases if c.ratio and not c.reasons]
+        return math.exp(sum(logs) / len(logs)) if logs else None
+
+    @property
+    def machine_shift(self) -> float | None:
+        """The machine's own change between the runs, as the drift canary of their paired rows saw it: new over base
+        time, above 1 the machine ran slower. Never subtracted: an upgrade can slow everything; this only says how
+        much of a shift the machine itself shows. None unless both runs have paired rows."""
+        base, new = canary_level(self.base.rows), canary_level(self.new.rows)
+        return new / base if base and new else None
+
+
+def canary_level(rows: list[dict]) -> float | None:
+    import statistics
+
+    levels = [c for r in rows for c in (r.get("paired") or {}).get("canary_ms") or [] if c]
+    return statistics.median(levels) if levels else None
+
 
 def compare_runs(base: Run, new: Run, settings: Settings = Settings(), force: bool = False) -> Comparison:
     """Every case both runs have, judged and sorted: slower first, then can't tell, unchanged, faster."""

@@ -159,13 +159,16 @@ def run_passes(baseline: Member, others: list[Member], passes: int, rng: random.
     found: dict[str, list] = {m.case.case_id: [] for m in others}
     members = [baseline, *others]
     orders = PassOrders(rng)
+    previous = None
     for _ in range(passes):
         live = [m for m in others if m.failure is None]
         if baseline.failure is not None or not live:
             break
         sequence = pass_sequence(baseline, orders.next(live))
-        records = []
-        for member in sequence:
+        # the passes form one chain: a pass opens with the baseline block that closed the one before, so that no
+        # block ever follows one of its own process (which would find the caches warm where the others do not)
+        records = [previous] if previous is not None else []
+        for member in sequence[len(records):]:
             idle = [(m, m.worker.cpu_s()) for m in members if m is not member and m.failure is None]
             record = member.block()
             for other, before in idle:
@@ -177,6 +180,7 @@ def run_passes(baseline: Member, others: list[Member], passes: int, rng: random.
             records.append(record)
             if record is None:
                 break
+        previous = records[-1] if len(records) == len(sequence) else None
         for position in range(1, len(records) - 1, 2):
             before, measured, after = records[position - 1], records[position], records[position + 1]
             if None in (before, measured, after) or any(r["contaminated"] for r in (before, measured, after)):
@@ -325,6 +329,9 @@ class PairedRound:
         waiting: list[Member] = []
         turn = 0
         supports = {case.case_id: support for case, support, _ in startable}
+        if len(startable) > 1 and self.rng.random() < 0.5:
+            # which process is made first is drawn per round: a process's level can depend on it
+            startable[0], startable[1] = startable[1], startable[0]
         try:
             for case, support, (env, job, cpus) in startable:
                 member = self.start(case, env, job)
@@ -335,6 +342,8 @@ class PairedRound:
                     continue
                 member.turn = turn
                 waiting.append(member)
+                if baseline is None and self.baseline_case is not None and self.baseline_case.case_id not in self.rows:
+                    continue  # the baseline is made next: the first member waits for it
                 if baseline is not None and self.resident_mb(baseline, waiting) > self.runner.memory_budget_mb:
                     self.pair_and_finish(baseline, waiting, supports)
                     waiting, turn = [], turn + 1

@@ -84,16 +84,17 @@ class Resident:
             timed_out = not select.select([self.pidfd], [], [], self.timeout)[0]
         except OSError:
             pass
-        returncode = self.end(timed_out)
-        wall = time.monotonic() - self.started
-        return outcome_of(read_envelope(self.result_path), returncode, timed_out, self.timeout, wall, tail(self.log_path))
+        return self.outcome(self.end(timed_out), timed_out)
 
     def failed(self, why: WorkerEnded) -> Outcome:
         """How a worker that ended or hung before finishing is reported."""
         timed_out = "timeout" in str(why)
-        returncode = self.end(force=True)
+        return self.outcome(self.end(force=True), timed_out)
+
+    def outcome(self, returncode: int | None, timed_out: bool) -> Outcome:
         wall = time.monotonic() - self.started
-        return outcome_of(read_envelope(self.result_path), returncode, timed_out, self.timeout, wall, tail(self.log_path))
+        envelope = read_envelope(self.result_path)
+        return outcome_of(envelope, returncode, timed_out, self.timeout, wall, tail(self.log_path))
 
     def cpu_s(self) -> float | None:
         """The worker's CPU time so far (every thread), from /proc: what an idle, stopped worker must not add to."""

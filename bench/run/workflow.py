@@ -80,7 +80,9 @@ def checked_environment(name: str) -> str:
 
     env = environment(name)
     if not env.built:
-        raise BenchError(f"run: --ab: expected a built environment, got {name!r} ({env.python}); build it with: {env.build_command}")
+        raise BenchError(
+            f"run: --ab: expected a built environment, got {name!r} ({env.python}); build it with: {env.build_command}"
+        )
     return name
 
 
