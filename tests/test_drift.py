@@ -150,7 +150,8 @@ def test_a_quiet_rerun_on_a_drifting_machine_reads_unchanged_and_a_30_percent_sl
     base = merged_run(base_levels)
     found = compare_all(base, merged_run(new_levels))
     assert {r.verdict for r in found.values()} == {UNCHANGED}
-    assert found["case0"].ratio == pytest.approx(1.1) and found["case0"].p_value < 1e-6
+    assert found["case0"].ratio == pytest.approx(1.1) and found["case0"].method == "rounds"
+    assert found["case0"].p_value > 0.01  # three rounds a side, each side moderated by its run's spread between rounds
 
     without = {c: {**row, "rounds_agreement": {**row["rounds_agreement"], "pooled": None}} for c, row in base.items()}
     assert judge(without["case0"], merged_run(new_levels)["case0"]).verdict == SLOWER  # what the drift bound prevents

@@ -115,8 +115,18 @@ def test_top1_is_gated_only_where_the_reference_margin_is_decisive():
     clear_flip = {"logits": ref["logits"] * [[1, 1], [1, 1], [-1, -1], [1, 1]]}
     result = compare(clear_flip, ref, np.ones((4, 8)), "text-classification", tolerance)
     assert result["failures"] == [
-        "top-1 agreement 0.667 < 1 on the 3 prediction(s) whose reference margin is at least 0.5 standard deviations"
+        "top-1 agreement 0.667 < 1 on the 3 prediction(s) whose reference margin is at least 0.5 times the output's"
+        " root mean square"
     ]
+
+
+def test_the_margin_at_one_prediction_of_two_labels_tells_a_near_tie_from_a_clear_choice():
+    tolerance = {"max_relative_error": None, "top1_margin": 0.5, "min_top1_agreement": 1.0}
+    found = []
+    for logits in ([[0.5001, 0.4999]], [[2.0, -2.0]], [[3.0, 1.0]]):
+        ref = {"logits": np.array(logits)}
+        found.append(compare(ref, ref, np.ones((1, 8)), "text-classification", tolerance)["top1"]["decided"])
+    assert found == [0, 1, 1]  # with the standard deviation as the scale, all three read a margin of exactly 2
 
 
 def test_padding_positions_are_ignored_everywhere():

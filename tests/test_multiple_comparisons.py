@@ -87,7 +87,7 @@ def test_ab_runs_of_identical_environments_rarely_exit_1():
     assert failing / 30 <= 0.1  # family-wise 5%
 
 
-@pytest.mark.parametrize("slowdown, rate", [(1.05, 0.9), (1.10, 1.0)])
+@pytest.mark.parametrize("slowdown, rate", [(1.05, 0.9), (1.10, 0.95)])
 def test_ab_catches_injected_slowdowns(slowdown, rate):
     rng = np.random.default_rng(8)
     caught = total = false_alarms = 0

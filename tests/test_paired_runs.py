@@ -168,3 +168,5 @@ def test_the_report_draws_the_machine_speed_and_ranks_paired_rows_by_the_paired_
     assert sdpa.paired and sdpa.interval[0] < 1.1 < sdpa.interval[1] and sdpa.interval[1] - sdpa.interval[0] < 0.03
     written = build_report(write_run(tmp_path / "run", rows), tmp_path / "out")
     assert "machine_speed.png" in {p.name for p in written.plots}
+    md = written.markdown.read_text()
+    assert "## Resolution of the paired speedups" in md and "| bert seq 128 batch 1 1 thread(s) | 2 | ±" in md

@@ -24,7 +24,7 @@ WIDTH = 140
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ab", help="the A/B table of a run made with --ab ENV (exit 1 if a case is slower in ENV)")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help="the folder of a run made with bench run SUITE --ab ENV")
     p.add_argument(
         "--alpha", type=share, default=ALPHA, help="family-wise error rate of Holm's method (default %(default)g)"
     )

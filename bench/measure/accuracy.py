@@ -93,8 +93,11 @@ def task_figures(outputs: dict, reference: dict, mask: np.ndarray, task: str, na
 def top1_agreement(outputs: dict, reference: dict, mask: np.ndarray, task: str, margin: float | None) -> dict | None:
     """Agreement of the top-1 choices: over all predictions, and over those whose reference margin is decisive.
 
-    A prediction's margin is its reference's top-1 minus top-2 value, in standard deviations of that reference
-    output (over real tokens): a prediction is decided when its margin is at least `margin`.
+    A prediction's margin is its reference's top-1 minus top-2 value over the root mean square of that reference
+    output (over real tokens): a prediction is decided when its margin is at least `margin`. The root mean square
+    is the standard deviation for centred outputs; unlike it, it does not collapse to the gap itself with one
+    prediction of two labels (where every margin would read 2, near-ties included): a reduced precision's error
+    grows with the values' size, not with their spread.
     """
     names = TOP1_OUTPUTS.get(task)
     if not names:
@@ -124,11 +127,15 @@ def choices(got, ref, mask: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarr
     """Predictions as rows of candidates (padding positions never chosen), and the reference output's spread."""
     got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
     if task == "question-answering":
-        scale = float(ref[mask == 1].std())
+        scale = rms(ref[mask == 1])
         return np.where(mask == 1, got, -np.inf), np.where(mask == 1, ref, -np.inf), scale
     if task == "text-generation":
         got, ref = got[mask == 1], ref[mask == 1]
-    return got, ref, float(ref.std())
+    return got, ref, rms(ref)
+
+
+def rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
 
 
 def verdict(result: dict, tolerance: dict) -> dict:
@@ -146,7 +153,7 @@ def verdict(result: dict, tolerance: dict) -> dict:
     if top1 and top1["decided"] and least is not None and not top1["decided_agreement"] >= least:
         failures.append(
             f"top-1 agreement {top1['decided_agreement']:.3f} < {least:g} on the {top1['decided']} prediction(s)"
-            f" whose reference margin is at least {top1['margin']:g} standard deviations"
+            f" whose reference margin is at least {top1['margin']:g} times the output's root mean square"
         )
     return {**result, "passed": not failures, "failures": failures, "tolerance": dict(tolerance)}
 

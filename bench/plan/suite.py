@@ -73,7 +73,8 @@ class Tolerance(StrictModel):
         None, ge=0, description="Bound on ‖got − ref‖ / ‖ref − mean(ref)‖ of each output, over real tokens."
     )
     top1_margin: Optional[float] = Field(
-        None, ge=0, description="Top-1 is gated where the reference's top-1 minus top-2 is at least this many std."
+        None, ge=0,
+        description="Top-1 is gated where the reference's top-1 minus top-2 is at least this many times its RMS.",
     )
     min_top1_agreement: Optional[float] = Field(None, ge=0, le=1, description="Share of those that must agree.")
     min_token_agreement: Optional[float] = Field(
