@@ -52,7 +52,7 @@ def tests_avx2(session: nox.Session) -> None:
 
 @nox.session
 def smoke(session: nox.Session) -> None:
-    """The smoke suite end to end (about 5 minutes: 16 cases in 2 rounds)."""
+    """The smoke suite end to end (about 2.5 minutes: 16 cases, paired, 3 processes per configuration)."""
     install_main(session)
     session.run("bench", "run", "suites/smoke.yaml", *session.posargs, success_codes=[0, 1])
 
