@@ -78,7 +78,10 @@ def checked_environment(name: str) -> str:
     """An A/B run's candidate environment: one bench knows (bench env list), built."""
     from bench.environments import environment
 
-    env = environment(name)
+    try:
+        env = environment(name)
+    except BenchError as exc:
+        raise BenchError(f"run: --ab: {exc}") from None
     if not env.built:
         raise BenchError(
             f"run: --ab: expected a built environment, got {name!r} ({env.python}); build it with: {env.build_command}"
