@@ -10,7 +10,7 @@ from itertools import pairwise
 import pytest
 
 from bench.run import paired
-from conftest import TINY_MODEL, bench_cli, write_suite
+from conftest import EAGER_AND_SDPA, TINY_MODEL, bench_cli, write_suite
 
 SUITE = """\
 name: paired
@@ -105,14 +105,7 @@ defaults:
   threads: [1]
   measure: {warmup: 2, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120,
             rounds: 3, passes: 6, block_seconds: 0.1}
-""" + TINY_MODEL + """\
-backends:
-  - name: eager
-    type: pytorch
-  - name: sdpa
-    type: pytorch
-    options: {attn_implementation: sdpa}
-"""
+""" + TINY_MODEL + EAGER_AND_SDPA
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from bench.cli.compare import change_cell
 from bench.errors import BenchError
 from bench.job import EXIT_FAILED, EXIT_OK
 from bench.results.ab import ALPHA, THRESHOLD, ABCase, ABResult, ab_result, shift_line
@@ -63,15 +64,6 @@ def exit_code(result: ABResult) -> int:
     return EXIT_FAILED if result.slower else EXIT_OK
 
 
-def change_text(case: ABCase) -> str:
-    if case.ratio is None:
-        return "-"
-    text = f"{case.ratio - 1:+.1%}"
-    if case.interval:
-        text += f" [{case.interval[0] - 1:+.1%}, {case.interval[1] - 1:+.1%}]"
-    return text
-
-
 def render(result: ABResult, environment: str, width: int = WIDTH) -> str:
     out = io.StringIO()
     console = Console(file=out, width=width, no_color=True, highlight=False)
@@ -81,7 +73,7 @@ def render(result: ABResult, environment: str, width: int = WIDTH) -> str:
         table.add_column(header)
     for case in sorted(result.cases, key=lambda c: (c.verdict != "slower", -(c.ratio or 0))):
         table.add_row(
-            case.verdict, case.base.get("case_id", "?"), median(case.base), median(case.new), change_text(case),
+            case.verdict, case.base.get("case_id", "?"), median(case.base), median(case.new), change_cell(case.ratio, case.interval),
             number(case.p_holm), number(case.q_value, mark=True), f"{case.pairs} in {case.processes}",
             ", ".join(case.reasons),
         )  # fmt: skip

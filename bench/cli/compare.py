@@ -64,11 +64,16 @@ def write_text(path: Path, text: str) -> None:
 
 
 def change_text(case: CaseResult) -> str:
-    if case.ratio is None:
+    return change_cell(case.ratio, case.ratio_ci)
+
+
+def change_cell(ratio: float | None, interval) -> str:
+    """A ratio as a change with its interval: `+30.0% [+29.4%, +30.6%]`; `-` without a ratio."""
+    if ratio is None:
         return "-"
-    text = f"{case.ratio - 1:+.1%}"
-    if case.ratio_ci:
-        text += f" [{case.ratio_ci[0] - 1:+.1%}, {case.ratio_ci[1] - 1:+.1%}]"
+    text = f"{ratio - 1:+.1%}"
+    if interval:
+        text += f" [{interval[0] - 1:+.1%}, {interval[1] - 1:+.1%}]"
     return text
 
 

@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 
 from bench.job import Case
+from bench.measure.paired import pass_log_speedup
 from bench.run.resident import Resident, WorkerEnded
 
 BLOCK_SECONDS = 0.2
@@ -185,9 +186,7 @@ def run_passes(baseline: Member, others: list[Member], passes: int, rng: random.
             before, measured, after = records[position - 1], records[position], records[position + 1]
             if None in (before, measured, after) or any(r["contaminated"] for r in (before, measured, after)):
                 continue
-            log_speedup = 0.5 * (math.log(before["median_ms"]) + math.log(after["median_ms"])) - math.log(
-                measured["median_ms"]
-            )
+            log_speedup = pass_log_speedup(before["median_ms"], measured["median_ms"], after["median_ms"])
             gap = max(measured["start"] - before["end"], after["start"] - measured["end"])
             canary = canary_log_ratio(before, measured, after)
             found[sequence[position].case.case_id].append(

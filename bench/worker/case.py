@@ -30,15 +30,20 @@ GENERATION_FAULT_VAR = "BENCH_GENERATION_FAULT"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.worker.case")
+    args, job = read_job(argparse.ArgumentParser(prog="python -m bench.worker.case"), argv)
+    return answer(args.result, lambda: run_job(job))
+
+
+def read_job(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """(arguments, job) of a worker's command line `--job JOB.json --result RESULT.json [its own options]`, with
+    HIDDEN_MODULES hidden before anything imports transformers."""
     parser.add_argument("--job", required=True)
     parser.add_argument("--result", required=True)
     args = parser.parse_args(argv)
     for name in HIDDEN_MODULES:
         sys.modules.setdefault(name, None)
     with open(args.job) as handle:
-        job = Job.from_dict(json.load(handle))
-    return answer(args.result, lambda: run_job(job))
+        return args, Job.from_dict(json.load(handle))
 
 
 def run_job(job: Job) -> dict:

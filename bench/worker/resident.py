@@ -20,12 +20,11 @@ import os
 import resource
 import socket
 import statistics
-import sys
 import time
 
 from bench.job import Job
 from bench.worker.answer import answer
-from bench.worker.case import HIDDEN_MODULES, measured_result, prepare_case, warm_up
+from bench.worker.case import measured_result, prepare_case, read_job, warm_up
 
 CANARY_SIZE = 192
 CANARY_REPEATS = 3
@@ -33,14 +32,8 @@ CANARY_REPEATS = 3
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker.resident")
-    parser.add_argument("--job", required=True)
-    parser.add_argument("--result", required=True)
     parser.add_argument("--control", required=True)
-    args = parser.parse_args(argv)
-    for name in HIDDEN_MODULES:
-        sys.modules.setdefault(name, None)
-    with open(args.job) as handle:
-        job = Job.from_dict(json.load(handle))
+    args, job = read_job(parser, argv)
     return answer(args.result, lambda: serve(job, args.control))
 
 
