@@ -338,12 +338,10 @@ class PairedRound:
                     continue
                 if case is self.baseline_case:
                     baseline = member
-                    continue
-                member.turn = turn
-                waiting.append(member)
-                if baseline is None and self.baseline_case is not None and self.baseline_case.case_id not in self.rows:
-                    continue  # the baseline is made next: the first member waits for it
-                if baseline is not None and self.resident_mb(baseline, waiting) > self.runner.memory_budget_mb:
+                else:
+                    member.turn = turn
+                    waiting.append(member)
+                if baseline and waiting and self.resident_mb(baseline, waiting) > self.runner.memory_budget_mb:
                     self.pair_and_finish(baseline, waiting, supports)
                     waiting, turn = [], turn + 1
             self.pair_and_finish(baseline, waiting, supports)

@@ -90,13 +90,14 @@ class Runner:
                 started = self.provenance.at_start()
                 rows += self.record(case, index, {**self.run_case(case), "provenance": started}, done, finished)
             for index, group, needed in group_rounds:
-                group = [c for c in group if c.case_id not in finished]
-                for _ in range(len(needed) - len([c for c in needed if c.case_id not in finished])):
+                for _ in [c for c in needed if c.case_id in finished]:
                     self.progress.case_skipped()
+                group = [c for c in group if c.case_id not in finished]
                 needed = [c for c in needed if c.case_id not in finished]
+                started = self.provenance.at_start()
                 for case, row in self.paired_round(group, needed, index):
                     self.progress.case_started(case, index)
-                    rows += self.record(case, index, row, done, finished)
+                    rows += self.record(case, index, {**row, "provenance": started}, done, finished)
         finally:
             rows += [self.merge(case, done, finished) for case in complete(cases, done, finished)]
         self.progress.finish()
