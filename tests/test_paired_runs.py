@@ -6,6 +6,7 @@ import math
 import random
 from collections import Counter
 from itertools import pairwise
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,6 +62,45 @@ def test_blocks_hold_about_the_block_time_and_at_least_one_call():
     assert paired.calls_per_block(4.0, 0.2) == 50
     assert paired.calls_per_block(30.0, 0.2) == 7
     assert paired.calls_per_block(1500.0, 0.2) == 1
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeWorker:
+    """A resident worker whose every call takes `call_s` of the test's clock."""
+
+    def __init__(self, clock: Clock, call_s: float):
+        self.clock, self.call_s = clock, call_s
+
+    def block(self, calls, warm):
+        self.clock.now += self.call_s * calls
+        return {"samples_ns": [self.call_s * 1e9] * calls}
+
+    def cpu_s(self):
+        return 0.0
+
+
+@pytest.mark.parametrize(("budget", "expected"), [(None, 6), (1.0, 2), (12.0, 2), (14.0, 3), (100.0, 6)])
+def test_a_round_starts_no_pass_that_would_end_past_its_budget_but_runs_two(monkeypatch, budget, expected):
+    """1 s blocks, two configurations: the first pass takes 5 blocks, the chained ones 4 (they open with the block
+    that closed the pass before). After two passes (9 s), a third would end at 14 s at the latest."""
+    clock = Clock()
+    monkeypatch.setattr(paired.time, "monotonic", clock)
+
+    def member(name):
+        case = SimpleNamespace(case_id=name, measure={"block_seconds": 1.0})
+        return paired.Member(case, FakeWorker(clock, 1.0), {"call_ms": 1000.0})
+
+    baseline, others = member("base"), [member("x"), member("y")]
+    found = paired.run_passes(baseline, others, 6, random.Random(0), budget)
+    assert {name: len(pairs) for name, pairs in found.items()} == {"x": expected, "y": expected}
+    assert len(baseline.blocks) == 1 + 2 * expected
 
 
 def run(tmp_path, *extra, env=None):
@@ -163,3 +203,6 @@ def test_the_report_draws_the_machine_speed_and_ranks_paired_rows_by_the_paired_
     assert "machine_speed.png" in {p.name for p in written.plots}
     md = written.markdown.read_text()
     assert "## Resolution of the paired speedups" in md and "| bert seq 128 batch 1 1 thread(s) | 2 | ±" in md
+    html = written.html.read_text()
+    section = html[html.index('<h2 id="resolution">'):]
+    assert "<td>bert seq 128 batch 1 1 thread(s)</td>" in section[: section.index("</table>")]

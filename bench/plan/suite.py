@@ -54,6 +54,11 @@ class Measure(StrictModel):
     block_seconds: Optional[float] = Field(
         None, gt=0, le=10, description="Paired: how long one block of calls should take (at least one call)."
     )
+    round_seconds: Optional[float] = Field(
+        None, gt=0, le=86400,
+        description="Paired: a process round starts no pass that would end past this many seconds of passes (at"
+        " least 2 passes): long calls get fewer passes, not hours.",
+    )
     target_ci: Optional[float] = Field(
         None, gt=0, lt=1,
         description="After the minimums, stop once the median's 95% interval is within ± this share (0.01: ±1%).",
@@ -62,7 +67,7 @@ class Measure(StrictModel):
 
 DEFAULT_MEASURE = {
     "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1, "retries": 2,
-    "paired": False, "passes": 8, "block_seconds": 0.2,
+    "paired": False, "passes": 8, "block_seconds": 0.2, "round_seconds": 60.0,
 }  # fmt: skip
 
 

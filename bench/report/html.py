@@ -17,7 +17,7 @@ from bench.measure.stats import CV_WARNING
 from bench.results.verdict import verdicts
 
 NUMERIC = {"seq", "batch", "threads", "padding", "median ms", "95% CI ms", "p90 ms", "CV % (n)", "samples/s",
-           "speedup [95% CI]", "prepare ms", "1st call ms", "peak MB", "loop peak MB", "GFLOP/s", "% peak"}  # fmt: skip
+           "speedup [95% CI]", "paired speedups", "median half-width", "prepare ms", "1st call ms", "peak MB", "loop peak MB", "GFLOP/s", "% peak"}  # fmt: skip
 
 
 @cache
@@ -102,6 +102,14 @@ def peak_context(report: Report) -> list[dict]:
     return found
 
 
+def resolution_context(report: Report) -> dict | None:
+    found = tables.resolution(report.rows)
+    if found is None:
+        return None
+    intro, header, rows = found
+    return {"intro": intro, "table": table(header, rows)}
+
+
 def generation_table(report: Report) -> dict | None:
     rows = tables.generation_cells(report.entries)
     return table(tables.GENERATION_HEADER, rows) if rows else None
@@ -121,6 +129,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         machines_note=MACHINES_NOTE.format(count=len(report.machines)) if report.several_machines else None,
         verdict_intro=verdict_section.INTRO,
         machines=machine_context(report),
+        resolution=resolution_context(report),
         attention=attention.groups(found),
         tails=found.stderr_tails,
         legend=LEGEND,

@@ -113,33 +113,12 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
     return "\n".join(lines)
 
 
-RESOLUTION_TARGET = 0.05
-"""What a paired speedup should resolve: the shapes whose median 95% half-width is within it are marked."""
-
-
 def resolution_lines(report: Report) -> list[str]:
-    """Per shape, how narrow the paired speedups' 95% intervals came out, and whether they reach ±5%: calls of a
-    second or more take a block each, a pair then spans seconds of the machine's drift, and resolves less."""
-    import statistics
-
-    from bench.results.compare import paired_resolution
-
-    found = paired_resolution(report.rows)
-    if not found:
+    found = tables.resolution(report.rows)
+    if found is None:
         return []
-    rows = []
-    for (model, seq, batch, threads, padding), widths in sorted(found.items(), key=lambda item: str(item[0])):
-        width = statistics.median(widths)
-        shape = f"{model} seq {seq} batch {batch} {threads} thread(s)" + (f" padding {padding:g}" if padding else "")
-        reached = "yes" if width <= RESOLUTION_TARGET else "no"
-        rows.append([shape, str(len(widths)), f"±{width:.1%}", reached])
-    intro = (
-        f"The median 95% half-width of the paired speedups of each shape, and whether it is within"
-        f" ±{RESOLUTION_TARGET:.0%} (docs/paired.md)."
-    )
-    return ["## Resolution of the paired speedups", "", intro, ""] + table(
-        ["shape", "paired speedups", "median half-width", f"within ±{RESOLUTION_TARGET:.0%}"], rows
-    )
+    intro, header, rows = found
+    return ["## Resolution of the paired speedups", "", intro, ""] + table(header, rows)
 
 
 def machine_groups(report: Report) -> list[tuple[str | None, list[Entry]]]:

@@ -286,3 +286,31 @@ def generation_cells(entries: list[Entry]) -> list[list[str]]:
             number(_generation(e, "tokens_per_s"), 1), speedup_text(e), token_agreement_text(e),
         ])  # fmt: skip
     return cells
+
+
+RESOLUTION_TARGET = 0.05
+"""What a paired speedup should resolve: the shapes whose median 95% half-width is within it are marked."""
+
+
+def resolution(rows: list[dict]) -> tuple[str, list[str], list[list[str]]] | None:
+    """Per shape, how narrow the paired speedups' 95% intervals came out, and whether they reach ±5%: calls of a
+    second or more take a block each, a pair then spans seconds of the machine's drift, and resolves less.
+    (intro, header, rows), or None when no speedup was paired."""
+    import statistics
+
+    from bench.results.compare import paired_resolution
+
+    found = paired_resolution(rows)
+    if not found:
+        return None
+    cells = []
+    for (model, seq, batch, threads, padding), widths in sorted(found.items(), key=lambda item: str(item[0])):
+        width = statistics.median(widths)
+        shape = f"{model} seq {seq} batch {batch} {threads} thread(s)" + (f" padding {padding:g}" if padding else "")
+        reached = "yes" if width <= RESOLUTION_TARGET else "no"
+        cells.append([shape, str(len(widths)), f"±{width:.1%}", reached])
+    intro = (
+        f"The median 95% half-width of the paired speedups of each shape, and whether it is within"
+        f" ±{RESOLUTION_TARGET:.0%} (docs/paired.md)."
+    )
+    return intro, ["shape", "paired speedups", "median half-width", f"within ±{RESOLUTION_TARGET:.0%}"], cells

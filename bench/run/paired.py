@@ -30,6 +30,8 @@ BLOCK_SECONDS = 0.2
 WARM_CALL_BELOW_MS = 100.0
 """Blocks of calls shorter than this start with one untimed call (the caches the other worker took are refilled)."""
 MAX_CALLS_PER_BLOCK = 50
+MIN_PASSES = 2
+"""Passes a process round runs whatever its time budget (`measure.round_seconds`): a median needs two pairs."""
 COLD_VAR = "BENCH_COLD_START"
 """Test hook: `SUBSTRING[,...]`: the resident workers of cases whose id contains SUBSTRING start as fresh
 interpreters, the others from the fork server (a warm-against-cold A/B of one case)."""
@@ -151,20 +153,29 @@ class Member:
         return record
 
 
-def run_passes(baseline: Member, others: list[Member], passes: int, rng: random.Random) -> dict[str, list]:
+def run_passes(
+    baseline: Member, others: list[Member], passes: int, rng: random.Random, budget_s: float | None = None
+) -> dict[str, list]:
     """The round's passes; per configuration, each pass's {log_speedup, gap_s} against the baseline blocks around it.
 
     Each block runs alone: the members not running are stopped, and their CPU time across the block is added to
-    their idle_cpu_s (the meter's view of idle workers).
+    their idle_cpu_s (the meter's view of idle workers). After MIN_PASSES, a pass that would end past `budget_s`
+    seconds of passes (judged by the longest pass so far) is not started: every configuration keeps the same
+    number of passes, and when to stop depends on durations only, never on what the pairs found.
     """
     found: dict[str, list] = {m.case.case_id: [] for m in others}
     members = [baseline, *others]
     orders = PassOrders(rng)
     previous = None
-    for _ in range(passes):
+    started, longest = time.monotonic(), 0.0
+    for done in range(passes):
         live = [m for m in others if m.failure is None]
         if baseline.failure is not None or not live:
             break
+        elapsed = time.monotonic() - started
+        if budget_s is not None and done >= MIN_PASSES and elapsed + longest > budget_s:
+            break
+        pass_start = time.monotonic()
         sequence = pass_sequence(baseline, orders.next(live))
         # the passes form one chain: a pass opens with the baseline block that closed the one before, so that no
         # block ever follows one of its own process (which would find the caches warm where the others do not)
@@ -182,6 +193,7 @@ def run_passes(baseline: Member, others: list[Member], passes: int, rng: random.
             if record is None:
                 break
         previous = records[-1] if len(records) == len(sequence) else None
+        longest = max(longest, time.monotonic() - pass_start)
         for position in range(1, len(records) - 1, 2):
             before, measured, after = records[position - 1], records[position], records[position + 1]
             if None in (before, measured, after) or any(r["contaminated"] for r in (before, measured, after)):
@@ -373,8 +385,9 @@ class PairedRound:
     def pair_and_finish(self, baseline: Member | None, others: list[Member], supports: dict) -> None:
         """The passes of the baseline with `others`, then their rows; without a baseline, blocks of their own."""
         passes = max((m.case.measure.get("passes", 1) for m in others), default=0)
+        budget = min((m.case.measure.get("round_seconds") or math.inf for m in others), default=math.inf)
         if baseline is not None and others:
-            found = run_passes(baseline, others, passes, self.rng)
+            found = run_passes(baseline, others, passes, self.rng, budget if budget < math.inf else None)
         else:
             found = {}
             for _ in range(passes):
