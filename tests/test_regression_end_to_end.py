@@ -12,7 +12,7 @@ defaults:
   seq_lens: [16, 32, 64]
   batch_sizes: [8]
   threads: [1]
-  measure: {warmup: 1, min_iterations: 5, min_seconds: 0.1, max_seconds: 3, rounds: 2, retries: 1, timeout: 120}
+  measure: {warmup: 0, min_iterations: 3, min_seconds: 0.1, max_seconds: 3, rounds: 2, retries: 1, timeout: 120}
 """ + TINY_MODEL + EAGER_AND_SDPA
 """Six cases of two rounds: each case is judged against the spread between rounds of five others (5 degrees of
 freedom, beyond the pooled figure's minimum of 4), so the machine's drift is not taken for a case's instability."""

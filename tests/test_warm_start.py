@@ -134,7 +134,7 @@ def test_a_server_interrupted_while_it_starts_is_killed_with_its_group(tmp_path)
     try:
         WarmServer.read = read
         with pytest.raises(KeyboardInterrupt):
-            WarmServer(slow, 1, tmp_path / "server.log")
+            WarmServer(slow, 1, tmp_path / "server.log").wait_ready()
     finally:
         WarmServer.read = original
         signal.alarm(0)

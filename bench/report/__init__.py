@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import data
 from bench.report.formats import FORMATS, Material
 
 
@@ -40,6 +39,8 @@ def default_out_dir(run_path) -> Path:
 
 def build_report(run_path, out_dir=None, formats=None) -> Written:
     """Read the run folder and write the formats asked for (every one by default) into out_dir."""
+    from bench.report import data
+
     report = data.load(run_path)
     out = Path(out_dir) if out_dir else default_out_dir(run_path)
     out.mkdir(parents=True, exist_ok=True)

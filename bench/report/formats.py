@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from bench.report import data, html, markdown, tables
-from bench.report.plots import Plot, Skipped, make_plots
+if TYPE_CHECKING:
+    from bench.report import data
+    from bench.report.plots import Plot, Skipped
 
 PLOTS_DIR = "plots"
 
@@ -27,10 +28,14 @@ class Material:
     """the plots and the plots not drawn, once a format needed them"""
 
     def __post_init__(self):
-        self.found = data.collect_warnings(self.report.entries)
+        from bench.report.data import collect_warnings
+
+        self.found = collect_warnings(self.report.entries)
 
     def plots(self) -> tuple[list[Plot], list[Skipped]]:
         if self.drawn is None:
+            from bench.report.plots import make_plots
+
             self.drawn = make_plots(self.report.entries, self.out / PLOTS_DIR)
         return self.drawn
 
@@ -49,19 +54,28 @@ def write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-FORMATS = {
-    "md": Format(
-        "report.md", lambda m, path: write_text(path, markdown.render(m.report, m.found, *m.plots(), m.out)),
-        "report.md: the verdict, tables and linked plots, to paste into a pull request",
-    ),
-    "html": Format(
-        "report.html", lambda m, path: write_text(path, html.render(m.report, m.found, *m.plots())),
-        "report.html: the same as one page, plots inline",
-    ),
-    "csv": Format(
-        "results.csv", lambda m, path: write_text(path, tables.to_csv(m.report.entries)),
-        "results.csv: one line per case with raw numbers",
-    ),
+def write_markdown(m: Material, path: Path) -> None:
+    from bench.report import markdown
+
+    write_text(path, markdown.render(m.report, m.found, *m.plots(), m.out))
+
+
+def write_html(m: Material, path: Path) -> None:
+    from bench.report import html
+
+    write_text(path, html.render(m.report, m.found, *m.plots()))
+
+
+def write_csv(m: Material, path: Path) -> None:
+    from bench.report import tables
+
+    write_text(path, tables.to_csv(m.report.entries))
+
+
+FORMATS = {  # the writers import what they draw with when called: `bench --help` and the parser stay light
+    "md": Format("report.md", write_markdown, "report.md: the verdict, tables and linked plots, to paste into a pull request"),
+    "html": Format("report.html", write_html, "report.html: the same as one page, plots inline"),
+    "csv": Format("results.csv", write_csv, "results.csv: one line per case with raw numbers"),
     "plots": Format(PLOTS_DIR, lambda m, path: m.plots(), "plots/: PNG and SVG of every plot the run has an axis for",
                     listed=False),  # fmt: skip
 }

@@ -16,10 +16,11 @@ from bench.measure.interference import PROC, MeterOff, read_cpu_ticks
 
 QUIET_WAIT_S = 60.0
 """`bench run --quiet-wait` default: how long to wait for busy CPUs to become quiet before measuring anyway."""
-SAMPLE_S = 0.5
+SAMPLE_S = 0.3
 """Length of one check."""
 BUSY_SHARE_MAX = 0.10
-"""CPUs more than 10% busy with other processes are busy (/proc/stat counts 10 ms ticks: 0.5 s is 50 per CPU)."""
+"""CPUs more than 10% busy with other processes are busy (/proc/stat counts 10 ms ticks: 0.3 s is 30 per CPU, the
+bound 3 of them)."""
 PAUSE_S = 1.5
 """Pause between checks while waiting."""
 SAY_EVERY_S = 10.0

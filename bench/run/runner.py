@@ -67,6 +67,8 @@ class Runner:
         """R passes over the cases (R = each case's measure.rounds), each pass shuffled; a row per case at its end."""
         self.warm = WarmStarts(self.run_dir.logs / "warm-start.log", self.say, sorted(self.cpus)) if self.warm_start else None
         try:
+            if self.warm is not None:
+                self.warm.prestart(self.server_keys(cases))
             return self.passes(cases)
         finally:
             if self.warm is not None:
@@ -208,7 +210,32 @@ class Runner:
         rows of the cases in `needed` (the baseline also runs when only the others need this round)."""
         return paired.PairedRound(self, group, needed, index).run()
 
+    def server_keys(self, cases: list[Case]) -> list[tuple[str, int]]:
+        """(interpreter, threads) of the fork servers the cases will use: their environment's, and main's for the
+        references, for every case that will start a worker."""
+        keys = []
+        for case in cases:
+            support = cpu.support(case.backend_type, case.precision, self.flags, case.backend_options)
+            if self.decided_row(case, support) is not None:
+                continue
+            try:
+                env = environment(case.environment)
+            except BenchError:
+                continue
+            source = self.source(case)
+            if not env.built or isinstance(source, model_sources.SourceUnavailable):
+                continue
+            pythons = [env.python]
+            if not reference_path(case, source).exists():
+                pythons.append(environment(MAIN).python)
+            for python in pythons:
+                if (str(python), case.threads) not in keys:
+                    keys.append((str(python), case.threads))
+        return keys
+
     def wait_for_quiet(self, cpus: list[int]) -> dict:
+        if self.warm is not None:
+            self.warm.settle()  # a server still importing is the run's own load, not another process's
         return wait_for_quiet(cpus, self.quiet_wait, self.say)
 
     def say(self, text: str) -> None:

@@ -46,6 +46,13 @@ class WarmServer:
                 preexec_fn=pin_and_tie(cpus),
             )
         self.buffer = b""
+        self.preloaded: list[str] | None = None
+        self.import_s: float | None = None
+
+    def wait_ready(self) -> WarmServer:
+        """Block until the server has imported what it preloads (at once when it already has)."""
+        if self.preloaded is not None:
+            return self
         try:
             ready = self.read(READY_TIMEOUT_S)
             if not ready.get("ready"):
@@ -56,6 +63,7 @@ class WarmServer:
             raise
         self.preloaded = ready.get("preloaded", [])
         self.import_s = ready.get("import_s")
+        return self
 
     def start_worker(
         self, module: str, argv: list[str], cpus, output: Path, env: dict[str, str], detach: bool = False
@@ -127,16 +135,44 @@ class WarmStarts:
         self.say = say or (lambda text: None)
         self.servers: dict[tuple[str, int], WarmServer | None] = {}
 
+    def prestart(self, keys) -> None:
+        """Start the servers of these (interpreter, thread count) pairs at once, side by side, without waiting for
+        them: their imports overlap each other's and the run's own start. `settle` waits for them."""
+        for python, threads in keys:
+            self.spawn(python, threads)
+
+    def settle(self) -> None:
+        """Every server started so far has finished importing (or is dropped): nothing of the run's own is busy on
+        the CPUs when a case's quiet check looks at them."""
+        for python, threads in list(self.servers):
+            self.server(python, threads)
+
+    def spawn(self, python: str | Path, threads: int) -> None:
+        key = (str(python), threads)
+        if key in self.servers:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.servers[key] = WarmServer(python, threads, self.log_path, self.cpus)
+        except (OSError, ValueError) as exc:
+            self.unavailable(key, exc)
+
     def server(self, python: str | Path, threads: int) -> WarmServer | None:
         key = (str(python), threads)
-        if key not in self.servers:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self.servers[key] = WarmServer(python, threads, self.log_path, self.cpus)
-            except (OSError, ServerGone, ValueError) as exc:
-                self.say(f"warm start unavailable for {python} at {threads} thread(s) ({exc}); starting workers cold")
-                self.servers[key] = None
-        return self.servers[key]
+        self.spawn(python, threads)
+        server = self.servers[key]
+        if server is None:
+            return None
+        try:
+            return server.wait_ready()
+        except (OSError, ServerGone, ValueError) as exc:
+            self.unavailable(key, exc)
+            return None
+
+    def unavailable(self, key: tuple[str, int], exc: Exception) -> None:
+        python, threads = key
+        self.say(f"warm start unavailable for {python} at {threads} thread(s) ({exc}); starting workers cold")
+        self.servers[key] = None
 
     def run_child(
         self, python, module: str, args: list[str], result_path, *, threads: int, timeout: float, output_path: Path, cpus
