@@ -1,5 +1,6 @@
-"""Warm starts, the parent's half: a fork server (bench.worker.warm) per environment and thread count, started on
-first use and ended with the run, and the launch of one worker through it.
+"""Warm starts, the parent's half: a fork server (bench.worker.warm) per environment and thread count, all started
+side by side when the run starts (or on first use), settled before the first quiet check and ended with the run,
+and the launch of one worker through it.
 
 A worker started this way is a fresh process like any other: its own session, pinned, sized, timed out and killed
 with its group; it is only spared importing torch and transformers. Where a server cannot start or dies, the run
