@@ -145,18 +145,18 @@ def resolution_lines(rows: list[dict]) -> list[str]:
     """What the paired speedups resolve: the median half-width of their 95% intervals, overall and per shape."""
     import statistics
 
-    from bench.results.compare import paired_resolution
+    from bench.results.compare import paired_resolution, resolution_by_shape
 
-    found = paired_resolution(rows)
-    if not found:
+    shapes = resolution_by_shape(rows)
+    if not shapes:
         return []
-    every = [w for widths in found.values() for w in widths]
-    shapes = "; ".join(
-        f"{model} s{seq} b{batch} t{threads}{f' pad{pad:g}' if pad else ''} ±{statistics.median(w):.1%}"
-        for (model, seq, batch, threads, pad), w in sorted(found.items(), key=lambda item: str(item[0]))
+    every = [w for widths in paired_resolution(rows).values() for w in widths]
+    listed = "; ".join(
+        f"{model} s{seq} b{batch} t{threads}{f' pad{pad:g}' if pad else ''} ±{median:.1%}"
+        for (model, seq, batch, threads, pad), _, median in shapes
     )
     return wrap(f"paired speedups resolve ±{statistics.median(every):.1%} (median 95% half-width of"
-                f" {len(every)}); per shape: {shapes}", "")
+                f" {len(every)}); per shape: {listed}", "")
 
 
 def wrap(text: str, indent: str) -> list[str]:

@@ -296,19 +296,15 @@ def resolution(rows: list[dict]) -> tuple[str, list[str], list[list[str]]] | Non
     """Per shape, how narrow the paired speedups' 95% intervals came out, and whether they reach ±5%: calls of a
     second or more take a block each, a pair then spans seconds of the machine's drift, and resolves less.
     (intro, header, rows), or None when no speedup was paired."""
-    import statistics
+    from bench.results.compare import resolution_by_shape
 
-    from bench.results.compare import paired_resolution
-
-    found = paired_resolution(rows)
-    if not found:
+    shapes = resolution_by_shape(rows)
+    if not shapes:
         return None
     cells = []
-    for (model, seq, batch, threads, padding), widths in sorted(found.items(), key=lambda item: str(item[0])):
-        width = statistics.median(widths)
+    for (model, seq, batch, threads, padding), count, width in shapes:
         shape = f"{model} seq {seq} batch {batch} {threads} thread(s)" + (f" padding {padding:g}" if padding else "")
-        reached = "yes" if width <= RESOLUTION_TARGET else "no"
-        cells.append([shape, str(len(widths)), f"±{width:.1%}", reached])
+        cells.append([shape, str(count), f"±{width:.1%}", "yes" if width <= RESOLUTION_TARGET else "no"])
     intro = (
         f"The median 95% half-width of the paired speedups of each shape, and whether it is within"
         f" ±{RESOLUTION_TARGET:.0%} (docs/paired.md)."

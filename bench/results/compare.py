@@ -232,6 +232,14 @@ def paired_resolution(rows: list[dict]) -> dict[tuple, list[float]]:
     return found
 
 
+def resolution_by_shape(rows: list[dict]) -> list[tuple[tuple, int, float]]:
+    """(shape, how many paired speedups, their median half-width) per shape, in a stable order; [] when none."""
+    import statistics
+
+    found = paired_resolution(rows)
+    return [(key, len(widths), statistics.median(widths)) for key, widths in sorted(found.items(), key=lambda i: str(i[0]))]
+
+
 def paired_ranking(trusted: list[dict]) -> tuple[dict, list[dict]] | None:
     """(fastest, tied) by the paired test, when every row was paired with the same baseline, which is among them."""
     baseline = next((r for r in trusted if (r.get("paired") or {}).get("role") == "baseline"), None)

@@ -385,9 +385,9 @@ class PairedRound:
     def pair_and_finish(self, baseline: Member | None, others: list[Member], supports: dict) -> None:
         """The passes of the baseline with `others`, then their rows; without a baseline, blocks of their own."""
         passes = max((m.case.measure.get("passes", 1) for m in others), default=0)
-        budget = min((m.case.measure.get("round_seconds") or math.inf for m in others), default=math.inf)
+        budgets = [m.case.measure["round_seconds"] for m in others if m.case.measure.get("round_seconds")]
         if baseline is not None and others:
-            found = run_passes(baseline, others, passes, self.rng, budget if budget < math.inf else None)
+            found = run_passes(baseline, others, passes, self.rng, min(budgets) if budgets else None)
         else:
             found = {}
             for _ in range(passes):
