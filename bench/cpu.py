@@ -5,7 +5,8 @@ A reduced precision lands in one of four tiers:
 - emulated: it runs with that precision's numerics but without those instructions, slowly (torch autocast on AVX2,
   IPEX or OpenVINO bf16 on AVX-512 without AVX512_BF16). Not measured unless asked for (`--emulated`);
 - unsupported: the library refuses to run it on this CPU (IPEX bf16 without AVX-512 BW/VL/DQ or AVX-NE-CONVERT);
-- kept fp32: the library accepts the request and silently computes fp32 (OpenVINO's bf16 hint on AVX2).
+- kept fp32: the library accepts the request and silently computes fp32 (OpenVINO's bf16 hint on AVX2). Not
+  measured unless asked for (`--emulated`): it would measure the fp32 case again.
 
 The rules are the libraries' own: IPEX's bf16 weight prepack check, OpenVINO's CPU plugin's `hasHardwareSupport`
 and default inference precision, oneDNN's `avx512_core_bf16`. A worker reads back what the library did (OpenVINO's
@@ -38,6 +39,7 @@ UNSUPPORTED = "unsupported"
 KEPT_FP32 = "kept fp32"
 
 EMULATED_HINT = "not measured; `--emulated` measures it"
+KEPT_FP32_HINT = "it would measure fp32 again"
 FP32_SIZED_ERROR = 1e-5
 """A bf16 or int8 row whose relative error against eager fp32 is below this computed fp32 (fp32 reorderings give
 1e-7 to 1e-6; bf16 gives 1e-3 to 1e-2)."""
@@ -161,6 +163,15 @@ def int8_recipe(flags, machine: str | None = None) -> str:
     if "avx512f" in flags:
         return "avx512"
     return "avx2"
+
+
+def not_measured_reason(support: Support) -> str | None:
+    """Why a case of this tier is left out of a run that did not ask for `--emulated`; None when it is measured."""
+    if support.tier == EMULATED:
+        return f"{support.reason}: {EMULATED_HINT}"
+    if support.tier == KEPT_FP32:
+        return f"{support.reason}: {KEPT_FP32_HINT}; {EMULATED_HINT}"
+    return None
 
 
 def cpu_section(cpuinfo_text: str | None = None) -> dict:

@@ -59,7 +59,8 @@ def check_tier_row(row: dict, backend_type: str, **options) -> bool:
     """Assert what a row says for the tier of its precision on this CPU; True when it holds a measurement.
 
     native: measured and accurate; emulated: not measured, saying how to measure it; unsupported: the reason in the
-    user's words; kept fp32: measured, labelled so, its fp32-sized error questioned."""
+    user's words; kept fp32: measured with --emulated (not measured otherwise, like emulated), labelled so, its
+    fp32-sized error questioned."""
     from bench import cpu
     from bench.backends.precision_mode import row_label
 
@@ -68,8 +69,8 @@ def check_tier_row(row: dict, backend_type: str, **options) -> bool:
     if support.tier == cpu.UNSUPPORTED:
         assert row["status"] == "unsupported" and row["reason"] == support.reason
         return False
-    if support.tier == cpu.EMULATED:
-        assert row["status"] == "not_measured" and row["reason"] == f"{support.reason}: {cpu.EMULATED_HINT}"
+    if support.tier in (cpu.EMULATED, cpu.KEPT_FP32) and row["status"] == "not_measured":
+        assert row["reason"] == cpu.not_measured_reason(support)
         return False
     assert row["status"] == "ok" and row["accuracy"]["passed"], (row["case_id"], row["reason"], row["accuracy"])
     if support.tier == cpu.KEPT_FP32:

@@ -157,7 +157,8 @@ backends:
 
 
 def test_validate_warns_and_run_writes_rows_for_what_this_cpu_cannot_run(tmp_path):
-    """On AVX2 (faked): IPEX bf16 refused, eager bf16 emulated (not measured), both without a worker, exit 0."""
+    """On AVX2 (faked): IPEX bf16 refused, eager bf16 emulated and OpenVINO bf16 kept fp32 (neither measured), all
+    without a worker, exit 0."""
     suite = write_suite(tmp_path, BF16_SUITE)
     avx2 = {cpu.FAKE_FLAGS_VAR: "avx2,fma"}
     checked = bench_cli("validate", suite, env=avx2)
@@ -166,24 +167,31 @@ def test_validate_warns_and_run_writes_rows_for_what_this_cpu_cannot_run(tmp_pat
            " AVX2" in checked.stderr  # fmt: skip
     assert ("backends[0].precisions (eager bf16): bf16 is emulated on this CPU (no AVX512_BF16/AMX): not measured;"
             " `--emulated` measures it") in checked.stderr  # fmt: skip
+    assert ("backends[1].precisions (ov bf16): OpenVINO runs a bf16 hint as f32 without AVX-512 BW/VL/DQ or"
+            " AVX-NE-CONVERT; this CPU has AVX2: it would measure fp32 again; not measured; `--emulated` measures it"
+            ) in checked.stderr  # fmt: skip
     assert "each compute node decides" in checked.stderr and cpu.FAKE_FLAGS_VAR in checked.stderr
 
     out = tmp_path / "run"
-    ran = bench_cli("run", suite, "--out", out, "--filter", "backend=eager", "--filter", "backend=ipex", env=avx2)
+    only = ("--filter", "backend=eager", "--filter", "backend=ov", "--filter", "backend=ipex")
+    ran = bench_cli("run", suite, "--out", out, *only, env=avx2)
     assert ran.returncode == 0, ran.stderr
     rows = {r["backend"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert rows["ipex"]["status"] == "unsupported" and rows["ipex"]["cpu_support"]["tier"] == cpu.UNSUPPORTED
     assert rows["ipex"]["reason"] == "bf16 on IPEX needs AVX-512 BW/VL/DQ or AVX-NE-CONVERT; this CPU has AVX2"
     assert rows["eager"]["status"] == "not_measured"
     assert rows["eager"]["reason"].endswith("not measured; `--emulated` measures it")
-    assert not (out / "logs" / f"{rows['eager']['case_id']}.log").exists()  # no worker started
+    assert rows["ov"]["status"] == "not_measured" and rows["ov"]["cpu_support"]["tier"] == cpu.KEPT_FP32
+    assert rows["ov"]["reason"].endswith("it would measure fp32 again; not measured; `--emulated` measures it")
+    for row in rows.values():
+        assert not (out / "logs" / f"{row['case_id']}.log").exists()  # no worker started
     manifest_data = json.loads((out / "manifest.json").read_text())
     assert manifest_data["machine"]["cpu"]["fake_flags"] == ["avx2", "fma"]
     shown = bench_cli("show", out, env=avx2)
     assert shown.returncode == 0, shown.stderr
     first, second = shown.stdout.splitlines()[:2]
     assert "ISA tier AVX2 (bf16 emulated or unsupported, int8 without VNNI); flags faked" in first
-    assert "1 not supported by their backend or this CPU, 1 emulated on this CPU and not measured" in second
+    assert "1 not supported by their backend or this CPU, 2 not measured (emulated or kept fp32 on this CPU)" in second
 
     refused = bench_cli("baseline", "save", out, "nightly", env={BASELINES_VAR: str(tmp_path / "baselines")})
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1

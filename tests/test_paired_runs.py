@@ -3,6 +3,7 @@ budget, and real runs whose known slowdowns the paired speedups find, within a r
 
 import json
 import math
+import os
 import random
 from collections import Counter
 from itertools import pairwise
@@ -127,9 +128,12 @@ def test_a_paired_run_finds_a_15_percent_slowdown_and_reads_a_copy_of_the_baseli
     assert abs(math.log(copy.ratio)) < 0.06, copy
     turns = {r["backend"]: r["paired"]["turns"] for r in rows.values() if r["paired"]["role"] == "configuration"}
     assert sorted(set(turns["copy"] + turns["slowed"])) == [0, 1], turns
+    prepared_on = {tuple(cpus) for row in rows.values() for cpus in row["paired"]["prepared_on"]}
+    assert len(prepared_on) == min(2, len(os.sched_getaffinity(0))), prepared_on  # two at a time where CPUs allow
     for row in rows.values():
         entry = row["paired"]
         assert entry["processes"] == 3
+        assert row["effective"]["cpus"] == row["pinned_cpus"], row["warnings"]  # moved to the group's CPU when ready
         assert entry["idle_cpu_ms"] <= 0.02 * entry["idle_s"] * 1000 + 30, entry  # stopped: they take no CPU
         if entry["role"] == "configuration":
             assert [len(r) for r in entry["log_speedups"]] == [6, 6, 6] and entry["gap_ms"]["median"] < 50, entry

@@ -332,8 +332,9 @@ def positive_float(text: str) -> float:
 
 
 def add_emulated(parser: argparse.ArgumentParser) -> None:
-    text = ("also measure precisions this CPU only emulates (bf16 without AVX512_BF16 or AMX): slow, and no"
-            " deployment option; by default such a case is a row saying so, not a measurement")  # fmt: skip
+    text = ("also measure precisions this CPU only emulates (bf16 without AVX512_BF16 or AMX: slow, and no"
+            " deployment option) or that the library would compute in fp32 (OpenVINO's bf16 hint without AVX-512);"
+            " by default such a case is a row saying so, not a measurement")  # fmt: skip
     parser.add_argument("--emulated", action="store_true", help=text)
 
 

@@ -252,7 +252,7 @@ def cpu_warnings(suite: Suite, cases: list[Case]) -> list[str]:
         if support.tier == cpu.NATIVE:
             continue
         where = f"{axis_location(suite, case, 'precisions')} ({case.backend} {case.precision})"
-        said = f"{support.reason}: {cpu.EMULATED_HINT}" if support.tier == cpu.EMULATED else support.reason
+        said = cpu.not_measured_reason(support) or support.reason
         warnings.setdefault(where, f"{where}: {said}")
     if warnings:
         read = cpu.FAKE_FLAGS_VAR if cpu.fake_flags() is not None else "/proc/cpuinfo here"

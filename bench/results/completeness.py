@@ -61,7 +61,7 @@ class Completeness:
     def summary(self) -> str:
         counts = f"{self.measured} measured ({self.passing} passing the accuracy check), {self.failed} failed"
         counts += f", {self.unsupported} not supported by their backend or this CPU" if self.unsupported else ""
-        counts += f", {self.not_measured} emulated on this CPU and not measured" if self.not_measured else ""
+        counts += f", {self.not_measured} not measured (emulated or kept fp32 on this CPU)" if self.not_measured else ""
         if self.planned is None:
             return f"{len(self.rows)} {plural('case', len(self.rows))}: {counts} (the manifest lists no planned cases)."
         planned = len(self.planned)

@@ -213,8 +213,8 @@ def latest_rows(rows: list[dict]) -> list[dict]:
 
 def row_is_good(row: dict) -> bool:
     """Measured, accurate, and neither contaminated by other work nor unstable across rounds, or declined by the
-    backend's maker or this CPU with a reason (status unsupported), or emulated here and left out (not_measured):
-    what exit 0 needs."""
+    backend's maker or this CPU with a reason (status unsupported), or emulated or kept fp32 here and left out
+    (not_measured): what exit 0 needs."""
     if row.get("status") in NOT_RUN_ON_PURPOSE:
         return True
     return (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+import select
 import statistics
 import time
 from collections import defaultdict
@@ -131,6 +132,8 @@ class Member:
         self.failure: WorkerEnded | None = None
         self.turn = 0
         """Which of the group's turns it was paired in (more than one when the memory budget splits the group)."""
+        self.prepared_on: list[int] | None = None
+        """The CPUs its worker prepared on (the group's, or a spare set: bench.run.paired.Preparing)."""
 
     def block(self) -> dict | None:
         start = time.monotonic()
@@ -235,6 +238,7 @@ def round_entry(member: Member, pairs: list | None, baseline_id: str | None, see
         "idle_cpu_ms": round(member.idle_cpu_s * 1000, 1),
         "idle_s": round(member.idle_s, 3),
         "turn": member.turn,
+        "prepared_on": member.prepared_on,
     }
     if pairs is not None:
         entry["log_speedups"] = [p["log_speedup"] for p in pairs]
@@ -260,6 +264,7 @@ def merge_entries(entries: list[dict]) -> dict:
         "idle_s": sum(e.get("idle_s") or 0.0 for e in entries),
         "contaminated_blocks": sum(e.get("contaminated_blocks") or 0 for e in entries),
         "turns": [e.get("turn", 0) for e in entries],
+        "prepared_on": [e.get("prepared_on") for e in entries],
     }
     if last["role"] == "baseline":
         merged["canary_trace"] = [point for e in entries for point in e.get("canary_trace") or []]
@@ -300,6 +305,83 @@ def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
             ]
             if needed:
                 yield index, group, needed
+
+
+PINS_ITS_THREADS = ("openvino",)
+"""Backends that pin their own threads to the CPUs they found when preparing (OpenVINO's ENABLE_CPU_PINNING): they
+prepare on the group's CPUs, since moving them afterwards could be undone."""
+
+
+def movable(case: Case) -> bool:
+    return case.backend_type not in PINS_ITS_THREADS
+
+
+def preparation_slots(group_cpus: list[int], run_cpus: list[int]) -> list[list[int]]:
+    """Where a group's workers may prepare at once: its own CPUs first, then each further set of as many of the
+    run's other CPUs. Preparation is never timed against another worker's blocks: no block runs meanwhile."""
+    spare = [c for c in sorted(run_cpus) if c not in group_cpus]
+    width = len(group_cpus)
+    return [list(group_cpus)] + [spare[i : i + width] for i in range(0, len(spare) - width + 1, width)]
+
+
+class Preparing:
+    """A group's workers being prepared, up to one per preparation slot at a time, in the order given; a backend
+    that pins its own threads only in the group's own slot."""
+
+    def __init__(self, paired: "PairedRound", queue: list):
+        self.paired, self.queue = paired, list(queue)
+        self.slots = preparation_slots(paired.cpus, paired.runner.cpus)
+        self.busy: dict[int, tuple] = {}
+        """slot index → (case, worker)"""
+
+    def fill(self) -> None:
+        for index in range(len(self.slots)):
+            if index in self.busy or not self.queue:
+                continue
+            fits = [i for i, (case, _, _) in enumerate(self.queue) if index == 0 or movable(case)]
+            if index == 0:  # the group's own slot takes a backend that must prepare there first
+                fits.sort(key=lambda i: movable(self.queue[i][0]))
+            if fits:
+                case, env, job = self.queue.pop(fits[0])
+                self.busy[index] = (case, self.paired.start(case, env, job, self.slots[index]))
+
+    def next_ready(self):
+        """The next worker ready (a Member), None when one ended before it was, False when none is left."""
+        self.fill()
+        if not self.busy:
+            return False
+        index = self.wait_any()
+        case, worker = self.busy.pop(index)
+        return self.paired.ready(case, worker)
+
+    def wait_any(self) -> int:
+        """The slot whose worker is ready, has ended or is past its timeout first."""
+        while True:
+            now = time.monotonic()
+            deadlines = {i: w.started + w.timeout for i, (_, w) in self.busy.items()}
+            late = [i for i, deadline in deadlines.items() if deadline <= now]
+            if late:
+                return late[0]
+            handles = {h: i for i, (_, w) in self.busy.items() for h in w.preparing_handles()}
+            readable = select.select(list(handles), [], [], min(deadlines.values()) - now)[0]
+            if readable:
+                return handles[readable[0]]
+
+    def drain(self) -> list[Member]:
+        """Every worker still preparing, once ready (the ones that fail have their rows), without starting more."""
+        members = []
+        while self.busy:
+            index = self.wait_any()
+            case, worker = self.busy.pop(index)
+            if (member := self.paired.ready(case, worker)) is not None:
+                members.append(member)
+        return members
+
+    def abandon(self) -> None:
+        """End the workers still preparing (the round failed)."""
+        for _, worker in self.busy.values():
+            worker.end(force=True)
+        self.busy.clear()
 
 
 class PairedRound:
@@ -343,23 +425,27 @@ class PairedRound:
         if len(startable) > 1 and self.rng.random() < 0.5:
             # which process is made first is drawn per round: a process's level can depend on it
             startable[0], startable[1] = startable[1], startable[0]
+        preparing = Preparing(self, [(case, env, job) for case, _, (env, job, _) in startable])
         try:
-            for case, support, (env, job, cpus) in startable:
-                member = self.start(case, env, job)
+            while (member := preparing.next_ready()) is not False:
                 if member is None:
                     continue
-                if case is self.baseline_case:
+                if member.case is self.baseline_case:
                     baseline = member
                 else:
                     member.turn = turn
                     waiting.append(member)
                 if baseline and waiting and self.resident_mb(baseline, waiting) > self.runner.memory_budget_mb:
+                    drained = preparing.drain()  # no block runs while a worker prepares
                     self.pair_and_finish(baseline, waiting, supports)
-                    waiting, turn = [], turn + 1
+                    waiting, turn = drained, turn + 1
+                    for late in drained:
+                        late.turn = turn
             self.pair_and_finish(baseline, waiting, supports)
             if baseline is not None:
                 self.finish(baseline, None, supports)
         except BaseException:
+            preparing.abandon()
             for member in [baseline, *waiting]:
                 if member is not None and member.case.case_id not in self.rows:
                     member.worker.end(force=True)
@@ -368,19 +454,28 @@ class PairedRound:
     def resident_mb(self, baseline: Member, others: list[Member]) -> float:
         return baseline.rss_mb + sum(m.rss_mb for m in others)
 
-    def start(self, case: Case, env, job) -> Member | None:
-        """A prepared, stopped resident worker, or None with the case's row saying why it did not get ready."""
+    def start(self, case: Case, env, job, cpus: list[int]) -> Resident:
+        """The case's resident worker, started preparing on `cpus`."""
         runner = self.runner
         work_dir = runner.job_dir(case)
         warm = None if cold_by_request(case.case_id) else runner.warm
-        worker = Resident(env.python, job, work_dir, runner.log_path(case), warm)
+        return Resident(env.python, job, work_dir, runner.log_path(case), warm, cpus)
+
+    def ready(self, case: Case, worker: Resident) -> Member | None:
+        """The prepared worker moved to the group's CPUs and stopped, or None with the case's row saying why it did
+        not get ready."""
+        prepared_on = worker.cpus
         try:
             ready = worker.ready()
         except WorkerEnded as exc:
             self.rows[case.case_id] = self.row(case, worker.failed(exc), None, None)
             return None
+        if worker.cpus != self.cpus:
+            worker.move_to(self.cpus)
         worker.pause()
-        return Member(case, worker, ready)
+        member = Member(case, worker, ready)
+        member.prepared_on = prepared_on
+        return member
 
     def pair_and_finish(self, baseline: Member | None, others: list[Member], supports: dict) -> None:
         """The passes of the baseline with `others`, then their rows; without a baseline, blocks of their own."""

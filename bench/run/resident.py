@@ -29,8 +29,10 @@ class WorkerEnded(Exception):
 
 
 class Resident:
-    def __init__(self, python, job: Job, work_dir: Path, log_path: Path, warm=None):
+    def __init__(self, python, job: Job, work_dir: Path, log_path: Path, warm=None, cpus: list[int] | None = None):
+        """`cpus`: where the worker prepares its case, when not on its job's CPUs (it is moved there when ready)."""
         self.job, self.log_path, self.timeout = job, log_path, job.case.measure["timeout"]
+        self.cpus = cpus or job.cpus
         work_dir.mkdir(parents=True, exist_ok=True)
         self.job_path, self.result_path = work_dir / "job.json", work_dir / "result.json"
         self.job_path.write_text(json.dumps(job.to_dict()))
@@ -46,7 +48,7 @@ class Resident:
         server = warm.server(python, job.case.threads) if warm is not None else None
         if server is not None:
             try:
-                self.pid = server.start_worker(RESIDENT, args, job.cpus, log_path, env, detach=True)
+                self.pid = server.start_worker(RESIDENT, args, self.cpus, log_path, env, detach=True)
                 self.server = server
             except Exception:
                 server = None
@@ -54,17 +56,36 @@ class Resident:
             with open(log_path, "ab") as output:
                 self.proc = subprocess.Popen(
                     [str(python), "-m", RESIDENT, *args], env=env, stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin_and_tie(job.cpus),
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin_and_tie(self.cpus),
                 )  # fmt: skip
             self.pid = self.proc.pid
         self.pidfd = os.pidfd_open(self.pid)
 
     def ready(self) -> dict:
-        """The worker's ready line, once it has prepared its case (WorkerEnded if it ends or times out first)."""
-        self.wait([self.listener], self.timeout)
+        """The worker's ready line, once it has prepared its case (WorkerEnded if it ends or its timeout, counted from
+        its start, passes first)."""
+        self.wait([self.listener], max(0.0, self.started + self.timeout - time.monotonic()))
         self.conn, _ = self.listener.accept()
         self.listener.close()
         return self.read()
+
+    def preparing_handles(self) -> list:
+        """What becomes readable when the worker is ready or has ended (select on them, then call `ready`)."""
+        return [self.listener, self.pidfd]
+
+    def move_to(self, cpus: list[int]) -> None:
+        """Pin every thread of the worker's process group to `cpus` (a worker prepared elsewhere, now idle)."""
+        for pid in group_pids(self.pid):
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    os.sched_setaffinity(int(task), cpus)
+                except OSError:
+                    pass
+        self.cpus = list(cpus)
 
     def block(self, calls: int, warm: int) -> dict:
         """One block: the worker resumed, `warm` untimed and `calls` timed calls, and stopped again."""
@@ -148,3 +169,16 @@ class Resident:
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return json.loads(line)
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of process group `pgid` (a worker is its session's leader; a compile pool would be a member)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    found.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return found

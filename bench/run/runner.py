@@ -138,11 +138,13 @@ class Runner:
         return self.settled(support, self.decided_row(case, support) or self.measured_row(case))
 
     def decided_row(self, case: Case, support: cpu.Support) -> dict | None:
-        """A row with no worker: the CPU cannot run the precision, or only emulates it and the run did not ask."""
+        """A row with no worker: the CPU cannot run the precision, or only emulates it or the library would keep fp32,
+        and the run did not ask (`--emulated`)."""
         if support.tier == cpu.UNSUPPORTED:
             return make_row(case, Outcome(UNSUPPORTED, support.reason, None, None, 0.0, ""))
-        if support.tier == cpu.EMULATED and not self.emulated:
-            return make_row(case, Outcome(NOT_MEASURED, f"{support.reason}: {cpu.EMULATED_HINT}", None, None, 0.0, ""))
+        left_out = None if self.emulated else cpu.not_measured_reason(support)
+        if left_out:
+            return make_row(case, Outcome(NOT_MEASURED, left_out, None, None, 0.0, ""))
         return None
 
     def settled(self, support: cpu.Support, row: dict) -> dict:
