@@ -140,3 +140,38 @@ def test_tied_means_not_shown_slower_by_more_than_the_margin():
     best, tied = paired.tied_with_fastest(comparisons)
     assert best in (1, 2)
     assert set(tied) == {({1, 2} - {best}).pop()}
+
+
+def shape_rows(baseline_verdict: str, slower_by: float = 1.10):
+    """A shape's baseline and two rows paired with it (one 10% slower, one the same), and one row not paired."""
+    base = {"case_id": "base", "baseline": True, "status": "ok", "model": "m", "seq_len": 8, "batch_size": 1,
+            "threads": 1, "padding_ratio": 0.0, "environment": "main", "accuracy": {"passed": True},
+            "latency_ms": {"median": 10.0, "median_ci": [9.0, 11.0]}, "rounds_agreement": {"verdict": baseline_verdict},
+            "paired": {"role": "baseline"}}  # fmt: skip
+
+    def paired_row(case_id, log_speedup, **extra):
+        rounds = [[log_speedup + d for d in (-0.004, 0.0, 0.004)] for _ in range(3)]
+        rounds = [[x + shift for x in r] for r, shift in zip(rounds, (-0.003, 0.0, 0.003))]
+        entry = {"role": "configuration", "baseline": "base", "log_speedups": rounds}
+        return {**base, "case_id": case_id, "baseline": False, "paired": entry, **extra}
+
+    slow = paired_row("slow", -math.log(slower_by))
+    same = paired_row("same", 0.0)
+    alone = {**base, "case_id": "alone", "baseline": False, "paired": None, "rounds_agreement": {"verdict": "ok"}}
+    return [base, slow, same, alone]
+
+
+def test_a_paired_speedup_stands_where_the_baseline_moved_between_rounds_and_an_unpaired_one_is_refused():
+    """The machine's level in a round is shared by both sides of every pair in it: 'unstable across rounds' refuses
+    comparisons of medians, not paired ones."""
+    from bench.results.compare import fastest_or_tied, speedups
+
+    rows = shape_rows("unstable")
+    found = speedups(rows)
+    assert found["slow"].paired and found["slow"].verdict == "slower"
+    assert found["same"].paired and found["same"].verdict == "same"
+    assert found["alone"].refused == "baseline unstable"
+    best, tied = fastest_or_tied(rows[:3])
+    assert best["case_id"] in ("base", "same") and {r["case_id"] for r in tied} == {"base", "same"} - {best["case_id"]}
+    contaminated = {**rows[1], "interference": {"contaminated": True}}
+    assert speedups([rows[0], contaminated])["slow"].refused == "contaminated"  # other reasons still refuse

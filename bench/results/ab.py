@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from bench.measure import paired
-from bench.results.compare import distrust_reasons
+from bench.results.compare import pair_distrust
 
 ALPHA = 0.05
 THRESHOLD = 0.05
@@ -115,7 +115,8 @@ def ab_result(rows: list[dict], alpha: float = ALPHA, threshold: float = THRESHO
             continue
         case = ABCase(base, row)
         cases.append(case)
-        reasons = [f"A: {r}" for r in distrust_reasons(base)] + [f"B: {r}" for r in distrust_reasons(row)]
+        own, theirs = pair_distrust(row, base)
+        reasons = [f"A: {r}" for r in theirs] + [f"B: {r}" for r in own]
         entry = row.get("paired") or {}
         if not reasons and (entry.get("baseline") != base["case_id"] or not any(entry.get("log_speedups") or [])):
             reasons.append("no pairs")

@@ -56,8 +56,23 @@ def distrust_reasons(row: dict) -> list[str]:
     if (row.get("interference") or {}).get("contaminated"):
         reasons.append("contaminated")
     if (row.get("rounds_agreement") or {}).get("verdict") == "unstable" or spread_too_wide(row):
-        reasons.append("unstable")
+        reasons.append(DRIFT_BETWEEN_ROUNDS)
     return reasons
+
+
+DRIFT_BETWEEN_ROUNDS = "unstable"
+
+
+def pair_distrust(row: dict, baseline: dict) -> tuple[list[str], list[str]]:
+    """(the row's reasons, the baseline's) not to compare them. Rows paired with each other keep every reason but
+    the spread between rounds: a level the machine held in one round is shared by both sides' blocks there, and
+    the paired interval carries what is left of it (bench.measure.paired)."""
+    own, theirs = distrust_reasons(row), distrust_reasons(baseline)
+    entry = row.get("paired") or {}
+    if entry.get("baseline") == baseline.get("case_id") and any(entry.get("log_speedups") or []):
+        own = [r for r in own if r != DRIFT_BETWEEN_ROUNDS]
+        theirs = [r for r in theirs if r != DRIFT_BETWEEN_ROUNDS]
+    return own, theirs
 
 
 def spread_too_wide(row: dict) -> bool:
@@ -150,7 +165,7 @@ def speedup(row: dict, baseline: dict | None) -> Speedup | None:
     """
     if baseline is None or not measured(row):
         return None
-    own, theirs = distrust_reasons(row), distrust_reasons(baseline)
+    own, theirs = pair_distrust(row, baseline)
     if own or theirs:
         return Speedup(refused=", ".join(own) if own else "baseline " + ", ".join(theirs))
     if row is baseline or row.get("case_id") == baseline.get("case_id"):
@@ -209,12 +224,12 @@ def fastest_or_tied(rows: list[dict]) -> tuple[dict | None, list[dict]]:
     Rows paired with one baseline (bench.measure.paired) are ranked by the paired test: tied unless the fastest is
     shown more than paired.TIE_MARGIN faster. Otherwise tied means their medians' intervals overlap.
     """
+    ranked = paired_ranking(paired_trusted(rows))
+    if ranked is not None:
+        return ranked
     trusted = [r for r in rows if row_is_trusted(r)]
     if not trusted:
         return None, []
-    ranked = paired_ranking(trusted)
-    if ranked is not None:
-        return ranked
     best = min(trusted, key=lambda r: r["latency_ms"]["median"])
     best_ci = median_ci(best)
     return best, [r for r in trusted if r is not best and overlaps(best_ci, median_ci(r))]
@@ -238,6 +253,18 @@ def resolution_by_shape(rows: list[dict]) -> list[tuple[tuple, int, float]]:
 
     found = paired_resolution(rows)
     return [(key, len(widths), statistics.median(widths)) for key, widths in sorted(found.items(), key=lambda i: str(i[0]))]
+
+
+def paired_trusted(rows: list[dict]) -> list[dict]:
+    """The rows of one shape that may enter the paired test: the baseline and the rows paired with it, each without a
+    reason against the pair (pair_distrust)."""
+    baseline = next((r for r in rows if (r.get("paired") or {}).get("role") == "baseline"), None)
+    if baseline is None:
+        return []
+    base_reasons = [r for r in distrust_reasons(baseline) if r != DRIFT_BETWEEN_ROUNDS]
+    if base_reasons:
+        return []
+    return [baseline] + [r for r in rows if r is not baseline and measured(r) and not pair_distrust(r, baseline)[0]]
 
 
 def paired_ranking(trusted: list[dict]) -> tuple[dict, list[dict]] | None:
