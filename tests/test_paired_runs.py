@@ -104,6 +104,22 @@ def test_a_round_starts_no_pass_that_would_end_past_its_budget_but_runs_two(monk
     assert len(baseline.blocks) == 1 + 2 * expected
 
 
+@pytest.mark.parametrize(("budget", "expected"), [(None, 6), (1.0, 2), (7.0, 3), (12.0, 6)])
+def test_a_group_without_a_baseline_keeps_the_round_budget_too(monkeypatch, budget, expected):
+    """No eager fp32 in the group: each pass is one 1 s block per configuration (2 s); after two passes (4 s) a third
+    ends at 6 s, a fourth at 8 s."""
+    clock = Clock()
+    monkeypatch.setattr(paired.time, "monotonic", clock)
+    measure = {"block_seconds": 1.0, "passes": 6, "round_seconds": budget}
+    members = [paired.Member(SimpleNamespace(case_id=n, measure=measure), FakeWorker(clock, 1.0), {"call_ms": 1000.0})
+               for n in ("x", "y")]  # fmt: skip
+    finished = {}
+    round_ = paired.PairedRound.__new__(paired.PairedRound)
+    round_.finish = lambda member, pairs, supports: finished.setdefault(member.case.case_id, len(member.blocks))
+    round_.pair_and_finish(None, members, {})
+    assert finished == {"x": expected, "y": expected}
+
+
 def run(tmp_path, *extra, env=None):
     suite = write_suite(tmp_path, SUITE)
     out = tmp_path / "out"

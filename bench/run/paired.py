@@ -156,6 +156,25 @@ class Member:
         return record
 
 
+class PassBudget:
+    """`measure.round_seconds` for a round's passes: after MIN_PASSES, no pass starts that would end past the budget,
+    judged by the longest pass so far (durations only, never what the blocks found)."""
+
+    def __init__(self, budget_s: float | None):
+        self.budget_s, self.started, self.longest, self.current = budget_s, time.monotonic(), 0.0, None
+
+    def allows(self, done: int) -> bool:
+        if self.budget_s is None or done < MIN_PASSES:
+            return True
+        return time.monotonic() - self.started + self.longest <= self.budget_s
+
+    def pass_starts(self) -> None:
+        self.current = time.monotonic()
+
+    def pass_ends(self) -> None:
+        self.longest = max(self.longest, time.monotonic() - self.current)
+
+
 def run_passes(
     baseline: Member, others: list[Member], passes: int, rng: random.Random, budget_s: float | None = None
 ) -> dict[str, list]:
@@ -170,15 +189,12 @@ def run_passes(
     members = [baseline, *others]
     orders = PassOrders(rng)
     previous = None
-    started, longest = time.monotonic(), 0.0
+    budget = PassBudget(budget_s)
     for done in range(passes):
         live = [m for m in others if m.failure is None]
-        if baseline.failure is not None or not live:
+        if baseline.failure is not None or not live or not budget.allows(done):
             break
-        elapsed = time.monotonic() - started
-        if budget_s is not None and done >= MIN_PASSES and elapsed + longest > budget_s:
-            break
-        pass_start = time.monotonic()
+        budget.pass_starts()
         sequence = pass_sequence(baseline, orders.next(live))
         # the passes form one chain: a pass opens with the baseline block that closed the one before, so that no
         # block ever follows one of its own process (which would find the caches warm where the others do not)
@@ -196,7 +212,7 @@ def run_passes(
             if record is None:
                 break
         previous = records[-1] if len(records) == len(sequence) else None
-        longest = max(longest, time.monotonic() - pass_start)
+        budget.pass_ends()
         for position in range(1, len(records) - 1, 2):
             before, measured, after = records[position - 1], records[position], records[position + 1]
             if None in (before, measured, after) or any(r["contaminated"] for r in (before, measured, after)):
@@ -484,10 +500,15 @@ class PairedRound:
         if baseline is not None and others:
             found = run_passes(baseline, others, passes, self.rng, min(budgets) if budgets else None)
         else:
-            found = {}
-            for _ in range(passes):
+            found, budget = {}, PassBudget(min(budgets) if budgets else None)
+            for done in range(passes):
+                if not budget.allows(done):
+                    break
+                budget.pass_starts()
                 for member in others:
-                    member.block()
+                    if member.failure is None:
+                        member.block()
+                budget.pass_ends()
         for member in others:
             self.finish(member, found.get(member.case.case_id, []), supports)
 
