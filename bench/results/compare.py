@@ -46,6 +46,14 @@ def measured(row: dict) -> bool:
     return row.get("status") == "ok" and bool(row.get("latency_ms"))
 
 
+DRIFT_BETWEEN_ROUNDS = "unstable"
+"""The reason a row's rounds disagree: it refuses comparisons of medians, not paired ones (pair_distrust)."""
+
+
+def without_drift(reasons: list[str]) -> list[str]:
+    return [r for r in reasons if r != DRIFT_BETWEEN_ROUNDS]
+
+
 def distrust_reasons(row: dict) -> list[str]:
     """Why the row's median must not be compared, in a word or two each; empty when it may be."""
     if not measured(row):
@@ -60,9 +68,6 @@ def distrust_reasons(row: dict) -> list[str]:
     return reasons
 
 
-DRIFT_BETWEEN_ROUNDS = "unstable"
-
-
 def pair_distrust(row: dict, baseline: dict) -> tuple[list[str], list[str]]:
     """(the row's reasons, the baseline's) not to compare them. Rows paired with each other keep every reason but
     the spread between rounds: a level the machine held in one round is shared by both sides' blocks there, and
@@ -70,8 +75,7 @@ def pair_distrust(row: dict, baseline: dict) -> tuple[list[str], list[str]]:
     own, theirs = distrust_reasons(row), distrust_reasons(baseline)
     entry = row.get("paired") or {}
     if entry.get("baseline") == baseline.get("case_id") and any(entry.get("log_speedups") or []):
-        own = [r for r in own if r != DRIFT_BETWEEN_ROUNDS]
-        theirs = [r for r in theirs if r != DRIFT_BETWEEN_ROUNDS]
+        return without_drift(own), without_drift(theirs)
     return own, theirs
 
 
@@ -261,8 +265,7 @@ def paired_trusted(rows: list[dict]) -> list[dict]:
     baseline = next((r for r in rows if (r.get("paired") or {}).get("role") == "baseline"), None)
     if baseline is None:
         return []
-    base_reasons = [r for r in distrust_reasons(baseline) if r != DRIFT_BETWEEN_ROUNDS]
-    if base_reasons:
+    if without_drift(distrust_reasons(baseline)):
         return []
     return [baseline] + [r for r in rows if r is not baseline and measured(r) and not pair_distrust(r, baseline)[0]]
 

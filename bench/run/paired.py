@@ -323,13 +323,14 @@ def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
                 yield index, group, needed
 
 
-PINS_ITS_THREADS = ("openvino",)
-"""Backends that pin their own threads to the CPUs they found when preparing (OpenVINO's ENABLE_CPU_PINNING): they
-prepare on the group's CPUs, since moving them afterwards could be undone."""
-
-
 def movable(case: Case) -> bool:
-    return case.backend_type not in PINS_ITS_THREADS
+    """Whether the case's worker may prepare on other CPUs and be moved when ready: not when its backend pins its
+    own threads to the CPUs it found (OpenVINO's ENABLE_CPU_PINNING), which moving it could be undone by."""
+    from bench.backends import BACKENDS
+    from bench.backends.threads import thread_settings
+
+    family = BACKENDS[case.backend_type].thread_family
+    return not thread_settings(family, case.threads).get("ENABLE_CPU_PINNING")
 
 
 def preparation_slots(group_cpus: list[int], run_cpus: list[int]) -> list[list[int]]:
