@@ -18,6 +18,10 @@ MAIN = "main"
 """The environment bench itself runs in, where the accuracy reference is computed."""
 
 
+SINGLE_STREAM, OFFLINE, SERVER, CLOSED_LOOP = "single-stream", "offline", "server", "closed-loop"
+SCENARIOS = (SINGLE_STREAM, OFFLINE, SERVER, CLOSED_LOOP)
+
+
 @dataclass(frozen=True)
 class Case:
     """One measurement: a model at a shape on a backend, precision and thread count, in an environment."""
@@ -45,6 +49,22 @@ class Case:
     """The shipped text set a pipeline case runs on (short, medium, long; bench.measure.texts), or "": no pipeline."""
     pair_of: str = ""
     """In an A/B run (`bench run --ab ENV`), the case id of the case this one is the candidate side of, or ""."""
+    scenario: str = "single-stream"
+    """How its calls are issued: "single-stream" (one call at a time, nothing else asked of the machine) or
+    "offline" (`streams` workers calling back to back at once; bench.run.offline), "server" (queries on a schedule;
+    bench.run.server) or "closed-loop" (`concurrency` users, each sending when answered; bench.run.closed_loop)."""
+    streams: int = 1
+    """Under load: worker processes calling at once, each on `threads` threads of its own CPUs."""
+    rate: float = 0.0
+    """Server: queries offered per second."""
+    arrivals: str = ""
+    """Server: "poisson" (exponential gaps, seeded) or "constant"."""
+    p99_ms: float = 0.0
+    """Server: the latency bound a VALID result keeps its 99th percentile under (0: none; not part of the id)."""
+    search: dict = field(default_factory=dict)
+    """Server: the rate search (`max_rate_under`: p99_ms, start, precision, max_probes), or {}: `rate` is measured."""
+    concurrency: int = 0
+    """Closed loop: users, each sending its next query as soon as its last is answered (0: not closed loop)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +80,7 @@ class Case:
         shape is compared with."""
         return (
             self.backend_type == "pytorch"
+            and self.scenario == SINGLE_STREAM
             and self.backend_options.get("attn_implementation", "eager") == "eager"
             and self.backend_options.get("bf16", "autocast") == "autocast"
             and self.precision == "fp32"
@@ -91,7 +112,31 @@ class Case:
             environment=MAIN,
             precision="fp32",
             measure={**self.measure, "warmup": 0},
+            scenario=SINGLE_STREAM,
+            streams=1,
+            rate=0.0,
+            arrivals="",
+            p99_ms=0.0,
+            search={},
+            concurrency=0,
         )
+
+    @property
+    def offline(self) -> bool:
+        return self.scenario == OFFLINE
+
+    @property
+    def server(self) -> bool:
+        return self.scenario == SERVER
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.scenario == CLOSED_LOOP
+
+    @property
+    def under_load(self) -> bool:
+        """Measured by streams of resident workers under a load (bench.run.offline, bench.run.server)."""
+        return self.scenario != SINGLE_STREAM
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,33 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
+SESSION_VAR = "BENCH_TEST_SESSION"
+"""Set for the whole test session: its kept fork servers are told apart by it (their key holds the environment)."""
+
+
+def pytest_configure(config):
+    """Every `bench run` of the session shares fork servers that stay up to 10 minutes idle (BENCH_KEEP_WARM), so
+    torch and transformers are imported once per interpreter and thread count, not once per run."""
+    os.environ.setdefault("BENCH_KEEP_WARM", "600")
+    os.environ[SESSION_VAR] = f"{os.getpid()}"
+
+
+def pytest_unconfigure(config):
+    """The session's kept fork servers end with it."""
+    import signal
+
+    marker = f"{SESSION_VAR}={os.environ.get(SESSION_VAR)}".encode()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if b"bench.worker.warm\0--listen" not in handle.read():
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if marker not in handle.read().split(b"\0"):
+                    continue
+            os.kill(int(entry), signal.SIGTERM)
+        except OSError:
+            continue
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +60,14 @@ def write_suite(directory: Path, text: str, name: str = "suite.yaml") -> Path:
 def bench_cli(*args, env=None, timeout=600, probe_and_report=False):
     """Run `python -m bench ...` as a user would, in a real subprocess.
 
-    `bench run` skips the matmul peak probe and the report unless asked: they have tests of their own. It does
+    `bench run` and `bench tune` skip the matmul peak probe and the report unless asked: they have tests of their own. It does
     not wait for quiet CPUs (the check is still made and recorded) unless the test gives its own --quiet-wait.
     """
     import subprocess
 
-    if args and args[0] == "run" and not probe_and_report:
+    if args and args[0] in ("run", "tune") and not probe_and_report:
         args = (*args, "--no-peak", "--no-report")
-    if args and args[0] == "run" and "--quiet-wait" not in args:
+    if args and args[0] in ("run", "tune") and "--quiet-wait" not in args:
         args = (*args, "--quiet-wait", "0")
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -77,3 +104,22 @@ backends:
 """
 TINY_SUITE = TINY_DEFAULTS + TINY_MODEL + EAGER_AND_SDPA
 """A suite whose two cases take a few seconds: bert-tiny, eager and sdpa, one short shape."""
+
+
+def live_processes(where) -> list[int]:
+    """The pids of the live (not zombie) processes whose /proc/PID/stat fields after the name (state, ppid, pgid,
+    ...) satisfy `where(fields)`."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z" and where(fields):
+            found.append(int(entry))
+    return found
+
+
+two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two streams, or two runs, need two CPUs")
+"""For tests that run two streams (or two runs) at once."""

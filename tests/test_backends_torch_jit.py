@@ -25,7 +25,7 @@ models:
     config: gpt2
     task: text-generation
     threads: [1]
-    config_overrides: {{n_layer: 2, n_embd: 64, n_head: 2}}
+    config_overrides: {{n_layer: 2, n_embd: 64, n_head: 2, vocab_size: 2048}}
 backends:
   - name: ts
     type: torchscript
@@ -155,8 +155,13 @@ def second_run_loads_the_cached_modules_and_rebuilds_damaged_ones(tmp_path, firs
 
 @pytest.mark.slow
 def test_torch_compile_compiles_in_prepare_and_does_not_recompile_while_measuring(tmp_path):
+    import glob
+    import tempfile
+
+    inductor_dirs = set(glob.glob(f"{tempfile.gettempdir()}/bench-inductor-*"))
     first = run_rows(tmp_path, COMPILE_SUITE)[("bert-tiny", "fp32")]
     second = run_rows(tmp_path, COMPILE_SUITE, run="second")[("bert-tiny", "fp32")]
+    assert set(glob.glob(f"{tempfile.gettempdir()}/bench-inductor-*")) <= inductor_dirs  # each worker removed its own
     for row, cache, fx in ((first, "miss", {"hits": 0, "misses": 1}), (second, "hit", {"hits": 1, "misses": 0})):
         assert_ok_on_threads(row)
         timings, details = row["timings_ms"], row["details"]

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from bench.run.launch import group_running
+from bench.run.warm import KEEP_VAR
 from conftest import PROJECT, TINY_SUITE, bench_cli, write_suite
 
 HANGING = TINY_SUITE.split("backends:")[0] + """\
@@ -28,7 +29,7 @@ def start(tmp_path, *args, env=None, name="first"):
     if args and args[0] == "run":
         args = (*args, "--quiet-wait", "0")
     out, err = (open(tmp_path / f"{name}.{kind}", "w") for kind in ("out", "err"))
-    full_env = {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(PROJECT), KEEP_VAR: "", **(env or {})}  # the run's own fork servers
     command = [sys.executable, "-m", "bench", *map(str, args)]
     return subprocess.Popen(  # SIGINT as at a terminal, even where this test runs with it ignored (a background job)
         command, cwd=tmp_path, env=full_env, stdout=out, stderr=err,

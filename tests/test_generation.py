@@ -35,7 +35,7 @@ models:
   - name: tiny
     config: gpt2
     task: text-generation
-    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128}
+    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128, vocab_size: 2048}
 backends:
   - name: eager
     type: pytorch
@@ -436,7 +436,7 @@ INTEL_SUITE = SUITE.split("backends:")[0].replace("name: gen\n", "name: gen-inte
   - name: tinysc
     config: tiny_starcoder_py
     task: text-generation
-    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128}
+    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128, vocab_size: 2048}
 backends:
   - name: eager
     type: pytorch

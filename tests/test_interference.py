@@ -115,6 +115,15 @@ def test_steal_time_contaminates_beyond_its_share_and_the_tick_resolution(side, 
     assert any("steal time" in r for r in entry["reasons"]) is contaminated
 
 
+def test_steal_under_load_is_noted_with_its_share_and_other_reasons_still_contaminate():
+    steal = STEAL_SHARE_MAX * CAPACITY * 3 + RESOLUTION_TICKS * len(CPUS) / HZ
+    quiet = assess(*window(steal_s=steal), steal_contaminates=False)
+    assert quiet["contaminated"] is False and quiet["reasons"] == []
+    assert any("steal time" in n for n in quiet["notes"]) and quiet["shares"]["steal"] > STEAL_SHARE_MAX
+    busy = assess(*window(steal_s=steal, foreign_s=CAPACITY * 0.4, own_s=CAPACITY * 0.5), steal_contaminates=False)
+    assert busy["contaminated"] is True and not any("steal time" in r for r in busy["reasons"])
+
+
 def test_a_thread_started_inside_the_window_counts_all_its_wait():
     before, after = window(own_s=CAPACITY * 0.5)
     after["tasks"]["102"] = round(WINDOW * 0.2 * 1e9)

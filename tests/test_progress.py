@@ -7,9 +7,12 @@ from bench.run.progress import Progress
 from test_report import make_row
 
 
-def case(backend, rounds=1):
+def case(backend, rounds=1, streams=0):
     return SimpleNamespace(model="bert", backend=backend, precision="fp32", seq_len=16, batch_size=2, threads=1,
-                           padding_ratio=0.0, measure={"rounds": rounds})  # fmt: skip
+                           padding_ratio=0.0, measure={"rounds": rounds}, offline=bool(streams),
+                           under_load=bool(streams), server=False, closed_loop=False, search={},
+                           scenario="offline" if streams else "single-stream",
+                           streams=streams or 1)  # fmt: skip
 
 
 def run_two_cases(progress):
@@ -41,3 +44,16 @@ def test_a_live_bar_names_each_finished_case_and_stops_at_the_end():
     text = stream.getvalue()
     assert "bert eager fp32 s16 b2 t1  round 1/2\n    ok  median" in text and "CRASHED: SIGSEGV" in text
     assert "3/3" in text and "ETA" in text and progress.stream is stream
+
+
+def test_an_offline_case_is_named_with_its_streams_and_reports_what_they_completed():
+    stream = io.StringIO()
+    progress = Progress(stream)
+    progress.start(1)
+    progress.case_started(case("eager", streams=2), 0)
+    row = make_row("bert", "eager", "fp32", 16, 1, 10.0)
+    row["load"] = {"samples_per_s": 181.25, "streams": 2}
+    progress.case_finished(row)
+    text = stream.getvalue()
+    assert "bert eager fp32 s16 b2 t1 x2 offline" in text
+    assert "181.2 samples/s from 2 stream(s) at once" in text

@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 
-from bench.run.warm import WarmStarts
-from conftest import TINY_SUITE, bench_cli, write_suite
+from bench.run.warm import KEEP_VAR, WarmStarts
+from conftest import TINY_SUITE, bench_cli, live_processes, write_suite
 
 ANSWERS = """\
 import os, sys
@@ -44,6 +44,7 @@ def warm_starts(tmp_path, monkeypatch, said):
     (tmp_path / "answers.py").write_text(ANSWERS)
     (tmp_path / "sleeps.py").write_text(SLEEPS)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv(KEEP_VAR, raising=False)  # each test's own server (kept ones: test_a_kept_server_...)
     return WarmStarts(tmp_path / "logs" / "warm-start.log", said.append, cpus=sorted(os.sched_getaffinity(0)))
 
 
@@ -140,3 +141,48 @@ def test_a_server_interrupted_while_it_starts_is_killed_with_its_group(tmp_path)
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert started and not group_running(started[0])
+
+
+def test_a_kept_server_serves_the_next_run_and_ends_the_workers_of_a_run_that_dies(tmp_path):
+    import subprocess
+    import time
+
+    from bench.run.launch import group_running
+    from conftest import PROJECT
+
+    suite = write_suite(tmp_path, TINY_SUITE)
+    hanging = write_suite(tmp_path, TINY_SUITE.replace("name: eager", "name: hang"), name="hanging.yaml")
+    env = {KEEP_VAR: "60", "KEPT_SERVER_TEST": str(tmp_path)}  # a server of this test's own: its key holds the env
+    first = bench_cli("run", suite, "--out", tmp_path / "first", env=env)
+    second = bench_cli("run", suite, "--out", tmp_path / "second", env=env)
+    rows = rows_of(tmp_path / "first") + rows_of(tmp_path / "second")
+    assert [r["status"] for r in rows] == ["ok"] * 4, first.stderr + second.stderr
+    servers = {r["effective"]["fork_server"] for r in rows}
+    assert len(servers) == 1 and {r["effective"]["start"] for r in rows} == {"warm"}
+    server = servers.pop()
+    try:
+        assert os.path.exists(f"/proc/{server}"), "the server outlived both runs"
+        full_env = {**os.environ, **env, "BENCH_FAULT": "-hang-:hang"}
+        run = subprocess.Popen(
+            [sys.executable, "-m", "bench", "run", hanging, "--out", tmp_path / "killed", "--no-peak", "--no-report",
+             "--quiet-wait", "0", "--filter", "backend=hang"],
+            cwd=PROJECT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (list((tmp_path / "killed" / "jobs").glob("*/job.json")) and (workers := children(server))):
+            assert time.monotonic() < deadline and run.poll() is None, "no worker was forked for the hanging case"
+            time.sleep(0.1)
+        run.kill()  # SIGKILL: the run cleans nothing up itself
+        run.wait()
+        deadline = time.monotonic() + 30
+        while any(group_running(w) for w in workers):
+            assert time.monotonic() < deadline, "the dead run's worker outlived its connection"
+            time.sleep(0.1)
+        third = bench_cli("run", suite, "--out", tmp_path / "third", env=env)
+        assert {r["effective"]["fork_server"] for r in rows_of(tmp_path / "third")} == {server}, third.stderr
+    finally:
+        os.kill(server, signal.SIGTERM)
+
+
+def children(pid: int) -> list[int]:
+    return live_processes(lambda fields: int(fields[1]) == pid)

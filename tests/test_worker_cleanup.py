@@ -8,6 +8,7 @@ import time
 
 from bench import machine
 from bench.run.launch import group_running, stop_group
+from conftest import live_processes
 
 IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
 
@@ -26,16 +27,7 @@ def started_child(proc: subprocess.Popen, seconds: float = 60) -> None:
 
 
 def members(pgid: int) -> list[int]:
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if fields[2] == str(pgid).encode() and fields[0] != b"Z":
-            found.append(int(entry))
-    return found
+    return live_processes(lambda fields: fields[2] == str(pgid).encode())
 
 
 def test_a_worker_that_ends_on_sigterm_is_reaped_without_waiting_the_grace_period():

@@ -69,6 +69,11 @@ def cmd_run(args) -> int:
         )
     else:
         raise BenchError("run: expected a SUITE file or --resume DIR, got neither")
+    return run_in_folder(args, run_dir, cases, suite_dir, notes)
+
+
+def run_in_folder(args, run_dir, cases, suite_dir, notes) -> int:
+    """The claimed run folder's cases run; Ctrl-C and SIGTERM keep what was measured and say how to resume."""
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return run_claimed(args, run_dir, cases, suite_dir, notes)
@@ -112,10 +117,15 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
     print_results(run_dir)
     after_run(args, run_dir)
     code = EXIT_OK if workflow.all_good(run_dir) else EXIT_FAILED
-    if "ab" in run_dir.read_manifest():
+    manifest = run_dir.read_manifest()
+    if "ab" in manifest:
         from bench.cli import ab
 
         code = max(code, ab.after_run(run_dir))
+    if "tune" in manifest:  # bench tune's run, or its resume
+        from bench.cli.tune import answer
+
+        answer(run_dir)
     return code
 
 
@@ -216,34 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a suite: one isolated, pinned worker per case")
     p.add_argument("suite", nargs="?", help=SUITE_HELP + " (omit it with --resume)")
-    p.add_argument("--out", help="run folder (default results/<suite>-<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="run only the cases of DIR that have no row yet")
     p.add_argument(
         "--force", action="store_true",
         help="with --resume: resume even on another machine, other package versions or another commit",
     )  # fmt: skip
-    p.add_argument(
-        "--cpus", metavar="LIST",
-        help="use only these CPUs, e.g. 2,3 or 0-1 (cases are pinned within them; runs on disjoint CPUs can overlap)",
-    )  # fmt: skip
-    p.add_argument(
-        "--filter", action="append", default=[], metavar="FIELD=VALUE",
-        help="run matching cases only; repeat it: values of one field are alternatives, fields must all match",
-    )  # fmt: skip
-    p.add_argument("--no-peak", action="store_true", help="skip the matmul peak probe (no %% of peak in the report)")
-    p.add_argument("--no-report", action="store_true", help="do not write reports/<run folder>/ after the run")
-    p.add_argument(
-        "--quiet-wait", type=float, default=QUIET_WAIT_S, metavar="SECONDS",
-        help="before each case, wait up to this long for its CPUs to be free of other processes"
-        " (default %(default)g; 0: check and record only)",
-    )  # fmt: skip
-    p.add_argument(
-        "--cold-start", action="store_true",
-        help="start every worker as a fresh interpreter (slower: about 6 s of imports each) instead of forking it"
-        " from a process of its environment that has imported torch and transformers once",
-    )  # fmt: skip
+    add_run_options(p)
     add_emulated(p)
-    add_allow_large(p)
     p.add_argument(
         "--ab", metavar="ENV",
         help="A/B in one run: every case also runs in environment ENV, paired with it block by block; the run"
@@ -318,7 +307,66 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_parser(sub)
     history.add_parser(sub)
     export.add_parser(sub)
+    add_tune_parser(sub)
     return parser
+
+
+def cmd_tune(args) -> int:
+    """`bench tune`: a run of the suite with every case a rate search under the budget, its candidates tried by
+    bench.run.tune; then what to ship (bench.cli.tune)."""
+    from bench.cli.tune import parse_budget
+    from bench.run import workflow
+
+    budget = parse_budget(args.budget)
+    tune = {"mode": "exhaustive" if args.exhaustive else "tune", "budget_p99_ms": budget, "objective": args.objective}
+    run_dir, cases, suite_dir, notes = workflow.start_run(
+        args.suite, args.out, args.filter, args.cpus, args.allow_large, tune=tune
+    )
+    return run_in_folder(args, run_dir, cases, suite_dir, notes)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """What `bench run` and `bench tune` both take: where, which cases, on which CPUs, and how workers start."""
+    p.add_argument("--out", help="run folder (default results/<suite>-<timestamp>)")
+    p.add_argument(
+        "--cpus", metavar="LIST",
+        help="use only these CPUs, e.g. 2,3 or 0-1 (cases are pinned within them; runs on disjoint CPUs can overlap)",
+    )  # fmt: skip
+    p.add_argument(
+        "--filter", action="append", default=[], metavar="FIELD=VALUE",
+        help="run matching cases only; repeat it: values of one field are alternatives, fields must all match",
+    )  # fmt: skip
+    p.add_argument("--no-peak", action="store_true", help="skip the matmul peak probe (no %% of peak in the report)")
+    p.add_argument("--no-report", action="store_true", help="do not write reports/<run folder>/ after the run")
+    p.add_argument(
+        "--quiet-wait", type=float, default=QUIET_WAIT_S, metavar="SECONDS",
+        help="before each case, wait up to this long for its CPUs to be free of other processes"
+        " (default %(default)g; 0: check and record only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cold-start", action="store_true",
+        help="start every worker as a fresh interpreter (slower: about 6 s of imports each) instead of forking it"
+        " from a process of its environment that has imported torch and transformers once",
+    )  # fmt: skip
+    add_allow_large(p)
+
+
+def add_tune_parser(sub) -> None:
+    p = sub.add_parser(
+        "tune", help="find the configuration that serves the most queries a second within a p99 budget (server scenario)"
+    )
+    p.add_argument("suite", help="a suite file: its backends, precisions, threads, streams and batch sizes are the space")
+    p.add_argument("--budget", required=True, metavar="p99_ms=MS", help="the latency budget: p99 from the scheduled time")
+    p.add_argument(
+        "--objective", choices=("rate",), default="rate",
+        help="what the winner maximises: the highest VALID rate under the budget (the only objective built)",
+    )  # fmt: skip
+    p.add_argument(
+        "--exhaustive", action="store_true",
+        help="search every candidate's rate fully (the whole grid: its cost, and the winner to check tuning against)",
+    )  # fmt: skip
+    add_run_options(p)
+    p.set_defaults(func=cmd_tune, emulated=False, memory_budget=None)
 
 
 def positive_float(text: str) -> float:

@@ -69,10 +69,11 @@ def formatted(rows: list[dict], fmt: str, sort: str, color: bool, manifest: dict
             parts.append(f"## {heading}\n\n{text}" if heading else text)
         return "\n\n".join(parts)
     from bench.report import data, tables
+    from bench.results.offline import single_stream
 
-    entries = data.annotate(rows, None, manifest)
+    entries = data.annotate(single_stream(rows), None, manifest)
     if fmt == "csv":
-        return tables.to_csv(entries).rstrip("\n")
+        return tables.to_csv(entries).rstrip("\n")  # the latency table's columns: offline rows are in the JSON
     from bench.report.markdown import pipeline_lines, table
 
     lines = []
@@ -83,7 +84,19 @@ def formatted(rows: list[dict], fmt: str, sort: str, color: bool, manifest: dict
         generation = tables.generation_cells(mine)
         lines += ["### Text generation", "", *table(tables.GENERATION_HEADER, generation)] if generation else []
         lines += pipeline_lines(mine, "###")
+    lines += load_lines(rows)
     return "\n".join(lines).rstrip("\n")
+
+
+def load_lines(rows: list[dict]) -> list[str]:
+    """The Markdown tables of the rows measured under load, one per scenario, each with its legend."""
+    from bench.report import tables
+    from bench.report.markdown import cell, table
+
+    lines = []
+    for section in tables.load_sections(rows):
+        lines += [f"### {section.title}", "", cell(section.legend), "", *table(section.header, section.cells)]
+    return lines
 
 
 def verdict_markdown(rows: list[dict], manifest: dict | None = None) -> str:
@@ -91,8 +104,12 @@ def verdict_markdown(rows: list[dict], manifest: dict | None = None) -> str:
     from bench.report.verdict import markdown_lines
     from bench.results.verdict import verdicts
 
+    from bench.results.offline import single_stream
+
     lines = []
     for heading, members in per_machine(rows, manifest):
         lines += [f"# {heading}", ""] if heading else []
-        lines += markdown_lines(verdicts(members), cell)
+        alone = single_stream(members)
+        lines += markdown_lines(verdicts(members), cell) if alone or len(alone) == len(members) else []
+        lines += load_lines(members)
     return "\n".join(lines).rstrip("\n")

@@ -127,18 +127,160 @@ def tie_rule(rows: list[dict]) -> str:
     return overlap
 
 
+def offline_tables(rows: list[dict]) -> list[Table]:
+    """The offline rows, one table per model, backend, precision and shape: each split of the CPUs with its samples/s
+    under load, its paired ratio to the single-stream split, and its calls' latency under load."""
+    from bench.results import offline
+
+    rates, ratios = offline.throughputs(rows), offline.split_ratios(rows)
+    groups: dict[tuple, list[dict]] = {}
+    for row in offline.offline_rows(rows):
+        key = tuple(row.get(k) for k in ("model", "task", "backend", "precision", "environment", "seq_len",
+                                         "batch_size", "padding_ratio"))  # fmt: skip
+        groups.setdefault(key, []).append(row)
+    tables = []
+    for members in groups.values():
+        first = members[0]
+        title = (f"offline: {first.get('model')} ({first.get('task')})  {first.get('backend')} {row_label(first)}"
+                 f"  seq {first.get('seq_len')}  batch {first.get('batch_size')}")  # fmt: skip
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+        for name in ("streams × threads", "samples/s [95% CI]", "vs 1 stream [95% CI]", "p50 ms", "p99 ms",
+                     "accuracy"):  # fmt: skip
+            table.add_column(name, justify="left", overflow="fold")
+        for row in sorted(members, key=lambda r: (r.get("streams") or 1, -(r.get("threads") or 1))):
+            if row.get("status") != "ok":
+                table.add_row(offline.split_text(row), str(row["status"]), "-", "-", "-", "-", style="red")
+                continue
+            ratio = ratios.get(row["case_id"])
+            role = (row.get("paired") or {}).get("role")
+            p50, p99 = (offline.latency_percentile(row, name) for name in ("p50", "p99"))
+            table.add_row(
+                offline.split_text(row), rates[row["case_id"]].text(1),
+                ratio.text(3, "x") if ratio else ("baseline" if role == "baseline" else "-"),
+                f"{p50:.2f}" if p50 is not None else "-", f"{p99:.2f}" if p99 is not None else "-",
+                accuracy_text(row),
+            )  # fmt: skip
+        tables.append(table)
+    return tables
+
+
+SERVER_COLUMNS = (6, 7, 8, 9, 11, 13, 14, 15, 16)
+"""Of bench.report.tables.SERVER_HEADER, what a terminal table shows (model to batch are its title)."""
+CLOSED_LOOP_COLUMNS = (6, 7, 8, 9, 11, 12, 13, 14, 15)
+"""Of bench.report.tables.CLOSED_LOOP_HEADER, what a terminal table shows."""
+
+
+def server_tables(rows: list[dict]) -> list[Table]:
+    """The server rows, one table per model, backend, precision and shape: each split and offered rate with its
+    latency percentiles from the scheduled time and its validity."""
+    from bench.report.tables import SERVER_HEADER, server_cells
+
+    def good(cells: list[str]) -> bool:
+        return cells[15] == "VALID" or cells[15].startswith("max VALID")
+
+    return scenario_tables("server", SERVER_HEADER, server_cells(rows), SERVER_COLUMNS, good)
+
+
+def closed_loop_tables(rows: list[dict]) -> list[Table]:
+    """The closed-loop rows, one table per model, backend, precision and shape: each split and number of users with
+    the queries completed per second and the latency from each query's send."""
+    from bench.report.tables import CLOSED_LOOP_HEADER, closed_loop_cells
+
+    def good(cells: list[str]) -> bool:
+        return cells[-1].startswith("pass")
+
+    return scenario_tables("closed loop", CLOSED_LOOP_HEADER, closed_loop_cells(rows), CLOSED_LOOP_COLUMNS, good)
+
+
+TUNE_COLUMNS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
+"""Of bench.report.tables.TUNE_HEADER, what a terminal table shows."""
+
+
+def tune_table(rows: list[dict]) -> Table:
+    """bench tune's candidates in the order tried: each one's upper bound, decision, bracket and cost."""
+    from bench.report.tables import TUNE_HEADER, tune_cells
+
+    table = Table(title="tune: the candidates in the order tried (★ the winner)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))  # fmt: skip
+    for index in TUNE_COLUMNS:
+        table.add_column(TUNE_HEADER[index], justify="left", overflow="fold")
+    for row_cells in tune_cells(rows):
+        table.add_row(*(row_cells[i] for i in TUNE_COLUMNS))
+    return table
+
+
+def scenario_tables(scenario: str, header: list[str], cells: list[list[str]], columns, good) -> list[Table]:
+    """One terminal table per model, backend, precision, environment and shape (the cells' first six, its title),
+    with `columns` of `header`; a row that is not `good` in yellow."""
+    groups: dict[tuple, list[list[str]]] = {}
+    for row_cells in cells:
+        groups.setdefault(tuple(row_cells[:6]), []).append(row_cells)
+    tables = []
+    for (model, backend, precision, env, seq, batch), members in groups.items():
+        title = f"{scenario}: {model}  {backend} {precision} ({env})  seq {seq}  batch {batch}"
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+        for index in columns:
+            table.add_column(header[index], justify="left", overflow="fold")
+        for row_cells in members:
+            table.add_row(*(row_cells[i] for i in columns), style=None if good(row_cells) else "yellow")
+        tables.append(table)
+    return tables
+
+
+SERVER_LEGEND = (
+    "server: latency from each query's scheduled time (queueing included); VALID: p99 under the suite's p99_ms with"
+    " 99% confidence (LoadGen's early stopping, its 600 s minimum waived)"
+)
+CLOSED_LOOP_LEGEND = (
+    "closed loop: each user sends when answered; latency from each query's send (queue wait included), not"
+    " comparable with server latency, whose schedule does not slow down with the system"
+)
+
+
 def render(rows: list[dict], sort: str = "speed", color: bool = False, width: int = WIDTH) -> str:
+    from bench.results.offline import offline_rows, single_stream
+    from bench.results.closed_loop import closed_loop_rows
+    from bench.results.server import server_rows
+    from bench.results.tune import summary_lines, tuned_rows
+
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=color, no_color=not color, highlight=False)
+    every, loaded, rows = rows, offline_rows(rows), single_stream(rows)
     factors = speedups(rows)
     across = speedups_vs_main(rows) if any((r.get("environment") or "main") != "main" for r in rows) else None
     for members in by_shape(rows):
         console.print(shape_table(members, factors, sort, across))
     if across:
         console.print(f"vs main: the cross-environment ratio, {main_baseline_label(rows)}, a change of library included")
-    console.print(f"{FASTEST}: fastest trusted case of its shape; {TIED}: tied with it ({tie_rule(rows)})")
+    if rows:
+        console.print(f"{FASTEST}: fastest trusted case of its shape; {TIED}: tied with it ({tie_rule(rows)})")
+    for table in offline_tables(loaded):
+        console.print(table)
+    if loaded:
+        console.print(OFFLINE_LEGEND)
+    served = server_rows(every)
+    for table in server_tables(served):
+        console.print(table)
+    if served:
+        console.print(SERVER_LEGEND)
+    users = closed_loop_rows(every)
+    for table in closed_loop_tables(users):
+        console.print(table)
+    if users:
+        console.print(CLOSED_LOOP_LEGEND)
+    tuned = tuned_rows(every)
+    if tuned:
+        console.print(tune_table(tuned))
+        for line in summary_lines(tuned):
+            console.print(line)
     lines = [line.rstrip() for line in out.getvalue().rstrip("\n").splitlines()]
-    return "\n".join([*lines, *resolution_lines(rows), *notes(rows)])
+    return "\n".join([*lines, *resolution_lines(rows), *notes(every)])
+
+
+OFFLINE_LEGEND = (
+    "offline: samples/s that all streams completed together, measured under load (not batch ÷ median);"
+    " vs 1 stream: paired windows against the single-stream split; p50/p99: each call's latency under load"
+)
 
 
 def resolution_lines(rows: list[dict]) -> list[str]:
@@ -168,7 +310,11 @@ def notes(rows: list[dict]) -> list[str]:
     from bench.report.attention import groups
     from bench.report.data import annotate, collect_warnings
 
-    found = groups(collect_warnings(annotate(rows, None)))
+    from bench.results.offline import single_stream
+
+    alone = single_stream(rows)
+    under_load = [r for r in rows if r not in alone]
+    found = groups(collect_warnings(annotate(alone, None) + annotate(under_load, None)))
     out = ["", "Needs attention:"] if found else []
     for group in found:
         out += wrap(f"{group.title} ({len(group.items)}): {group.explanation}", "  ")

@@ -22,6 +22,14 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
+def percentiles(values: list[float]) -> dict | None:
+    """p50, p90, p99 and p99.9 of sorted values (the nearest rank, as LoadGen reports them)."""
+    if not values:
+        return None
+    at = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99_9": 0.999}
+    return {name: values[min(len(values) - 1, math.ceil(q * len(values)) - 1)] for name, q in at.items()}
+
+
 def spread(values: list[float]) -> dict:
     """median, p90, min and max of some timings (None each when there are none)."""
     if not values:

@@ -11,37 +11,56 @@ from bench.backends import BACKENDS
 from bench.text import plural
 from bench.environments import MAIN
 from bench.errors import BenchError
-from bench.job import Case
+from bench.job import CLOSED_LOOP, SERVER, SINGLE_STREAM, Case
 from bench.measure.pipeline import TASKS as PIPELINE_TASKS
 from bench.measure.texts import NOMINAL_TOKENS
 from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite
 
-AXES_DEFAULTS = {"seq_lens": [128], "batch_sizes": [1], "threads": [1], "precisions": ["fp32"], "padding_ratios": [0.0]}
-ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate", "pipeline"}
+AXES_DEFAULTS = {
+    "seq_lens": [128], "batch_sizes": [1], "threads": [1], "precisions": ["fp32"], "padding_ratios": [0.0], "streams": [1],
+    "rates": [0.0], "concurrency": [0],
+}  # fmt: skip
+ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate", "pipeline", "scenario", "arrivals", "p99_ms",
+                                       "max_rate_under"}  # fmt: skip
 """What a case's model_entry leaves out: the axes and measure it was expanded with, its generate and pipeline blocks."""
 FILTER_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment",
     "precision", "seq_len", "batch_size", "threads", "padding_ratio", "new_tokens",
-    "texts",
+    "texts", "scenario", "streams", "rate", "concurrency",
 )  # fmt: skip
 
 
 def case_id(params: dict) -> str:
     """Readable prefix plus a digest of every parameter that changes what is measured (not how long)."""
-    identity = {k: v for k, v in params.items() if k not in ("measure", "tolerance", "suite", "case_id")}
+    identity = {k: v for k, v in params.items() if k not in ("measure", "tolerance", "suite", "case_id", "p99_ms")}
     if not identity.get("new_tokens"):
         identity.pop("new_tokens", None)  # a forward-pass case keeps the id it had before generation cases existed
     if not identity.get("texts"):
         identity.pop("texts", None)
     if not identity.get("pair_of"):
         identity.pop("pair_of", None)
+    if identity.get("scenario", SINGLE_STREAM) == SINGLE_STREAM:
+        identity.pop("scenario", None)  # single-stream cases keep the ids they had before scenarios existed
+        identity.pop("streams", None)
+    if identity.get("scenario") != SERVER:
+        identity.pop("rate", None)  # and offline ones the ids they had before the server scenario
+        identity.pop("arrivals", None)
+    if not identity.get("search"):
+        identity.pop("search", None)
+    if not identity.get("concurrency"):
+        identity.pop("concurrency", None)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     pad = f"-p{params['padding_ratio']:g}" if params["padding_ratio"] else ""
     new = f"-n{params['new_tokens']}" if params.get("new_tokens") else ""
     shape = f"-t{params['texts']}" if params.get("texts") else f"-s{params['seq_len']}"
+    load = f"x{params['streams']}-{params['scenario']}-" if params.get("scenario", SINGLE_STREAM) != SINGLE_STREAM else ""
+    if params.get("scenario") == SERVER:
+        load += "search-" if params.get("search") else f"r{params['rate']:g}-"
+    if params.get("scenario") == CLOSED_LOOP:
+        load += f"c{params['concurrency']}-"
     return (
         f"{params['model']}-{params['backend']}-{params['precision']}"
-        f"{shape}{new}-b{params['batch_size']}-t{params['threads']}{pad}-{digest}"
+        f"{shape}{new}-b{params['batch_size']}-t{params['threads']}{pad}-{load}{digest}"
     )
 
 
@@ -68,6 +87,7 @@ def expand(suite: Suite) -> list[Case]:
     for model, backend in itertools.product(suite.models, suite.backends):
         info = BACKENDS[backend.type]
         axes = {name: _pick(name, backend, model, defaults) for name in AXES_DEFAULTS}
+        scenario = _pick_scenario(backend, model, defaults)
         measure = _merge_measure(defaults, model, backend)
         prompt_lens, new_token_counts = generation_axes(model, defaults)
         if new_token_counts != [0] and not info.generates:
@@ -79,9 +99,15 @@ def expand(suite: Suite) -> list[Case]:
             continue  # said once by dropped_combinations
         if text_sets != [""]:
             axes.update(seq_lens=[0], batch_sizes=[1], padding_ratios=[0.0])  # one text per call: its own length
-        for seq, batch, threads, precision, pad, new_tokens, texts in itertools.product(
+        if scenario != SINGLE_STREAM and (new_token_counts != [0] or text_sets != [""]):
+            continue  # said once by dropped_combinations
+        streams_axis = axes["streams"] if scenario != SINGLE_STREAM else [1]
+        search = next((lv.max_rate_under for lv in (backend, model, defaults) if lv.max_rate_under is not None), None)
+        rates_axis = axes["rates"] if scenario == SERVER and search is None else [0.0]
+        users_axis = axes["concurrency"] if scenario == CLOSED_LOOP else [0]
+        for seq, batch, threads, precision, pad, new_tokens, texts, streams, rate, users in itertools.product(
             axes["seq_lens"], axes["batch_sizes"], axes["threads"], axes["precisions"], axes["padding_ratios"],
-            new_token_counts, text_sets,
+            new_token_counts, text_sets, streams_axis, rates_axis, users_axis,
         ):
             if precision not in info.precisions or (pad and batch == 1) or (pad and new_tokens):
                 continue
@@ -108,6 +134,16 @@ def expand(suite: Suite) -> list[Case]:
                 params["new_tokens"] = new_tokens
             if texts:
                 params["texts"] = texts
+            if scenario != SINGLE_STREAM:
+                params.update(scenario=scenario, streams=streams)
+            if scenario == SERVER:
+                arrivals = next((lv.arrivals for lv in (backend, model, defaults) if lv.arrivals is not None), "poisson")
+                bound = next((lv.p99_ms for lv in (backend, model, defaults) if lv.p99_ms is not None), 0.0)
+                params.update(rate=float(rate), arrivals=arrivals, p99_ms=float(bound))
+                if search is not None:
+                    params.update(search=search.model_dump(), p99_ms=search.p99_ms)
+            if scenario == CLOSED_LOOP:
+                params["concurrency"] = users
             case = Case(**params, case_id=case_id(params))
             if not any(_matches_exclude(case, ex) for ex in suite.exclude):
                 cases.append(case)
@@ -174,7 +210,30 @@ def dropped_combinations(suite: Suite) -> list[str]:
             if generating and not info.generates and note not in notes:
                 notes.append(note)
             notes += [n for n in pipeline_notes(backend, model, suite.defaults) if n not in notes]
+            notes += [n for n in scenario_notes(backend, model, suite.defaults) if n not in notes]
     return notes
+
+
+def scenario_notes(backend, model, defaults) -> list[str]:
+    """Cases a scenario leaves out: offline measures the forward pass only (not generate or pipeline calls), and
+    streams other than 1 mean nothing to a single-stream case."""
+    scenario = _pick_scenario(backend, model, defaults)
+    rates = [r for r in _pick("rates", backend, model, defaults) if r]
+    users = [u for u in _pick("concurrency", backend, model, defaults) if u]
+    ignored = []
+    if rates and scenario != SERVER:
+        ignored.append(f"{model.name} on {backend.label}: rates {rates} apply to scenario server only")
+    if users and scenario != CLOSED_LOOP:
+        ignored.append(f"{model.name} on {backend.label}: concurrency {users} applies to scenario closed-loop only")
+    if scenario == SINGLE_STREAM:
+        streams = [s for s in _pick("streams", backend, model, defaults) if s != 1]
+        return ignored + ([f"{model.name} on {backend.label}: streams {streams} apply to the scenarios under load"
+                           " only; single-stream cases run one stream"] if streams else [])  # fmt: skip
+    whole_calls = generation_axes(model, defaults)[1] != [0] or pipeline_texts(model, defaults) != [""]
+    if whole_calls:
+        return [f"{model.name} on {backend.label}: scenario {scenario} measures forward-pass cases only (not generate"
+                " or pipeline calls); its cases are left out"]  # fmt: skip
+    return ignored
 
 
 def pipeline_notes(backend, model, defaults) -> list[str]:
@@ -188,6 +247,13 @@ def pipeline_notes(backend, model, defaults) -> list[str]:
     if batches:
         return [f"{model.name}: pipeline cases run one text per call; batch sizes {batches} are left out (batch 1)"]
     return []
+
+
+def _pick_scenario(backend, model, defaults) -> str:
+    for level in (backend, model, defaults):
+        if level.scenario is not None:
+            return level.scenario
+    return SINGLE_STREAM
 
 
 def _pick(name, backend, model, defaults):

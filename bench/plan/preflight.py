@@ -33,9 +33,11 @@ class Checked:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_suite(path: str | Path, filters: list[str] = (), allow_large: bool = False) -> Checked:
-    """The suite and its planned cases, or SuiteError with every problem found; warnings for what will not run."""
+def check_suite(path: str | Path, filters: list[str] = (), allow_large: bool = False, adjust=None) -> Checked:
+    """The suite and its planned cases, or SuiteError with every problem found; warnings for what will not run.
+    `adjust(suite)`: the suite as a command runs it (bench tune's)."""
     suite, path = load_suite(path)
+    suite = adjust(suite) if adjust else suite
     problems, warnings = measure_problems(suite) + environment_problems(suite), []
     configs: dict[int, dict] = {}
     for i, model in enumerate(suite.models):
@@ -156,7 +158,7 @@ def combinations(suite: Suite) -> int:
         precisions = sum(p in BACKENDS[backend.type].precisions for p in axes["precisions"])
         unpadded = sum(not p for p in axes["padding_ratios"])
         shapes = sum(len(axes["padding_ratios"]) if b != 1 else unpadded for b in axes["batch_sizes"])
-        total += len(axes["seq_lens"]) * len(axes["threads"]) * precisions * shapes
+        total += len(axes["seq_lens"]) * len(axes["threads"]) * len(axes["streams"]) * len(axes["rates"]) * precisions * shapes
     return total
 
 
@@ -236,6 +238,10 @@ def thread_warnings(suite: Suite, cases: list[Case]) -> list[str]:
             where = axis_location(suite, case, "threads")
             warnings.setdefault(where, f"{where}: {case.threads} threads is more than the {cpus} CPUs this process"
                                 " may use; those cases will be `unavailable` rows")  # fmt: skip
+        elif case.streams * case.threads > cpus:
+            where = axis_location(suite, case, "streams")
+            warnings.setdefault(where, f"{where}: {case.streams} streams × {case.threads} threads is more than the"
+                                f" {cpus} CPUs this process may use; those cases will be `unavailable` rows")  # fmt: skip
     return list(warnings.values())
 
 

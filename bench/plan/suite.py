@@ -17,6 +17,8 @@ from bench.measure.texts import TEXT_SETS
 from bench.plan.suite_file import SuiteFileProblem, field_path, read_suite_data
 
 Precision = Literal["fp32", "bf16", "int8"]
+Scenario = Literal["single-stream", "offline", "server", "closed-loop"]
+Arrivals = Literal["poisson", "constant"]
 Task = Literal["feature-extraction", "text-classification", "question-answering", "text-generation"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 MAX_TIMEOUT = 7 * 24 * 3600.0
@@ -54,6 +56,10 @@ class Measure(StrictModel):
     block_seconds: Optional[float] = Field(
         None, gt=0, le=10, description="Paired: how long one block of calls should take (at least one call)."
     )
+    server_seconds: Optional[float] = Field(
+        None, gt=0, le=86400,
+        description="Server: how long each process round's arrival schedule lasts (LoadGen asks 600 s; bench does not).",
+    )
     round_seconds: Optional[float] = Field(
         None, gt=0, le=86400,
         description="Paired: a process round starts no pass that would end past this many seconds of passes (at"
@@ -67,7 +73,7 @@ class Measure(StrictModel):
 
 DEFAULT_MEASURE = {
     "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1, "retries": 2,
-    "paired": False, "passes": 8, "block_seconds": 0.2, "round_seconds": 60.0,
+    "paired": False, "passes": 8, "block_seconds": 0.2, "round_seconds": 60.0, "server_seconds": 10.0,
 }  # fmt: skip
 
 
@@ -105,6 +111,18 @@ DEFAULT_TOLERANCES = {
 }
 
 
+class RateSearch(StrictModel):
+    """Server: the highest rate whose result is VALID under a p99 bound, found by doubling then bisecting."""
+
+    p99_ms: float = Field(gt=0, description="The latency bound (ms, from the scheduled time) every VALID probe keeps.")
+    start: Optional[float] = Field(
+        None, gt=0, le=100_000,
+        description="The first rate probed (default: half what the streams' warm-up calls say they serve).",
+    )
+    precision: float = Field(0.1, gt=0, lt=1, description="Stop once the highest VALID and lowest failing rate are this close.")
+    max_probes: int = Field(15, ge=2, le=50, description="Stop after this many probes, and say so.")
+
+
 class Axes(StrictModel):
     """The matrix axes; any level (defaults, model, backend) may set them, the most specific wins."""
 
@@ -115,9 +133,33 @@ class Axes(StrictModel):
     padding_ratios: Optional[list[float]] = Field(
         None, min_length=1, description="Average share of padding in a batch, 0 to 0.5 (batch 1 is never padded)."
     )
+    scenario: Optional[Scenario] = Field(
+        None,
+        description="How calls are issued: single-stream (one at a time; the default), offline (`streams` workers"
+        " calling back to back at once, measured in samples/s), server (queries arriving at `rates` per second,"
+        " latency from each one's scheduled time) or closed-loop (`concurrency` users, each sending when answered,"
+        " latency from the send; docs/scenarios.md).",
+    )
+    streams: Optional[list[int]] = Field(
+        None, min_length=1, description="Under load: worker processes at once, each on `threads` threads."
+    )
+    concurrency: Optional[list[int]] = Field(
+        None, min_length=1,
+        description="Closed loop: users at once, each sending its next query as soon as its last is answered.",
+    )
+    rates: Optional[list[float]] = Field(None, min_length=1, description="Server: queries offered per second.")
+    arrivals: Optional[Arrivals] = Field(
+        None, description="Server: poisson (exponential gaps from the suite's seed; the default) or constant."
+    )
+    p99_ms: Optional[float] = Field(
+        None, gt=0, description="Server: the latency bound (ms, from the scheduled time) a VALID result's p99 keeps."
+    )
+    max_rate_under: Optional[RateSearch] = Field(
+        None, description="Server: search the highest VALID rate under this bound instead of measuring `rates`."
+    )
     measure: Optional[Measure] = None
 
-    @field_validator("seq_lens", "batch_sizes", "threads", "precisions", "padding_ratios")
+    @field_validator("seq_lens", "batch_sizes", "threads", "precisions", "padding_ratios", "streams", "rates", "concurrency")
     @classmethod
     def _distinct(cls, values):
         if values is not None:
@@ -128,13 +170,22 @@ class Axes(StrictModel):
                 seen.add(v)
         return values
 
-    @field_validator("seq_lens", "batch_sizes", "threads")
+    @field_validator("seq_lens", "batch_sizes", "threads", "streams", "concurrency")
     @classmethod
     def _positive(cls, values):
         if values is not None:
             for v in values:
                 if v < 1:
                     raise ValueError(f"expected integers of at least 1, got {v}")
+        return values
+
+    @field_validator("rates")
+    @classmethod
+    def _rate(cls, values):
+        if values is not None:
+            for v in values:
+                if not 0 < v <= 100_000:
+                    raise ValueError(f"expected queries per second above 0 and at most 100000, got {_given(v)}")
         return values
 
     @field_validator("padding_ratios")
@@ -268,6 +319,9 @@ class Exclude(StrictModel):
     batch_size: Optional[int] = None
     threads: Optional[int] = None
     padding_ratio: Optional[float] = None
+    streams: Optional[int] = None
+    rate: Optional[float] = None
+    concurrency: Optional[int] = None
 
     @model_validator(mode="after")
     def _not_empty(self):
@@ -340,6 +394,33 @@ def check_references(suite: Suite) -> list[str]:
             if value is not None and value not in known:
                 expected = ", ".join(map(repr, sorted(known)))
                 problems.append(f"exclude[{i}].{field}: expected one of {expected}, got {_given(value)}")
+    problems += server_problems(suite)
+    return problems
+
+
+def server_problems(suite: Suite) -> list[str]:
+    """A server case needs the rates it offers, a closed-loop case its users: said where the scenario is set, once
+    per place."""
+    problems = []
+    for model_index, model in enumerate(suite.models):
+        for backend_index, backend in enumerate(suite.backends):
+            levels = (
+                ("backends", backend_index, backend), ("models", model_index, model), ("defaults", None, suite.defaults)
+            )  # fmt: skip
+            scenario = next(((s, i, lv) for s, i, lv in levels if lv.scenario is not None), None)
+            if scenario is None or scenario[2].scenario not in ("server", "closed-loop"):
+                continue
+            section, index, _ = scenario
+            where = section if index is None else f"{section}[{index}]"
+            if scenario[2].scenario == "closed-loop":
+                given = any(lv.concurrency is not None for _, _, lv in levels)
+                problem = f"{where}.concurrency: expected the users scenario closed-loop runs at once, got nothing"
+            else:
+                given = any(lv.rates is not None or lv.max_rate_under is not None for _, _, lv in levels)
+                problem = (f"{where}.rates: expected the queries per second scenario server offers (or max_rate_under),"
+                           " got nothing")  # fmt: skip
+            if not given and problem not in problems:
+                problems.append(problem)
     return problems
 
 

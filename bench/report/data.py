@@ -10,6 +10,7 @@ from bench.results.completeness import Completeness
 from bench.backends.precision_mode import row_label
 from bench.report import roofline
 from bench.results.folder import RunDir, latest_rows
+from bench.results.offline import single_stream, under_load
 from bench.results.machines import Machine, Machines
 from bench.results.rows import table_order
 from bench.job import NOT_RUN_ON_PURPOSE
@@ -86,6 +87,9 @@ class Report:
     manifest: dict
     entries: list[Entry]
     completeness: Completeness | None = None
+    loaded: list[dict] = field(default_factory=list)
+    """The rows measured under load (offline, server, closed loop): a section per scenario, never in the latency
+    tables or the verdict (tables.load_sections)."""
 
     @property
     def rows(self) -> list[dict]:
@@ -117,8 +121,9 @@ def load(run_path) -> Report:
     run_dir = RunDir(Path(run_path))
     manifest = run_dir.read_manifest()
     rows = latest_rows(run_dir.rows())
-    entries = annotate(rows, manifest.get("peak"), manifest)
-    return Report(run_dir.path, manifest, entries, Completeness.of(manifest, rows))
+    entries = annotate(single_stream(rows), manifest.get("peak"), manifest)
+    completeness = Completeness.of(manifest, rows)
+    return Report(run_dir.path, manifest, entries, completeness, under_load(rows))
 
 
 def incomplete_notice(report: Report) -> str | None:

@@ -28,15 +28,15 @@ class Material:
     """the plots and the plots not drawn, once a format needed them"""
 
     def __post_init__(self):
-        from bench.report.data import collect_warnings
+        from bench.report.data import annotate, collect_warnings
 
-        self.found = collect_warnings(self.report.entries)
+        self.found = collect_warnings(self.report.entries + annotate(self.report.loaded, None))
 
     def plots(self) -> tuple[list[Plot], list[Skipped]]:
         if self.drawn is None:
             from bench.report.plots import make_plots
 
-            self.drawn = make_plots(self.report.entries, self.out / PLOTS_DIR)
+            self.drawn = make_plots(self.report.entries, self.out / PLOTS_DIR, self.report.loaded)
         return self.drawn
 
 

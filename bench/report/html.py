@@ -120,6 +120,11 @@ def pipeline_table(report: Report) -> dict | None:
     return table(pipelines.HEADER, rows) if rows else None
 
 
+def load_sections(report: Report) -> list[dict]:
+    return [{"anchor": s.anchor, "title": s.title, "legend": s.legend, "table": table(s.header, s.cells)}
+            for s in tables.load_sections(report.loaded)]  # fmt: skip
+
+
 def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Skipped]) -> str:
     suite = (report.manifest.get("suite") or {}).get("name", "?")
     return template().render(
@@ -138,6 +143,7 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         pipelines=pipeline_table(report),
         pipelines_legend=pipelines.LEGEND,
         pipelines_share=pipelines.share_line(report.entries),
+        load_sections=load_sections(report),
         plots=[plot_context(p) for p in plots],
         skipped=skipped,
         machine=environment.machine_items(report.manifest),

@@ -93,6 +93,8 @@ def render(report: Report, found: Warnings, plots: list[Plot], skipped: list[Ski
         lines += ["## Text generation", "", cell(GENERATION_LEGEND), ""]
         lines += table(tables.GENERATION_HEADER, generation)
     lines += pipeline_lines(report.entries, "##")
+    for section in tables.load_sections(report.loaded):
+        lines += [f"## {section.title}", "", cell(section.legend), ""] + table(section.header, section.cells)
     lines += ["## Plots", ""]
     for plot in plots:
         link = plot.png.relative_to(out_dir).as_posix()

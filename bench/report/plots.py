@@ -54,27 +54,32 @@ def machines_caption(entries: list[Entry]) -> str:
     return f" The cases come from {len(labels)} machines ({listed}): each series is one machine's (\"on ...\")."
 
 
-def make_plots(entries: list[Entry], out_dir: Path) -> tuple[list[Plot], list[Skipped]]:
-    """Every plot the data has an axis for, as PNG and SVG under out_dir; the others with why they are not drawn."""
+def make_plots(entries: list[Entry], out_dir: Path, loaded: list[dict] = ()) -> tuple[list[Plot], list[Skipped]]:
+    """Every plot the data has an axis for, as PNG and SVG under out_dir; the others with why they are not drawn.
+    `loaded`: the rows measured under load, drawn by their own charts (bench.report.load_charts)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
     except ImportError:
         return [], [Skipped("Plots", "matplotlib is not installed (pip install 'bench[report]')")]
-    for name, _, _ in charts.CHARTS:
+    from bench.report.load_charts import LOAD_CHARTS
+
+    for name, _, _ in charts.CHARTS + LOAD_CHARTS:
         for stale in (out_dir / f"{name}.png", out_dir / f"{name}.svg"):
             stale.unlink(missing_ok=True)
-    if not any(e.ok for e in entries):
+    alone, under_load = any(e.ok for e in entries), any(r.get("status") == "ok" for r in loaded)
+    if not alone and not under_load:
         return [], [Skipped("Plots", "no case was measured")]
     palette = colours(entries)
+    drawings = [(name, title, lambda draw=draw: draw(entries, palette)) for name, title, draw in charts.CHARTS if alone]
+    drawings += [(name, title, lambda draw=draw: draw(list(loaded))) for name, title, draw in LOAD_CHARTS if under_load]
     plots, skipped = [], []
-    for name, title, draw in charts.CHARTS:
-        figure, caption = draw(entries, palette)
+    for name, title, draw in drawings:
+        figure, caption = draw()
         if figure is None:
             skipped.append(Skipped(title, caption))
             continue
         png, svg = save(figure, out_dir, name)
         plots.append(Plot(name, title, caption + machines_caption(entries), png, svg))
     return plots, skipped
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 
 from bench.report import pipelines, roofline
 from bench.results.compare import main_baseline_label
@@ -310,3 +311,190 @@ def resolution(rows: list[dict]) -> tuple[str, list[str], list[list[str]]] | Non
         f" ±{RESOLUTION_TARGET:.0%} (docs/paired.md)."
     )
     return intro, ["shape", "paired speedups", "median half-width", f"within ±{RESOLUTION_TARGET:.0%}"], cells
+
+
+def load_order(row: dict) -> tuple:
+    """A row under load's place in its table: model, backend, precision, sequence, then streams and threads."""
+    return (str(row.get("model")), str(row.get("backend")), str(row.get("precision")), row.get("seq_len") or 0,
+            row.get("streams") or 1, -(row.get("threads") or 1))  # fmt: skip
+
+
+def load_cells(row: dict) -> list[str]:
+    """The cells every table under load opens with: model to batch, and the split of the CPUs."""
+    from bench.results.offline import split_text
+
+    return [str(row.get("model")), str(row.get("backend")), row_label(row), str(row.get("environment") or "main"),
+            str(row.get("seq_len")), str(row.get("batch_size")), split_text(row)]
+
+
+def ms(value) -> str:
+    return f"{value:.2f}" if value is not None else "-"
+
+
+OFFLINE_HEADER = ["model", "backend", "precision", "env", "seq", "batch", "streams × threads", "samples/s [95% CI]",
+                  "vs 1 stream [95% CI]", "p50 ms", "p99 ms", "accuracy"]  # fmt: skip
+OFFLINE_LEGEND = (
+    "Offline: every stream of a case calls back to back at once, each a worker process pinned to threads CPUs of its"
+    " own. samples/s is what they completed together inside the measured windows (the ramp left out), measured"
+    " under load, not batch ÷ median; its interval comes from the spread between process rounds. vs 1 stream: the"
+    " split's samples/s over the single-stream split's, paired window by window. p50 and p99: each call's latency"
+    " under that load (docs/scenarios.md)."
+)
+
+
+def offline_cells(rows: list[dict]) -> list[list[str]]:
+    from bench.report.data import accuracy_text as entry_accuracy
+    from bench.results import offline
+
+    rates, ratios = offline.throughputs(rows), offline.split_ratios(rows)
+    found = []
+    for row in sorted(rows, key=load_order):
+        common = load_cells(row)
+        if row.get("status") != "ok":
+            found.append(common + [str(row.get("status")), "-", "-", "-", str(row.get("reason") or "-")])
+            continue
+        ratio = ratios.get(row["case_id"])
+        role = (row.get("paired") or {}).get("role")
+        p50, p99 = (offline.latency_percentile(row, name) for name in ("p50", "p99"))
+        found.append(common + [
+            rates[row["case_id"]].text(1), ratio.text(3, "x") if ratio else ("baseline" if role == "baseline" else "-"),
+            ms(p50), ms(p99), entry_accuracy(Entry(row)),
+        ])  # fmt: skip
+    return found
+
+
+SERVER_HEADER = ["model", "backend", "precision", "env", "seq", "batch", "streams × threads", "offered /s",
+                 "achieved /s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "dispatch p99 ms", "max queue", "result",
+                 "accuracy"]  # fmt: skip
+SERVER_LEGEND = (
+    "Server: queries arrive on a seeded schedule at the offered rate and streams serve them first come first served;"
+    " latency runs from each query's scheduled time (queueing included), over every round's queries, '-' where a"
+    " percentile falls on a query never served. dispatch: scheduled time to the call's start. result: VALID when p99"
+    " is under the suite's p99_ms with 99% confidence (LoadGen's early stopping; its 600 s minimum waived), with"
+    " the reason otherwise (docs/scenarios.md)."
+)
+
+
+def server_cells(rows: list[dict]) -> list[list[str]]:
+    from bench.report.data import accuracy_text as entry_accuracy
+
+    found = []
+    for row in sorted(rows, key=lambda r: (*load_order(r), r.get("rate") or 0)):
+        server = row.get("server") or {}
+        search = server.get("search")
+        offered = f"search, p99 ≤ {search['p99_ms']:g} ms" if search else f"{row.get('rate') or 0:g}"
+        common = load_cells(row) + [offered]
+        if row.get("status") != "ok" or not server:
+            why = row.get("reason") or (row.get("tune") or {}).get("decision") or "-"
+            found.append(common + [str(row.get("status"))] + ["-"] * 6 + [str(why), "-"])
+            continue
+        latency = server.get("pooled_latency_ms") or {}
+        delay = max((d.get("p99") or 0.0 for d in server.get("dispatch_delay_ms") or [] if d), default=None)
+        validity = server.get("validity") or {}
+        result = validity.get("short") or validity.get("result", "-")
+        if search:
+            best = search.get("max_rate")
+            probes = len(search.get("probes") or [])
+            result = f"max VALID {best:g}/s ({probes} probes)" if best else f"none VALID ({probes} probes)"
+        found.append(common + [
+            f"{server.get('achieved_per_s', 0):.1f}", ms(latency.get("p50")), ms(latency.get("p90")),
+            ms(latency.get("p99")), ms(latency.get("p99_9")), ms(delay), str(server.get("max_queue_depth", "-")),
+            result, entry_accuracy(Entry(row)),
+        ])  # fmt: skip
+    return found
+
+
+CLOSED_LOOP_HEADER = ["model", "backend", "precision", "env", "seq", "batch", "streams × threads", "users",
+                      "completed /s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "queue wait p99 ms", "call p50 ms",
+                      "accuracy"]  # fmt: skip
+CLOSED_LOOP_LEGEND = (
+    "Closed loop: each user sends its next query as soon as its last is answered, and the streams serve them first"
+    " come first served. Latency runs from each query's send, over every round's queries; queue wait: send to the"
+    " call's start; call: the call alone. The load follows the system (a slower one is offered less), so these"
+    " figures are not comparable with the server table's, whose latency runs from a fixed schedule"
+    " (docs/scenarios.md)."
+)
+
+
+def closed_loop_cells(rows: list[dict]) -> list[list[str]]:
+    from bench.report.data import accuracy_text as entry_accuracy
+    from bench.results.closed_loop import pooled_latency
+
+    found = []
+    for row in sorted(rows, key=lambda r: (*load_order(r), r.get("concurrency") or 0)):
+        entry = row.get("closed_loop") or {}
+        common = load_cells(row) + [str(row.get("concurrency"))]
+        if row.get("status") != "ok" or not entry:
+            found.append(common + [str(row.get("status"))] + ["-"] * 6 + [str(row.get("reason") or "-")])
+            continue
+        latency = pooled_latency(row)
+        wait = max((w.get("p99") or 0.0 for w in entry.get("wait_ms") or [] if w), default=None)
+        call = [s["p50"] for s in entry.get("service_ms") or [] if s]
+        found.append(common + [
+            f"{entry.get('completed_per_s', 0):.1f}", ms(latency.get("p50")), ms(latency.get("p90")),
+            ms(latency.get("p99")), ms(latency.get("p99_9")), ms(wait), ms(max(call) if call else None),
+            entry_accuracy(Entry(row)),
+        ])  # fmt: skip
+    return found
+
+
+TUNE_HEADER = ["model", "seq", "batch", "configuration", "order", "upper bound /s", "decision", "max VALID /s",
+          "lowest failing /s", "trials", "seconds", "accuracy"]  # fmt: skip
+
+
+def tune_cells(rows: list[dict]) -> list[list[str]]:
+    """A line per candidate, in the order tried, its decision and what its probes found."""
+    from bench.report.data import accuracy_text as entry_accuracy
+    from bench.results.tune import bracket, configuration, outcomes
+
+    found = []
+    for outcome in outcomes(rows):
+        for row in outcome.rows:
+            tune = row["tune"]
+            low, high = bracket(row)
+            mark = " ★" if row is outcome.winner else ""
+            found.append([
+                str(row.get("model")), str(row.get("seq_len")), str(row.get("batch_size")), configuration(row) + mark,
+                str(tune.get("order", 0) + 1), f"{tune.get('upper_bound_per_s', 0):.3g}", str(tune.get("decision")),
+                f"{low:.4g}" if low is not None else "-", f"{high:.4g}" if high is not None else "-",
+                str(tune.get("trials", 0)), f"{tune.get('prepare_s', 0) + tune.get('probe_s', 0):.0f}",
+                entry_accuracy(Entry(row)),
+            ])  # fmt: skip
+    return found
+
+
+TUNE_LEGEND = (
+    "bench tune: each candidate's streams are prepared, then tried in the order of their upper bound (streams ×"
+    " 1000 / the warm-up call's ms): the first gets a full rate search; each next one is pruned when its bound is"
+    " under the best rate so far, else challenged with one probe at the best rate × (1 + precision), and one at the"
+    " best rate when that fails (tied or behind). A trial is one probe (docs/scenarios.md)."
+)
+
+
+@dataclass(frozen=True)
+class LoadSection:
+    """A scenario under load's own table in every report: never mixed with the latency tables or each other."""
+
+    anchor: str
+    title: str
+    legend: str
+    header: list[str]
+    cells: list[list[str]]
+
+
+def load_sections(rows: list[dict]) -> list[LoadSection]:
+    """The offline, server and closed-loop tables of these rows, those that have rows, in that order."""
+    from bench.results import tune
+    from bench.results.closed_loop import closed_loop_rows
+    from bench.results.offline import offline_rows
+    from bench.results.server import server_rows
+
+    sections = (
+        ("offline", "Offline throughput", OFFLINE_LEGEND, OFFLINE_HEADER, offline_cells(offline_rows(rows))),
+        ("server", "Server latency", SERVER_LEGEND, SERVER_HEADER, server_cells(server_rows(rows))),
+        ("closed-loop", "Closed-loop latency", CLOSED_LOOP_LEGEND, CLOSED_LOOP_HEADER,
+         closed_loop_cells(closed_loop_rows(rows))),
+        ("tuning", "Tuning for a latency budget", " ".join(tune.summary_lines(rows) + [TUNE_LEGEND]), TUNE_HEADER,
+         tune_cells(rows)),
+    )  # fmt: skip
+    return [LoadSection(*fields) for fields in sections if fields[-1]]

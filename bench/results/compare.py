@@ -81,7 +81,10 @@ def pair_distrust(row: dict, baseline: dict) -> tuple[list[str], list[str]]:
 
 def spread_too_wide(row: dict) -> bool:
     """A single worker's samples spread beyond CV_WARNING. Over several rounds the spread includes the drift between
-    them, which the row's interval carries; there the rounds' agreement decides."""
+    them, which the row's interval carries; there the rounds' agreement decides. Under load (offline, server) calls
+    spread by what the load does: not judged."""
+    if (row.get("scenario") or "single-stream") != "single-stream":
+        return False
     return rounds_of(row) is None and (row["latency_ms"].get("cv") or 0) > CV_WARNING
 
 

@@ -146,6 +146,9 @@ def rank(rows: list[dict], keep=lambda row: True) -> Choice | None:
 
 
 def verdicts(rows: list[dict]) -> list[ModelVerdict]:
+    from bench.results.offline import single_stream
+
+    rows = single_stream(rows)  # offline rows answer another question: their own table (bench.results.offline)
     factors = speedups(rows)
     by_model: dict[tuple[str, str], list[dict]] = {}
     for row in rows:

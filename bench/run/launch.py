@@ -46,13 +46,15 @@ def worker_environment(base: dict[str, str], threads: int) -> dict[str, str]:
     return env
 
 
-def pin_and_tie(cpus: list[int] | None):
-    """Runs in the child between fork and exec: pin it (unless `cpus` is None), and make it die if the parent dies."""
+def pin_and_tie(cpus: list[int] | None, tie: bool = True):
+    """Runs in the child between fork and exec: pin it (unless `cpus` is None), and make it die if the parent dies
+    (unless `tie` is False)."""
 
     def setup():
         if cpus is not None:
             os.sched_setaffinity(0, cpus)
-        die_with_parent()
+        if tie:
+            die_with_parent()
 
     return setup
 
@@ -174,6 +176,16 @@ def stop_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
     while group_running(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.02)  # the worker's own children: not ours to wait for
     kill_group(proc.pid)
+
+
+def end_group(proc: subprocess.Popen, within: float = 2.0) -> None:
+    """SIGKILL the child's group now, reap the child, and wait (up to `within` s) until the rest of the group, which
+    the kernel kills asynchronously, is gone too."""
+    kill_group(proc.pid)
+    proc.wait()
+    deadline = time.monotonic() + within
+    while group_running(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:

@@ -39,8 +39,9 @@ interpreters, the others from the fork server (a warm-against-cold A/B of one ca
 
 
 def pairable(case: Case) -> bool:
-    """Forward-pass cases with `measure.paired`; generation and pipelines keep fresh workers per round."""
-    return bool(case.measure.get("paired")) and not case.generating and not case.pipelined
+    """Single-stream forward-pass cases with `measure.paired`; generation and pipelines keep fresh workers per round,
+    and offline cases are paired by their own scenario (bench.run.offline)."""
+    return bool(case.measure.get("paired")) and not case.generating and not case.pipelined and not case.under_load
 
 
 def groups(cases: list[Case]) -> list[list[Case]]:
@@ -226,6 +227,26 @@ def run_passes(
     return found
 
 
+def pass_blocks(baseline, others: list, rng: random.Random) -> dict[str, list]:
+    """A round's blocks: `run_passes` of the baseline with `others`; without a baseline (or without others), each
+    member's blocks in turn, under the same budget, unpaired (an empty result)."""
+    passes = max((m.case.measure.get("passes", 1) for m in others), default=0)
+    budgets = [m.case.measure["round_seconds"] for m in others if m.case.measure.get("round_seconds")]
+    budget_s = min(budgets) if budgets else None
+    if baseline is not None and others:
+        return run_passes(baseline, others, passes, rng, budget_s)
+    budget = PassBudget(budget_s)
+    for done in range(passes):
+        if not budget.allows(done):
+            break
+        budget.pass_starts()
+        for member in others:
+            if member.failure is None:
+                member.block()
+        budget.pass_ends()
+    return {}
+
+
 def block_canary(record: dict) -> float | None:
     readings = [c for c in record["canary_ms"] if c]
     return statistics.fmean(math.log(c) for c in readings) if readings else None
@@ -307,14 +328,15 @@ def default_memory_budget_mb() -> float:
     return 4096.0
 
 
-def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
-    """Yield (round index, group, cases of the group that still need this round), the groups shuffled per round."""
+def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int, grouping=None, salt: str = "groups"):
+    """Yield (round index, group, cases of the group that still need this round), the groups shuffled per round;
+    `grouping` makes the groups (this module's `groups` by default, bench.run.offline's for offline cases)."""
     if not cases:
         return
     most = max(c.measure.get("rounds", 1) for c in cases)
     for index in range(most):
-        order = groups(cases)
-        random.Random(f"{seed}:groups:{index}").shuffle(order)
+        order = (grouping or groups)(cases)
+        random.Random(f"{seed}:{salt}:{index}").shuffle(order)
         for group in order:
             needed = [
                 c for c in group if index < c.measure.get("rounds", 1) and index >= done_rounds.get(c.case_id, 0)
@@ -404,16 +426,23 @@ class Preparing:
 class PairedRound:
     """One process round of one group, driven by the runner (bench.run.runner.Runner)."""
 
+    SALT = "pairs"
+    """What the round's order seed is drawn under (with the run's seed, the round and the group)."""
+
     def __init__(self, runner, group: list[Case], needed: list[Case], index: int):
         self.runner, self.index = runner, index
         self.needed = {c.case_id for c in needed}
-        baseline = baseline_of(group)
+        baseline = self.baseline_of(group)
         self.cases = [c for c in group if c.case_id in self.needed or c is baseline]
         self.baseline_case = baseline if baseline in self.cases else None
-        self.rng = random.Random(f"{runner.order_seed}:pairs:{index}:{group[0].case_id}")
+        self.rng = random.Random(f"{runner.order_seed}:{self.SALT}:{index}:{group[0].case_id}")
         self.rows: dict[str, dict] = {}
         self.cpus: list[int] | None = None
         self.quiet: dict | None = None
+
+    @staticmethod
+    def baseline_of(group: list[Case]) -> Case | None:
+        return baseline_of(group)
 
     def run(self) -> list[tuple[Case, dict]]:
         from bench import cpu
@@ -422,17 +451,24 @@ class PairedRound:
         startable = []
         for case in self.cases:
             support = cpu.support(case.backend_type, case.precision, runner.flags, case.backend_options)
-            decided = runner.decided_row(case, support)
-            ready = decided or runner.ready_to_start(case)
+            ready = self.placed(case, runner.decided_row(case, support) or runner.ready_to_start(case))
             if isinstance(ready, dict):
                 self.rows[case.case_id] = runner.settled(support, ready)
             else:
                 startable.append((case, support, ready))
         if startable:
-            self.cpus = startable[0][2][2]
+            self.cpus = self.cpus_of(startable)
             self.quiet = runner.wait_for_quiet(self.cpus)
             self.measure(startable)
         return [(c, self.rows[c.case_id]) for c in self.cases if c.case_id in self.needed and c.case_id in self.rows]
+
+    def placed(self, case: Case, ready):
+        """What `ready_to_start` gave ((environment, job, cpus), or the row saying why not), as this round runs it."""
+        return ready
+
+    def cpus_of(self, startable: list) -> list[int]:
+        """The CPUs the round's blocks run on (its quiet check looks at them)."""
+        return startable[0][2][2]
 
     def measure(self, startable: list) -> None:
         baseline: Member | None = None
@@ -496,20 +532,7 @@ class PairedRound:
 
     def pair_and_finish(self, baseline: Member | None, others: list[Member], supports: dict) -> None:
         """The passes of the baseline with `others`, then their rows; without a baseline, blocks of their own."""
-        passes = max((m.case.measure.get("passes", 1) for m in others), default=0)
-        budgets = [m.case.measure["round_seconds"] for m in others if m.case.measure.get("round_seconds")]
-        if baseline is not None and others:
-            found = run_passes(baseline, others, passes, self.rng, min(budgets) if budgets else None)
-        else:
-            found, budget = {}, PassBudget(min(budgets) if budgets else None)
-            for done in range(passes):
-                if not budget.allows(done):
-                    break
-                budget.pass_starts()
-                for member in others:
-                    if member.failure is None:
-                        member.block()
-                budget.pass_ends()
+        found = pass_blocks(baseline, others, self.rng)
         for member in others:
             self.finish(member, found.get(member.case.case_id, []), supports)
 
@@ -521,18 +544,23 @@ class PairedRound:
         self.rows[case.case_id] = self.row(case, outcome, entry, supports.get(case.case_id))
 
     def row(self, case: Case, outcome, entry: dict | None, support) -> dict:
-        import shutil
-
         from bench import cpu
 
         runner = self.runner
-        shutil.rmtree(runner.job_dir(case), ignore_errors=True)
-        try:
-            runner.job_dir(case).parent.rmdir()  # the jobs/ folder, once no job is left in it
-        except OSError:
-            pass
+        discard_job(runner, case)
         row = runner.worker_row(case, outcome, self.cpus or [], self.quiet)
         if entry is not None:
             row["paired"] = entry
         support = support or cpu.support(case.backend_type, case.precision, runner.flags, case.backend_options)
         return runner.settled(support, row)
+
+
+def discard_job(runner, case: Case) -> None:
+    """The case's job folder, and the jobs/ folder once no job is left in it."""
+    import shutil
+
+    shutil.rmtree(runner.job_dir(case), ignore_errors=True)
+    try:
+        runner.job_dir(case).parent.rmdir()
+    except OSError:
+        pass

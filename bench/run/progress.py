@@ -74,6 +74,9 @@ class Progress:
         label = (
             f"{case.model} {case.backend} {case.precision} s{case.seq_len} b{case.batch_size} t{case.threads}"
             + (f" pad{case.padding_ratio:g}" if case.padding_ratio else "")
+            + (f" x{case.streams} {case.scenario}" if case.under_load else "")
+            + ((" rate search" if case.search else f" at {case.rate:g}/s") if case.server else "")
+            + (f" {case.concurrency} users" if case.closed_loop else "")
             + (f"  round {round_index + 1}/{rounds}" if rounds > 1 else "")
         )
         self._label = label
@@ -98,6 +101,24 @@ class Progress:
                 accuracy.get("failures", [])
             )
             text = f"    ok  median {latency['median']:.2f} ms  p90 {latency['p90']:.2f} ms  {verdict}"
+            if (row.get("load") or {}).get("samples_per_s"):
+                load = row["load"]
+                text = (f"    ok  {load['samples_per_s']:.1f} samples/s from {load['streams']} stream(s) at once"
+                        f"  (calls: median {latency['median']:.2f} ms)  {verdict}")  # fmt: skip
+            if row.get("server"):
+                server = row["server"]
+                text = (f"    ok  {server['served']}/{server['queries']} queries at {server['achieved_per_s']:.1f}/s"
+                        f"  latency from schedule: median {latency['median']:.2f} ms  {verdict}")  # fmt: skip
+                if server.get("search"):
+                    search = server["search"]
+                    found = f"max VALID {search['max_rate']:g}/s" if search.get("max_rate") else "none VALID"
+                    text = f"    ok  search: {found} after {len(search['probes'])} probes ({search['stopped']})  {verdict}"
+            if (row.get("tune") or {}).get("decision", "").startswith("pruned"):
+                text = f"    ok  {row['tune']['decision']}  {verdict}"
+            if row.get("closed_loop"):
+                users = row["closed_loop"]
+                text = (f"    ok  {users['completed']} queries at {users['completed_per_s']:.1f}/s from"
+                        f" {users['concurrency']} users  latency from send: median {latency['median']:.2f} ms  {verdict}")  # fmt: skip
         else:
             text = f"    {row['status'].upper()}: {row['reason']}"
         self._say(f"{self._label}\n{text}" if self._bar is not None else text)

@@ -90,10 +90,16 @@ class Resident:
     def block(self, calls: int, warm: int) -> dict:
         """One block: the worker resumed, `warm` untimed and `calls` timed calls, and stopped again."""
         self.resume()
-        self.conn.sendall((json.dumps({"block": calls, "warm": warm}) + "\n").encode())
+        self.send({"block": calls, "warm": warm})
         answer = self.read()
         self.pause()
         return answer
+
+    def send(self, command: dict) -> None:
+        try:
+            self.conn.sendall((json.dumps(command) + "\n").encode())
+        except OSError as exc:
+            raise WorkerEnded(f"the worker closed its socket ({exc})") from exc
 
     def finish(self) -> Outcome:
         """The worker's envelope after its last block (it checks its outputs, answers and exits)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench import cpu
 from bench.plan import model_sources
-from bench.run import paired, rounds
+from bench.run import closed_loop, offline, paired, rounds, server
 from bench.backends import BACKENDS
 from bench.environments import environment
 from bench.errors import BenchError
@@ -30,6 +30,12 @@ from bench.topology import available_cpus
 
 REFERENCE_FORMAT = 2
 """2: the last hidden state of models with a head, and the inputs digest."""
+LOAD_SCENARIOS = (
+    (offline.OfflineRound, offline.offline_cases, offline.schedule),
+    (server.ServerRound, server.server_cases, server.schedule),
+    (closed_loop.ClosedLoopRound, closed_loop.closed_loop_cases, closed_loop.schedule),
+)
+"""The scenarios under load: each one's process round, which of the cases are its own, and its rounds' order."""
 
 
 class Runner:
@@ -61,6 +67,8 @@ class Runner:
         manifest = run_dir.read_manifest() if run_dir.manifest_path.exists() else {}
         self.provenance = Provenance(manifest)
         self.order_seed = self.recorded_order_seed(manifest)
+        self.tune_mode = (manifest.get("tune") or {}).get("mode")
+        """bench tune's: "tune" or "exhaustive" (bench.run.tune), else None"""
         self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:
@@ -68,7 +76,10 @@ class Runner:
         self.warm = WarmStarts(self.run_dir.logs / "warm-start.log", self.say, sorted(self.cpus)) if self.warm_start else None
         try:
             if self.warm is not None:
-                self.warm.prestart(self.server_keys(cases))
+                keys = self.server_keys(cases)
+                self.warm.prestart(keys)
+                if len(keys) < len(self.cpus):
+                    import scipy.stats  # noqa: F401  (merging rows needs it: on a CPU the servers leave free)
             return self.passes(cases)
         finally:
             if self.warm is not None:
@@ -77,12 +88,14 @@ class Runner:
     def passes(self, cases: list[Case]) -> list[dict]:
         done = rounds.rounds_by_case(self.run_dir.round_records())
         counts = {k: len(v) for k, v in done.items()}
-        fresh = [c for c in cases if not paired.pairable(c)]
+        fresh = [c for c in cases if not paired.pairable(c) and not c.under_load]
         pairing = [c for c in cases if paired.pairable(c)]
         todo = list(rounds.passes(fresh, counts, seed=self.order_seed))
-        group_rounds = list(paired.schedule(pairing, counts, self.order_seed))
+        group_rounds = [(paired.PairedRound, *entry) for entry in paired.schedule(pairing, counts, self.order_seed)]
+        for round_class, cases_of, schedule in self.load_scenarios():
+            group_rounds += [(round_class, *entry) for entry in schedule(cases_of(cases), counts, self.order_seed)]
         finished, rows = set(), []
-        self.progress.start(len(todo) + sum(len(needed) for _, _, needed in group_rounds))
+        self.progress.start(len(todo) + sum(len(needed) for *_, needed in group_rounds))
         try:
             for index, case in todo:
                 if case.case_id in finished:
@@ -91,19 +104,28 @@ class Runner:
                 self.progress.case_started(case, index)
                 started = self.provenance.at_start()
                 rows += self.record(case, index, {**self.run_case(case), "provenance": started}, done, finished)
-            for index, group, needed in group_rounds:
+            for kind, index, group, needed in group_rounds:
                 for _ in [c for c in needed if c.case_id in finished]:
                     self.progress.case_skipped()
                 group = [c for c in group if c.case_id not in finished]
                 needed = [c for c in needed if c.case_id not in finished]
                 started = self.provenance.at_start()
-                for case, row in self.paired_round(group, needed, index):
+                for case, row in kind(self, group, needed, index).run():
                     self.progress.case_started(case, index)
                     rows += self.record(case, index, {**row, "provenance": started}, done, finished)
         finally:
             rows += [self.merge(case, done, finished) for case in complete(cases, done, finished)]
         self.progress.finish()
         return rows
+
+    def load_scenarios(self) -> tuple:
+        """LOAD_SCENARIOS, with bench tune's round in place of the server scenario's when the run tunes."""
+        if self.tune_mode is None:
+            return LOAD_SCENARIOS
+        from bench.run import tune
+
+        tuning = (tune.ExhaustiveRound if self.tune_mode == "exhaustive" else tune.TuneRound, tune.tuned_cases, tune.schedule)
+        return tuple(tuning if entry[0] is server.ServerRound else entry for entry in LOAD_SCENARIOS)
 
     def record(self, case: Case, index: int, row: dict, done: dict, finished: set) -> list[dict]:
         """A round's row kept (rounds.jsonl when the case has several); the case's merged row when it is complete."""
@@ -206,11 +228,6 @@ class Runner:
             if failure is not None:
                 return make_row(case, failure, cpus)
         return env, job, cpus
-
-    def paired_round(self, group: list[Case], needed: list[Case], index: int) -> list[tuple[Case, dict]]:
-        """One process round of a group (bench.run.paired): fresh resident workers, prepared, then the passes; the
-        rows of the cases in `needed` (the baseline also runs when only the others need this round)."""
-        return paired.PairedRound(self, group, needed, index).run()
 
     def server_keys(self, cases: list[Case]) -> list[tuple[str, int]]:
         """(interpreter, threads) of the fork servers the cases will use: their environment's, and main's for the
@@ -340,6 +357,10 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
         **({"new_tokens": case.new_tokens} if case.generating else {}),
         **({"texts": case.texts} if case.pipelined else {}),
         **({"pair_of": case.pair_of} if case.pair_of else {}),
+        **({"scenario": case.scenario, "streams": case.streams} if case.under_load else {}),
+        **({"rate": case.rate, "arrivals": case.arrivals, "p99_ms": case.p99_ms or None} if case.server else {}),
+        **({"search": case.search} if case.search else {}),
+        **({"concurrency": case.concurrency} if case.closed_loop else {}),
         "baseline": case.is_baseline and not case.pair_of,
         "pinned_cpus": cpus,
         "measure": case.measure,

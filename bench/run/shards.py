@@ -144,10 +144,14 @@ def costs(cases: list[Case], known: dict[str, float] | None = None) -> dict[str,
 
 
 def shapes(cases: list[Case]) -> list[list[Case]]:
-    """The cases grouped by the shape a speedup is measured at."""
+    """The cases grouped by the shape a speedup is measured at; an offline case with the other splits of its group,
+    whose windows are paired with each other (bench.run.offline)."""
+    from bench.run.offline import group_key
+
     grouped: dict[tuple, list[Case]] = {}
     for case in cases:
-        grouped.setdefault(tuple(getattr(case, k) for k in SHAPE_KEYS), []).append(case)
+        key = (case.scenario, *group_key(case)) if case.under_load else tuple(getattr(case, k) for k in SHAPE_KEYS)
+        grouped.setdefault(key, []).append(case)
     return list(grouped.values())
 
 

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.run.launch import Outcome, kill_group, outcome_of, pin_and_tie, read_envelope, tail, worker_environment
+from bench.run.launch import Outcome, end_group, kill_group, outcome_of, pin_and_tie, read_envelope, tail, worker_environment
 
 SERVER = "bench.worker.warm"
 READY_TIMEOUT_S = 300.0
@@ -47,6 +47,7 @@ class WarmServer:
                 preexec_fn=pin_and_tie(cpus),
             )
         self.buffer = b""
+        self.eof = False
         self.preloaded: list[str] | None = None
         self.import_s: float | None = None
 
@@ -59,8 +60,7 @@ class WarmServer:
             if not ready.get("ready"):
                 raise ServerGone(f"fork server answered {ready!r} instead of ready")
         except BaseException:  # Ctrl-C or SIGTERM while it imports, or it never got ready: no run will close it
-            kill_group(self.proc.pid)
-            self.proc.wait()
+            end_group(self.proc)
             raise
         self.preloaded = ready.get("preloaded", [])
         self.import_s = ready.get("import_s")
@@ -88,16 +88,24 @@ class WarmServer:
         except OSError as exc:
             raise ServerGone(f"fork server closed its input: {exc}") from exc
 
+    def output(self) -> int:
+        """The descriptor the server's lines arrive on."""
+        return self.proc.stdout.fileno()
+
+    def ended(self) -> bool:
+        return self.proc.poll() is not None
+
     def read(self, timeout: float) -> dict:
         """The server's next line; ServerGone when it ends or stays silent for `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+            if left <= 0 or not select.select([self.output()], [], [], left)[0]:
                 raise ServerGone(f"fork server silent for {timeout:g} s")
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            chunk = os.read(self.output(), 65536)
             if not chunk:
-                raise ServerGone(f"fork server ended (exit code {self.proc.poll()}); see {self.log_path}")
+                self.eof = True
+                raise ServerGone(f"fork server ended; see {self.log_path}")
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return json.loads(line)
@@ -107,13 +115,13 @@ class WarmServer:
         try:
             return self.read(timeout)["returncode"], False
         except ServerGone:
-            if self.proc.poll() is not None:
+            if self.ended():
                 raise
         kill_group(pid, signal.SIGTERM)
         try:
             return self.read(TERM_GRACE_S)["returncode"], True
         except ServerGone:
-            if self.proc.poll() is not None:
+            if self.ended():
                 raise
         kill_group(pid)
         return self.read(FORK_TIMEOUT_S)["returncode"], True
@@ -123,8 +131,119 @@ class WarmServer:
             self.proc.stdin.close()
             self.proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
-            kill_group(self.proc.pid)
-            self.proc.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        """End the server now (it misbehaved, or the run was interrupted while it served a worker)."""
+        end_group(self.proc)
+
+
+KEEP_VAR = "BENCH_KEEP_WARM"
+"""`SECONDS`: fork servers outlive their run by up to SECONDS idle, and later runs of the same interpreter, thread
+count, environment and bench sources use them instead of importing torch again (unset: each run has its own)."""
+CONNECT_S = 2.0
+"""How long a run waits for a kept server's ready line (it serves one run at a time) before starting its own."""
+NOT_KEYED = (
+    "PWD", "OLDPWD", "SHLVL", "_", KEEP_VAR,
+    "BENCH_DELAY_MS", "BENCH_STALL", "BENCH_COLD_START", "BENCH_FAULT", "BENCH_GENERATION_FAULT", "BENCH_PIPELINE_FAULT",
+)  # fmt: skip
+"""What a kept server is not told apart by: each worker gets its run's whole environment when it is forked; only
+what is read while torch and transformers import must match."""
+
+
+def keep_seconds() -> float | None:
+    value = os.environ.get(KEEP_VAR, "")
+    try:
+        return float(value) if float(value) > 0 else None
+    except ValueError:
+        return None
+
+
+def kept_name(python: str | Path, threads: int, env: dict[str, str]) -> str:
+    """The abstract socket name of the kept server for this interpreter, thread count, environment and sources."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(f"{Path(python).absolute()}\0{threads}\0".encode())
+    for key in sorted(env):
+        if key not in NOT_KEYED and not key.startswith("PYTEST_"):
+            digest.update(f"{key}={env[key]}\0".encode())
+    package = Path(__file__).resolve().parent.parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return f"bench-warm-{os.getuid()}-{digest.hexdigest()[:24]}"
+
+
+class KeptServer(WarmServer):
+    """A fork server kept between runs (KEEP_VAR): reached on its abstract socket, or started there detached from
+    this run when none listens. Closing it ends this run's connection, and with it any worker still running."""
+
+    def __init__(self, python: str | Path, threads: int, log_path: Path, cpus: list[int] | None, idle_s: float):
+        import socket
+
+        env = worker_environment(dict(os.environ), threads)
+        self.name = kept_name(python, threads, env)
+        self.log_path = log_path
+        self.buffer = b""
+        self.eof = False
+        self.preloaded: list[str] | None = None
+        self.import_s: float | None = None
+        self.proc = None
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect("\0" + self.name)
+        except OSError:
+            with open(log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [str(python), "-m", SERVER, "--listen", self.name, "--idle", f"{idle_s:g}"],
+                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                    preexec_fn=pin_and_tie(cpus, tie=False),  # it outlives this run
+                )  # fmt: skip
+
+    def wait_ready(self) -> WarmServer:
+        if self.preloaded is not None:
+            return self
+        if self.proc is not None:  # started by this run: its line says it listens (or that another took the name)
+            try:
+                if not select.select([self.proc.stdout], [], [], READY_TIMEOUT_S)[0] or not self.proc.stdout.readline():
+                    raise ServerGone(f"kept fork server did not listen; see {self.log_path}")
+            except BaseException:
+                self.kill()
+                raise
+            self.proc.stdout.close()
+            self.proc = None  # it lives on, detached from this run
+            try:
+                self.sock.connect("\0" + self.name)
+            except OSError as exc:
+                raise ServerGone(f"kept fork server {self.name} does not answer: {exc}") from exc
+        ready = self.read(CONNECT_S)
+        if not ready.get("ready"):
+            raise ServerGone(f"kept fork server answered {ready!r} instead of ready")
+        self.preloaded = ready.get("preloaded", [])
+        self.import_s = 0.0  # imported before this run
+        with open(self.log_path, "a") as log:
+            log.write(f"this run's workers are forked by the kept fork server {self.name} (pid {ready.get('pid')})\n")
+        return self
+
+    def send(self, request: dict) -> None:
+        try:
+            self.sock.sendall((json.dumps(request) + "\n").encode())
+        except OSError as exc:
+            raise ServerGone(f"kept fork server closed the connection: {exc}") from exc
+
+    def output(self) -> int:
+        return self.sock.fileno()
+
+    def ended(self) -> bool:
+        return self.eof
+
+    def close(self) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            end_group(self.proc)
+        self.sock.close()
 
 
 class WarmStarts:
@@ -153,8 +272,12 @@ class WarmStarts:
         if key in self.servers:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        keep = keep_seconds()
         try:
-            self.servers[key] = WarmServer(python, threads, self.log_path, self.cpus)
+            if keep is not None:
+                self.servers[key] = KeptServer(python, threads, self.log_path, self.cpus, keep)
+            else:
+                self.servers[key] = WarmServer(python, threads, self.log_path, self.cpus)
         except (OSError, ValueError) as exc:
             self.unavailable(key, exc)
 
@@ -167,6 +290,13 @@ class WarmStarts:
         try:
             return server.wait_ready()
         except (OSError, ServerGone, ValueError) as exc:
+            if isinstance(server, KeptServer):  # busy serving another run, or gone: this run starts its own
+                server.kill()
+                try:
+                    self.servers[key] = WarmServer(python, threads, self.log_path, self.cpus)
+                    return self.servers[key].wait_ready()
+                except (OSError, ServerGone, ValueError) as again:
+                    exc = again
             self.unavailable(key, exc)
             return None
 
@@ -207,8 +337,7 @@ class WarmStarts:
         server = self.servers.get((str(python), threads))
         self.servers[(str(python), threads)] = None
         if server is not None:
-            kill_group(server.proc.pid)
-            server.proc.wait()
+            server.kill()
 
     def close(self) -> None:
         for server in self.servers.values():

@@ -33,9 +33,17 @@ def plan(suite: Suite, filters: list[str]):
 
 
 def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: str | None = None,
-              allow_large: bool = False, shard=None, costs_run=None, ab: str | None = None):
-    """A new run folder, created and locked by this process, and the CPUs it may use locked machine-wide."""
-    checked = check_suite(suite_path, filters, allow_large)
+              allow_large: bool = False, shard=None, costs_run=None, ab: str | None = None, tune: dict | None = None):
+    """A new run folder, created and locked by this process, and the CPUs it may use locked machine-wide; `tune`:
+    bench tune's {"mode", "budget_p99_ms"} (bench.run.tune), recorded in the manifest."""
+    adjust = None
+    if tune is not None:
+        from bench.run.tune import tuning_suite
+
+        def adjust(suite):
+            return tuning_suite(suite, tune["budget_p99_ms"])
+
+    checked = check_suite(suite_path, filters, allow_large, adjust)
     suite, path, cases = checked.suite, checked.path, checked.cases
     notes = dropped_combinations(suite) + [f"{path}: {warning}" for warning in checked.warnings]
     section = None
@@ -59,6 +67,7 @@ def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: s
                 "planned_cases": [c.case_id for c in cases],
                 **({"shard": section} if section else {}),
                 **({"ab": {"environment": ab}} if ab is not None else {}),
+                **({"tune": tune} if tune is not None else {}),
                 "machine": machine_info(),
                 "software": software_info(),
                 "git": git_state(),

@@ -25,8 +25,9 @@ START_VAR = "BENCH_START"
 DELAY_VAR = "BENCH_DELAY_MS"
 """Test hook: `SUBSTRING:MS[,...]` makes every call of a case whose id contains SUBSTRING MS ms slower;
 `SUBSTRING:P%` makes it P% slower (a share of the call's own duration)."""
-GENERATION_FAULT_VAR = "BENCH_GENERATION_FAULT"
-"""Test hook: `SUBSTRING:stop=K` or `SUBSTRING:diverge=K` (see generation_hooks)."""
+STALL_VAR = "BENCH_STALL"
+"""Test hook: `SUBSTRING:QUERY:MS` makes the stream of a server case whose id contains SUBSTRING that serves query
+number QUERY (from 0) stall MS ms, asleep, before calling: a pause such as a page-in or a collector would cause."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,20 +48,9 @@ def read_job(parser: argparse.ArgumentParser, argv: list[str] | None):
 
 
 def run_job(job: Job) -> dict:
-    case = prepare_case(job)
-    if job.case.generating:
-        return run_generation(job, case.backend, case.inputs, case.reference, case.memory, case.timings)
-    if job.case.pipelined:
-        from bench.worker.pipeline import run_pipeline
+    from bench.worker.workloads import workload
 
-        return run_pipeline(
-            job, case.backend, case.inputs, case.reference, case.memory, case.timings, measure_until_clean, effective
-        )
-    warm_up(case)
-    if job.mode == "reference":
-        return save_reference_outputs(case)
-    samples_ns, interference = measure_until_clean(case.backend.run, job.case.measure)
-    return measured_result(case, samples_ns, interference)
+    return workload(job.case).run(prepare_case(job))
 
 
 class PreparedCase:
@@ -117,121 +107,22 @@ def prepare_case(job: Job) -> PreparedCase:
     return PreparedCase(job, backend, inputs, reference, memory, {"load": load_ms, "prepare": prepare_ms})
 
 
-def warm_up(case: PreparedCase) -> list[float]:
-    """The first call (timed, recorded) and the untimed warm-up calls; their durations in ms."""
+def warm_up(case: PreparedCase, call=None) -> list[float]:
+    """The first call (timed, recorded) and the untimed warm-up calls of `call` (the backend's own by default, or a
+    workload's whole call); their durations in ms."""
     from bench.measure.timing import timed
 
-    _, case.timings["first_call"] = timed(case.backend.run)
-    return [timed(case.backend.run)[1] for _ in range(case.job.case.measure["warmup"])]
+    call = call or case.backend.run
+    _, case.timings["first_call"] = timed(call)
+    return [timed(call)[1] for _ in range(case.job.case.measure["warmup"])]
 
 
-def save_reference_outputs(case: PreparedCase) -> dict:
-    from bench.measure.hidden_state import accuracy_outputs
+def saved_reference(case: PreparedCase, outputs) -> dict:
+    """A reference worker's answer: `outputs` saved as the eager fp32 reference of the case's inputs."""
     from bench.measure.reference import save_reference
 
-    save_reference(case.job.reference, accuracy_outputs(case.backend)[0], case.inputs)
+    save_reference(case.job.reference, outputs, case.inputs)
     return {"reference": case.job.reference, "effective": effective(case.backend)}
-
-
-def measured_result(case: PreparedCase, samples_ns: list[int], interference: dict) -> dict:
-    """The worker's answer for a forward-pass case: its samples and statistics, then one more call's outputs
-    checked against eager fp32, and what took effect."""
-    from bench.measure.accuracy import compare
-    from bench.measure.flops import try_count_flops
-    from bench.measure.hidden_state import accuracy_outputs
-    from bench.measure.inputs import padding_share
-    from bench.measure.interference import warnings_of
-    from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
-
-    job, backend, measure_cfg = case.job, case.backend, case.job.case.measure
-    case.memory.looped()
-    backend.after_measurement()
-    outputs, not_compared = accuracy_outputs(backend)
-    reference = case.reference
-    samples_ms = [ns / 1e6 for ns in samples_ns]
-    latency = latency_summary(samples_ms)
-    latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
-    tokens = int(case.inputs["attention_mask"].sum())
-    return {
-        "latency_ms": latency,
-        "samples_ms": samples_ms,
-        "throughput": throughput(latency["median"], job.case.batch_size, tokens),
-        "accuracy": compare(outputs, reference.outputs, reference.mask, job.case.task, job.case.tolerance, not_compared),
-        "effective": effective(backend),
-        "timings_ms": {**case.timings, **backend.timings},
-        "memory": case.memory.figures(),
-        "precision_mode": backend.precision_mode(),
-        "padding": padding_share(case.inputs["attention_mask"]),
-        "details": backend.details,
-        "flops": try_count_flops(job),
-        "interference": interference,
-        "warnings": backend.warnings
-        + stability_warnings(latency, len(samples_ms), measure_cfg["min_iterations"])
-        + ci_target_warnings(latency["ci_target"], len(samples_ms))
-        + warnings_of(interference),
-    }
-
-
-def run_generation(job: Job, backend, inputs: dict, reference, memory, timings: dict) -> dict:
-    """A generation case: whole generate calls as the timed call (bench.measure.generation), the same loop, meter
-    and warm-up as any case; the row's latency is the end-to-end call, its `generation` entry the per-token figures,
-    its accuracy the prefill's logits and the generated tokens of one more, untimed call against eager fp32's."""
-    from bench.measure.generation import GenerationCall, compare_generation, figures, raw_timings
-    from bench.measure.reference import save_reference
-    from bench.measure.stats import throughput
-    from bench.measure.timing import timed
-    from bench.worker.whole_calls import measured_row
-
-    case, measure_cfg = job.case, job.case.measure
-    stopping, processors = generation_hooks(job, int(inputs["input_ids"].shape[1]))
-    call = GenerationCall(
-        backend.generate_model(),
-        inputs,
-        case.new_tokens,
-        job.vocab["pad_token_id"],
-        backend.generate_context,
-        stopping,
-        processors,
-    )
-    _, timings["first_call"] = timed(call)
-    for _ in range(measure_cfg["warmup"]):
-        call()
-    if job.mode == "reference":
-        save_reference(job.reference, call.reference(), inputs)
-        return {"reference": job.reference, "effective": effective(backend)}
-    samples_ns, interference = measure_until_clean(call, measure_cfg)
-    memory.looped()
-    backend.after_measurement()
-    token_ms, tail_ms = raw_timings(call.records[-len(samples_ns):])
-    checked = call.reference()  # untimed: the same call, also returning the prefill's logits
-    generation = {"prompt_len": case.seq_len, **figures(token_ms, tail_ms, case.batch_size)}
-    row = measured_row(backend, measure_cfg, samples_ns, interference, memory, timings, effective(backend))
-    return {
-        **row,
-        "throughput": throughput(row["latency_ms"]["median"], case.batch_size, case.batch_size * case.new_tokens),
-        "generation": generation,
-        "accuracy": compare_generation(checked, reference.outputs, case.precision, case.tolerance),
-    }
-
-
-def generation_hooks(job: Job, prompt_len: int) -> tuple[list, list]:
-    """Test hook GENERATION_FAULT_VAR, on measured cases only (never on their reference): `SUBSTRING:stop=K` stops
-    generate after K tokens, `SUBSTRING:diverge=K` makes token K (0-based) the second choice."""
-    from bench.measure.generation import diverge_at, stop_after
-
-    stopping, processors = [], []
-    if job.mode != "measure":
-        return stopping, processors
-    for spec in filter(None, os.environ.get(GENERATION_FAULT_VAR, "").split(",")):
-        substring, _, fault = spec.rpartition(":")
-        if substring not in job.case.case_id:
-            continue
-        kind, _, count = fault.partition("=")
-        if kind == "stop":
-            stopping.append(stop_after(prompt_len, int(count)))
-        elif kind == "diverge":
-            processors.append(diverge_at(prompt_len, int(count)))
-    return stopping, processors
 
 
 RETRY_PAUSE_S = 2.0
@@ -282,6 +173,7 @@ def effective(backend) -> dict:
         "env": thread_variables(os.environ),
         "python": sys.executable,
         "start": os.environ.get(START_VAR, "cold"),
+        "fork_server": os.getppid() if os.environ.get(START_VAR) == "warm" else None,
         "layout_shift_bytes": shift_layout(),
         "versions": versions,
         "backend": backend_reported,
@@ -320,6 +212,15 @@ def inject_delay(backend, case_id: str) -> None:
         return result
 
     backend.run = delayed_run
+
+
+def query_stall(case_id: str) -> tuple[int, float] | None:
+    """(query index, seconds) that STALL_VAR asks of this case's server streams, or None."""
+    for spec in filter(None, os.environ.get(STALL_VAR, "").split(",")):
+        substring, query, ms = spec.rsplit(":", 2)
+        if substring in case_id:
+            return int(query), float(ms) / 1000
+    return None
 
 
 def _fault(fault: str) -> None:

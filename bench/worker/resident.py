@@ -6,6 +6,10 @@ connects to the runner's socket NAME (an abstract Unix socket) and answers one J
 - worker → runner, once: {"ready": true, "pid", "rss_mb", "call_ms"} (call_ms: the median warm-up call);
 - runner → worker: {"block": N, "warm": W}: W untimed calls, then N timed ones between two canary readings, with
   the interference meter around them; the answer {"samples_ns", "canary_ns", "interference", "cpu_s"};
+- runner → worker: {"window": {"start_ns", "end_ns"}}: an offline window (measure_window); the answer
+  {"calls_ns", "samples_ns", "interference", "cpu_s"};
+- runner → worker: {"serve": {...}} and {"users": {...}}: a server schedule (serve_queries) or closed-loop users
+  (serve_users) served with the other streams; the answer {"queries", "interference", "cpu_s"};
 - runner → worker: {"finish": true}: the outputs checked against eager fp32 and the answer written to RESULT as
   a worker's envelope (bench.worker.answer), every block's samples together; then it exits.
 Between blocks the runner stops the worker (SIGSTOP), so that its thread pools cannot spin on the CPUs another
@@ -15,16 +19,20 @@ worker is being timed on.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import resource
 import socket
 import statistics
+import struct
 import time
+from contextlib import contextmanager
 
 from bench.job import Job
 from bench.worker.answer import answer
-from bench.worker.case import measured_result, prepare_case, read_job, warm_up
+from bench.worker.case import prepare_case, query_stall, read_job, warm_up
+from bench.worker.workloads.forward import measured_result
 
 CANARY_SIZE = 192
 CANARY_REPEATS = 3
@@ -50,10 +58,30 @@ def serve(job: Job, control: str) -> dict:
         command = channel.receive()
         if command is None or command.get("finish"):
             break
+        if "serve" in command:
+            served = serve_queries(case.backend.run, command["serve"], query_stall(job.case.case_id))
+            samples_ns += [end - start for _, start, end in served["queries"]]
+            blocks.append({k: v for k, v in served.items() if k != "queries"})
+            channel.send(served)
+            continue
+        if "users" in command:
+            served = serve_users(case.backend.run, command["users"])
+            samples_ns += [end - start for *_, start, end in served["queries"]]
+            blocks.append({k: v for k, v in served.items() if k != "queries"})
+            channel.send(served)
+            continue
+        if "window" in command:
+            window = measure_window(case.backend.run, command["window"]["start_ns"], command["window"]["end_ns"])
+            samples_ns += window["samples_ns"]
+            blocks.append({k: v for k, v in window.items() if k not in ("samples_ns", "calls_ns")})
+            channel.send(window)
+            continue
         block = measure_block(case.backend.run, command["block"], command.get("warm", 0), canary)
         samples_ns += block["samples_ns"]
         blocks.append({k: v for k, v in block.items() if k != "samples_ns"})
         channel.send(block)
+    if not samples_ns:  # the load never reached this stream (more streams than closed-loop users): one call of its own
+        samples_ns = measure_block(case.backend.run, 1, 0, canary)["samples_ns"]
     result = measured_result(case, samples_ns, summarize(blocks))
     result["blocks"] = len(blocks)
     return result
@@ -63,28 +91,153 @@ def call_estimate(warm_ms: list[float], case) -> float:
     return statistics.median(warm_ms) if warm_ms else case.timings["first_call"]
 
 
-def measure_block(call, calls: int, warm: int, canary: Canary) -> dict:
+@contextmanager
+def metered(steal_contaminates: bool = True):
+    """Around a measured stretch: a dict that gets, when the stretch ends, the interference meter's verdict on the
+    worker's pinned CPUs and the worker's own CPU time (the `interference` and `cpu_s` of every answer). Under load
+    steal time is noted, not contaminating (bench.measure.interference.assess)."""
     from bench.measure.interference import assess, snapshot
 
     pinned = sorted(os.sched_getaffinity(0))
+    cpu_before = own_cpu_s()
+    before = snapshot(pinned)
+    report: dict = {}
+    yield report
+    found = assess(before, snapshot(pinned), steal_contaminates=steal_contaminates)
+    report["interference"] = {
+        "contaminated": found.get("contaminated"),
+        "reasons": found.get("reasons"),
+        "steal": (found.get("shares") or {}).get("steal"),
+    }
+    report["cpu_s"] = own_cpu_s() - cpu_before
+
+
+def measure_block(call, calls: int, warm: int, canary: Canary) -> dict:
     for _ in range(warm):
         call()
-    cpu_before = own_cpu_s()
     canary_before = canary.time()
-    before = snapshot(pinned)
     samples = []
-    for _ in range(calls):
-        t0 = time.perf_counter_ns()
-        call()
-        samples.append(time.perf_counter_ns() - t0)
-    interference = assess(before, snapshot(pinned))
-    canary_after = canary.time()
+    with metered() as report:
+        for _ in range(calls):
+            t0 = time.perf_counter_ns()
+            call()
+            samples.append(time.perf_counter_ns() - t0)
+    return {"samples_ns": samples, "canary_ns": [canary_before, canary.time()], **report}
+
+
+def measure_window(call, start_ns: int, end_ns: int) -> dict:
+    """An offline window (bench.run.offline): calls back to back from now (the ramp) until one ends past `end_ns`,
+    each call's [start, end] on CLOCK_MONOTONIC, which every stream of the machine shares. The calls that lie
+    wholly in [start_ns, end_ns] are also the row's samples (its latency under load)."""
+    calls = []
+    with metered(steal_contaminates=False) as report:
+        while True:
+            t0 = time.monotonic_ns()
+            call()
+            t1 = time.monotonic_ns()
+            calls.append([t0, t1])
+            if t1 >= end_ns:
+                break
     return {
-        "samples_ns": samples,
-        "canary_ns": [canary_before, canary_after],
-        "interference": {"contaminated": interference.get("contaminated"), "reasons": interference.get("reasons")},
-        "cpu_s": own_cpu_s() - cpu_before,
+        "calls_ns": [c for c in calls if c[1] > start_ns],
+        "samples_ns": [c[1] - c[0] for c in calls if c[0] >= start_ns and c[1] <= end_ns],
+        **report,
     }
+
+
+def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None) -> dict:
+    """The server scenario (bench.run.server): whenever this stream is free it takes the next query from the counter
+    all streams share, waits for the query's scheduled time and calls. With identical streams that is one queue
+    served first come first served by whichever stream frees first, and nothing generates load while they serve.
+    Each query's [index, start, end] on CLOCK_MONOTONIC; queries taken past `deadline_ns` are left unserved.
+    `stall`: (query index, seconds) to sleep after dispatching that query (a test hook, bench.worker.case)."""
+    start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
+    served = []
+    with metered(steal_contaminates=False) as report, SharedFile(schedule["counter"]) as counter:
+        while True:
+            with counter.held():
+                index = int.from_bytes(counter.read(8), "little")
+                counter.write((index + 1).to_bytes(8, "little"))
+            if index >= len(offsets) or time.monotonic_ns() >= deadline_ns:
+                break
+            wait_until(start_ns + offsets[index])
+            t0 = time.monotonic_ns()
+            if stall and stall[0] == index:
+                time.sleep(stall[1])
+            call()
+            served.append([index, t0, time.monotonic_ns()])
+    return {"queries": served, **report}
+
+
+IN_FLIGHT = 2**63 - 1
+"""A closed-loop user's send time while its query is being served."""
+
+
+def serve_users(call, spec: dict) -> dict:
+    """The closed-loop scenario (bench.run.closed_loop): `users` users share the streams, each sending its next query
+    the moment its last is answered (their send times in a file the streams share, under a lock). Whenever this
+    stream is free it takes the query sent first and calls: one queue, first come first served. A stream that finds
+    every user waiting for an answer has nothing left to do (more streams than users) and ends; queries sent at or
+    after `end_ns` are not taken. Each query's [user, sent, start, end] on CLOCK_MONOTONIC."""
+    users, end_ns = spec["users"], spec["end_ns"]
+    served = []
+    with metered(steal_contaminates=False) as report, SharedFile(spec["state"]) as state:
+        while True:
+            with state.held():
+                sent_at = list(struct.unpack(f"<{users}q", state.read(8 * users)))
+                sent = min(sent_at)
+                user = sent_at.index(sent)
+                if sent == IN_FLIGHT or sent >= end_ns:
+                    break
+                state.write(struct.pack("<q", IN_FLIGHT), at=8 * user)
+            wait_until(sent)  # only the first queries, sent at the start
+            t0 = time.monotonic_ns()
+            call()
+            t1 = time.monotonic_ns()
+            with state.held():
+                state.write(struct.pack("<q", t1), at=8 * user)
+            served.append([user, sent, t0, t1])
+    return {"queries": served, **report}
+
+
+class SharedFile:
+    """A small file the streams share, read and written whole under an exclusive lock (`with f.held(): ...`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+    @contextmanager
+    def held(self):
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def read(self, size: int) -> bytes:
+        return os.pread(self.fd, size, 0)
+
+    def write(self, data: bytes, at: int = 0) -> None:
+        os.pwrite(self.fd, data, at)
+
+
+SPIN_BEFORE_NS = 200_000
+"""The last 0.2 ms before a query's time are waited for awake: a sleep can overrun by about that much."""
+
+
+def wait_until(due_ns: int) -> None:
+    left = due_ns - time.monotonic_ns()
+    if left > SPIN_BEFORE_NS:
+        time.sleep((left - SPIN_BEFORE_NS) / 1e9)
+    while time.monotonic_ns() < due_ns:
+        pass
 
 
 CONTAMINATED_SHARE = 0.25

@@ -15,10 +15,16 @@ The protocol, one JSON object per line:
   itself and later sends {"reap": PID}, answered with {"pid": PID, "returncode": N}.
 The worker runs in a session of its own (its process group id is its pid), pinned to `cpus`, its output appended
 to `output`, and dies with the server, which dies with the parent.
+
+Kept warm (`--listen NAME --idle SECONDS`, bench.run.warm's shared servers): the server outlives the run that
+started it and serves one connection at a time on the abstract Unix socket NAME, with the same protocol, the ready
+line first. When a connection ends, however it ends, the workers forked for it that are still running are killed
+with their groups; after SECONDS without a connection the server exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import os
@@ -38,6 +44,7 @@ PRELOAD = (
     "transformers.models.auto.modeling_auto",
     "transformers.models.auto.tokenization_auto",
     "bench.worker.case",
+    "bench.worker.workloads.forward",
     "bench.backends",
     "bench.measure.accuracy",
     "bench.measure.hidden_state",
@@ -50,22 +57,97 @@ PRELOAD = (
 )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.worker.warm")
+    parser.add_argument("--listen", help="serve connections on this abstract Unix socket name, outliving the parent")
+    parser.add_argument("--idle", type=float, default=600.0, help="with --listen: exit after this many idle seconds")
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the server ends: it closes stdin
-    die_with_parent()
+    if args.listen is None:
+        die_with_parent()
     for name in HIDDEN_MODULES:
         sys.modules.setdefault(name, None)
     started = time.perf_counter()
+    gc.disable()  # the imports only build objects that live on: collecting while they run costs about 9% of them
     preloaded = [name for name in PRELOAD if imported(name)]
     gc.collect()
     gc.freeze()  # what the imports left is shared with every worker as it is: no collection dirties its pages
-    reply({"ready": True, "pid": os.getpid(), "preloaded": preloaded, "import_s": time.perf_counter() - started})
+    gc.enable()  # a worker collects as a fresh interpreter would
+    ready = {"ready": True, "pid": os.getpid(), "preloaded": preloaded, "import_s": time.perf_counter() - started}
+    if args.listen is not None:
+        return listen(args.listen, args.idle, ready)
+    reply(ready)
     for line in sys.stdin:
         if line.strip():
             serve(json.loads(line))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # the parent closed stdin: nothing to tear down, and torch's interpreter shutdown costs about 1 s
+
+
+def listen(name: str, idle_s: float, ready: dict) -> int:
+    """Serve connections on the abstract socket `name` one at a time until `idle_s` pass without one. The line on
+    stdout says whether this server holds the name (another may have taken it first)."""
+    import select
+    import socket
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind("\0" + name)
+    except OSError as exc:
+        reply({"error": f"cannot listen on {name}: {exc}"})
+        return 0
+    listener.listen(8)
+    reply({**ready, "listening": name})
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)  # the starting run reads to the end of the ready line's pipe
+    os.close(null)
+    global REPLY_TO, CLOSE_IN_WORKERS
+    while select.select([listener], [], [], idle_s)[0]:
+        conn, _ = listener.accept()
+        CLOSE_IN_WORKERS = [listener.fileno(), conn.fileno()]
+        REPLY_TO = conn.makefile("w", encoding="utf-8")
+        try:
+            reply({**ready, "shared": True})
+            for line in conn.makefile("r", encoding="utf-8"):
+                if line.strip():
+                    serve(json.loads(line), conn)
+        except (OSError, ValueError):
+            pass
+        finally:
+            end_connection(conn)
+    return 0
+
+
+REPLY_TO = None
+"""Where replies go: stdout, or the connection being served (--listen)."""
+CLOSE_IN_WORKERS: list[int] = []
+"""The server's socket descriptors, which a forked worker closes first."""
+FORKED: dict[int, bool] = {}
+"""The workers forked for the current connection and not yet reaped (pid -> detached)."""
+
+
+def end_connection(conn) -> None:
+    """The connection has ended: its workers still running end with it, and are reaped."""
+    global REPLY_TO
+    for pid in list(FORKED):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        FORKED.pop(pid, None)
+    try:
+        REPLY_TO.close()
+    except (OSError, AttributeError):
+        pass
+    REPLY_TO = None
+    conn.close()
 
 
 def imported(name: str) -> bool:
@@ -78,11 +160,13 @@ def imported(name: str) -> bool:
         return False
 
 
-def serve(request: dict) -> None:
+def serve(request: dict, conn=None) -> None:
     """Fork a worker for `request` and report its end; a detached one (a resident worker) is reported on a later
-    {"reap": PID} request instead, once the parent has seen it end."""
+    {"reap": PID} request instead, once the parent has seen it end. Serving a connection (`conn`), a worker still
+    running when the connection ends is killed instead."""
     if "reap" in request:
         _, status = os.waitpid(request["reap"], 0)
+        FORKED.pop(request["reap"], None)
         reply({"pid": request["reap"], "returncode": os.waitstatus_to_exitcode(status)})
         return
     threads = python_threads()
@@ -94,11 +178,34 @@ def serve(request: dict) -> None:
     pid = os.fork()
     if pid == 0:
         become_worker(request)
+    FORKED[pid] = bool(request.get("detach"))
     reply({"pid": pid})
     if request.get("detach"):
         return
+    if conn is not None and not wait_or_hang_up(pid, conn):
+        return  # the connection ended while its worker ran: end_connection kills and reaps it
     _, status = os.waitpid(pid, 0)
+    FORKED.pop(pid, None)
     reply({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def wait_or_hang_up(pid: int, conn) -> bool:
+    """Wait for the worker to end (True) or the connection to end first (False)."""
+    import select
+    import socket
+
+    pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            readable = select.select([pidfd, conn], [], [])[0]
+            if pidfd in readable:
+                return True
+            if not conn.recv(1, socket.MSG_PEEK):
+                return False
+            select.select([pidfd], [], [])  # a request sent early waits for this worker's end
+            return True
+    finally:
+        os.close(pidfd)
 
 
 def python_threads() -> int:
@@ -111,9 +218,13 @@ def python_threads() -> int:
 
 
 def become_worker(request: dict) -> None:
-    """In the forked child: the setup a fresh worker gets from the launcher, then `python -m MODULE ARGV`. Never returns."""
+    """In the forked child: the setup a fresh worker gets from the launcher, then `python -m MODULE ARGV`. Never
+    returns."""
     code = 1
+    atexit._clear()  # the server's exit handlers are not the worker's; the worker's own run before it exits
     try:
+        for fd in CLOSE_IN_WORKERS:
+            os.close(fd)
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
@@ -133,6 +244,7 @@ def become_worker(request: dict) -> None:
         traceback.print_exc()
     finally:
         try:
+            atexit._run_exitfuncs()  # what the worker registered (a private inductor cache folder, ...)
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -151,8 +263,9 @@ def redirect_output(path: str) -> None:
 
 
 def reply(message: dict) -> None:
-    sys.__stdout__.write(json.dumps(message) + "\n")
-    sys.__stdout__.flush()
+    target = REPLY_TO or sys.__stdout__
+    target.write(json.dumps(message) + "\n")
+    target.flush()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The row of a case whose timed call is a whole user-level call (a generate call, a pipeline call): what every such
-row carries beside its own entry (bench.worker.case.run_generation, bench.worker.pipeline.run_pipeline)."""
+row carries beside its own entry (bench.worker.workloads.generate, bench.worker.workloads.pipeline)."""
 
 from __future__ import annotations
 

@@ -51,8 +51,14 @@ class TorchCompileBackend(
     TorchBackend, name="torch_compile", options_model=TorchCompileOptions, precisions=("fp32", "bf16"), generates=True
 ):
     def load(self) -> None:
+        import torch._inductor.config as inductor_config
+
         self.inductor_dir = private_inductor_dir()
         configure_torch(self.threads)
+        # inductor sizes its pool of compile workers from the CPUs it sees when its config is imported: a worker
+        # forked warm inherits the fork server's (every CPU of the run), and would start a pool on its pinned ones
+        inductor_config.compile_threads = inductor_config.decide_compile_threads()
+        self.details["compile_threads"] = inductor_config.compile_threads
         self.model = load_model(self.job, attn_implementation=self.options.attn_implementation)
 
     def prepare(self, inputs) -> None:

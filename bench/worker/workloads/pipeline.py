@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from bench.job import Job
+from bench.worker.case import effective, measure_until_clean, saved_reference, warm_up
 
 PIPELINE_FAULT_VAR = "BENCH_PIPELINE_FAULT"
 """Test hook: `SUBSTRING[,...]`: a measured case whose id contains SUBSTRING has its model outputs negated."""
@@ -42,27 +43,23 @@ def make_pipeline(job: Job, backend):
     return pipe
 
 
-def run_pipeline(job: Job, backend, inputs: dict, reference, memory, timings: dict, loop, effective) -> dict:
+def run(prepared) -> dict:
     """The row's latency is the end-to-end call, its `pipeline` entry the per-stage figures, its accuracy the answers
-    on every text against eager fp32's pipeline. `loop` and `effective` are the worker's timed loop and what took
-    effect (bench.worker.case)."""
+    on every text against eager fp32's pipeline."""
     from bench.measure.pipeline import PipelineCall, compare_answers, figures, raw_timings
-    from bench.measure.reference import save_reference
     from bench.measure.stats import throughput
     from bench.measure.texts import TEXT_SETS
-    from bench.measure.timing import timed
     from bench.worker.whole_calls import measured_row
 
+    job, backend, inputs, reference = prepared.job, prepared.backend, prepared.inputs, prepared.reference
+    memory, timings = prepared.memory, prepared.timings
     case, measure_cfg = job.case, job.case.measure
     texts = TEXT_SETS[case.texts]
     call = PipelineCall(make_pipeline(job, backend), case.task, texts, backend.generate_context)
-    _, timings["first_call"] = timed(call)
-    for _ in range(measure_cfg["warmup"]):
-        call()
+    warm_up(prepared, call)
     if job.mode == "reference":
-        save_reference(job.reference, call.answers(), inputs)
-        return {"reference": job.reference, "effective": effective(backend)}
-    samples_ns, interference = loop(call, measure_cfg, cycle=len(texts))
+        return saved_reference(prepared, call.answers())
+    samples_ns, interference = measure_until_clean(call, measure_cfg, cycle=len(texts))
     memory.looped()
     backend.after_measurement()
     tokens = call.token_counts()

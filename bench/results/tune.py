@@ -1,0 +1,142 @@
+"""What `bench tune` found (bench.run.tune), from its rows: per shape, the configuration that serves the most queries a
+second with p99 under the budget, what that cost in trials and seconds, and how sure it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.backends.precision_mode import row_label
+from bench.results.offline import split_text
+
+SHAPE = ("model", "task", "seq_len", "batch_size", "padding_ratio")
+
+
+def tuned_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("tune")]
+
+
+def configuration(row: dict) -> str:
+    return f"{row.get('backend')} {row_label(row)} {split_text(row)}"
+
+
+def max_rate(row: dict) -> float | None:
+    return ((row.get("server") or {}).get("search") or {}).get("max_rate")
+
+
+def bracket(row: dict) -> tuple[float | None, float | None]:
+    """The highest rate shown VALID and the lowest shown not (None: not reached)."""
+    search = (row.get("server") or {}).get("search") or {}
+    return search.get("max_rate"), search.get("lowest_failing_rate")
+
+
+def eligible(row: dict) -> bool:
+    """Measured, within the accuracy gate, with a VALID rate: a configuration that may win."""
+    return row.get("status") == "ok" and bool((row.get("accuracy") or {}).get("passed")) and max_rate(row) is not None
+
+
+@dataclass
+class ShapeOutcome:
+    shape: tuple
+    rows: list[dict]
+    budget_ms: float | None
+    exhaustive: bool
+    winner: dict | None = None
+    runner_up: dict | None = None
+    tied: list[dict] = field(default_factory=list)
+
+    @property
+    def trials(self) -> int:
+        return sum(r["tune"].get("trials", 0) for r in self.rows)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r["tune"].get("prepare_s", 0.0) + r["tune"].get("probe_s", 0.0) for r in self.rows)
+
+    def margin_text(self) -> str:
+        """The winner against the runner-up: their rates' ratio, and what their brackets allow it to be."""
+        if self.winner is None:
+            return "no configuration had a VALID rate within the accuracy gate"
+        if self.runner_up is None:
+            return "no other configuration showed a VALID rate (each was pruned, behind or outside the accuracy gate)"
+        (w_low, w_high), (r_low, r_high) = bracket(self.winner), bracket(self.runner_up)
+        ratio = w_low / r_low
+        upper = f"{w_high / r_low:.2f}" if w_high else "open"
+        lower = f"{w_low / r_high:.2f}" if r_high else "open"
+        name = configuration(self.runner_up)
+        return (f"{ratio:.2f}x the runner-up's rate ({name}, {r_low:.4g}/s); its brackets allow {lower} to {upper}"
+                " (each side's highest VALID and lowest failing rate; not a paired interval)")  # fmt: skip
+
+
+def outcomes(rows: list[dict]) -> list[ShapeOutcome]:
+    """Per shape of the tuned rows: the winner (the highest VALID rate within the gate; among equal rates, the one
+    tried first), the runner-up and the configurations tied with the winner."""
+    shapes: dict[tuple, list[dict]] = {}
+    for row in tuned_rows(rows):
+        shapes.setdefault(tuple(row.get(k) for k in SHAPE), []).append(row)
+    found = []
+    for shape, members in shapes.items():
+        members.sort(key=lambda r: r["tune"].get("order", 0))
+        search = next(((r.get("search") or {}) for r in members), {})
+        outcome = ShapeOutcome(shape, members, search.get("p99_ms"), any(r["tune"].get("exhaustive") for r in members))
+        ranked = sorted((r for r in members if eligible(r)), key=lambda r: -max_rate(r))
+        if ranked:
+            outcome.winner = ranked[0]
+            outcome.runner_up = ranked[1] if len(ranked) > 1 else None
+            outcome.tied = [r for r in ranked[1:] if r["tune"]["decision"] == "tied"]
+        found.append(outcome)
+    return found
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """Per shape: what to ship for the budget, the margin, and the cost in trials and seconds."""
+    lines = []
+    for outcome in outcomes(rows):
+        model, _, seq, batch, _ = outcome.shape
+        how = "every candidate searched fully (--exhaustive)" if outcome.exhaustive else "tuned"
+        head = f"{model} seq {seq} batch {batch}, p99 ≤ {outcome.budget_ms:g} ms ({how}):"
+        if outcome.winner is None:
+            lines.append(f"{head} nothing to ship: {outcome.margin_text()}")
+            continue
+        low, high = bracket(outcome.winner)
+        within = f" (not VALID at {high:.4g}/s)" if high else ""
+        tied = "; tied with it: " + ", ".join(configuration(r) for r in outcome.tied) if outcome.tied else ""
+        lines.append(
+            f"{head} ship {configuration(outcome.winner)}: {low:.4g} queries/s VALID{within}; {outcome.margin_text()}"
+            f"{tied}. {outcome.trials} trials (probes) and {outcome.seconds:.0f} s for {len(outcome.rows)} candidates."
+        )
+    return lines
+
+
+def tuned_suites(manifest: dict, rows: list[dict]) -> list[dict]:
+    """A suite per shape's winner that measures it again (its rate search under the budget), the paths of model
+    files beside the original suite made absolute (this one is written beside the results)."""
+    from pathlib import Path
+
+    suite = manifest.get("suite") or {}
+    suite_dir = Path(manifest.get("suite_file") or ".").parent
+    found = []
+    for outcome in outcomes(rows):
+        winner = outcome.winner
+        if winner is None or not suite:
+            continue
+        models = [dict(m) for m in suite["models"] if m.get("name") == winner["model"]]
+        for model in models:
+            for key in ("path", "config"):  # a file beside the suite (a shipped config's name stays as it is)
+                if model.get(key) and (suite_dir / model[key]).exists():
+                    model[key] = str((suite_dir / model[key]).resolve())
+        backends = [b for b in suite["backends"] if (b.get("name") or b.get("type")) == winner["backend"]]
+        defaults = {k: v for k, v in suite["defaults"].items() if v is not None}
+        defaults.update(
+            scenario="server", seq_lens=[winner["seq_len"]], batch_sizes=[winner["batch_size"]],
+            threads=[winner["threads"]], streams=[winner["streams"]], precisions=[winner["precision"]],
+            padding_ratios=[winner.get("padding_ratio") or 0.0],
+        )  # fmt: skip
+        found.append({
+            "name": f"{suite.get('name') or 'suite'}-tuned-{len(found) + 1}",
+            "description": f"What bench tune chose for {winner['model']} seq {winner['seq_len']} batch"
+            f" {winner['batch_size']}, p99 ≤ {outcome.budget_ms:g} ms: {configuration(winner)}",
+            "defaults": defaults,
+            "models": [{k: v for k, v in m.items() if v not in (None, {}, [])} for m in models],
+            "backends": [{k: v for k, v in b.items() if v not in (None, {}, [])} for b in backends],
+        })  # fmt: skip
+    return found

@@ -1,0 +1,155 @@
+"""bench tune: the candidates tried by their upper bound, pruned or challenged against the best so far (checked on
+simulated queues whose answer is known, against the exhaustive grid), the suite it runs, and a real tuning run."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from bench.plan.matrix import expand
+from bench.plan.suite import load_suite
+from bench.run import server
+from bench.run.tune import ExhaustiveRound, TuneRound, tuning_suite
+from conftest import TINY_MODEL, bench_cli, two_cpus, write_suite
+
+
+def simulated_serve(load, offsets, counter):
+    """bench.run.server.serve with the load's streams simulated: first come first served, each call as long as the
+    load's `service_ms` and a little noise (deterministic per query)."""
+    free = [0] * load.case.streams
+    queries = {}
+    for index, offset in enumerate(offsets):
+        stream = free.index(min(free))
+        begin = max(offset, free[stream])
+        wobble = 1 + 0.2 * math.sin(index * 2.3)  # calls vary, so the p99 is not flat up to saturation
+        free[stream] = begin + round(load.service_ms * wobble * 1e6)
+        queries[index] = (begin, free[stream])
+    return {"start_ns": 0, "queries": queries, "answers": []}
+
+
+def candidate(name: str, streams: int, service_ms: float, passes: bool = True):
+    case = SimpleNamespace(
+        case_id=name, streams=streams, threads=1, rate=0.0, arrivals="poisson", measure={"server_seconds": 1.0},
+        search={"p99_ms": 50.0, "start": None, "precision": 0.1, "max_probes": 15},
+    )  # fmt: skip
+    return SimpleNamespace(case=case, call_ms=service_ms, service_ms=service_ms, passes=passes)
+
+
+CANDIDATES = [("a", 1, 10.0), ("b", 2, 18.0), ("c", 1, 25.0), ("d", 2, 40.0), ("e", 1, 9.5), ("f", 2, 60.0),
+              ("g", 1, 11.5)]
+
+
+def tuned(round_class, loads, tmp_path) -> dict[str, dict]:
+    rounds = round_class.__new__(round_class)
+    rounds.runner, rounds.index = SimpleNamespace(order_seed=7, job_dir=lambda case: tmp_path), 0
+    rows = {}
+
+    def finish(load, figures):
+        rows[load.case.case_id] = {"status": "ok", "accuracy": {"passed": load.passes}}
+        if figures is not None:
+            figures(rows[load.case.case_id])
+        return rows[load.case.case_id]
+
+    rounds.tune(loads, finish)
+    return rows
+
+
+def winner(rows: dict[str, dict]) -> tuple[str, float]:
+    rated = {k: r["server"]["search"]["max_rate"] for k, r in rows.items()
+             if r.get("server") and r["server"]["search"]["max_rate"] and r["accuracy"]["passed"]}  # fmt: skip
+    best = max(rated, key=rated.get)
+    return best, rated[best]
+
+
+def test_tuning_finds_the_exhaustive_grids_winner_with_a_fraction_of_its_trials(monkeypatch, tmp_path):
+    monkeypatch.setattr(server, "serve", simulated_serve)
+    every = tuned(ExhaustiveRound, [candidate(*c) for c in CANDIDATES], tmp_path)
+    quick = tuned(TuneRound, [candidate(*c) for c in CANDIDATES], tmp_path)
+    best, rate = winner(every)
+    found, found_rate = winner(quick)
+    tied = {k for k, r in quick.items() if r["tune"]["decision"] == "tied"}
+    assert found == best or best in tied, (best, rate, found, found_rate)
+    assert abs(found_rate - rate) / rate <= 0.1  # within the search's precision
+    trials = {name: sum(r["tune"]["trials"] for r in rows.values()) for name, rows in (("grid", every), ("tune", quick))}
+    assert trials["tune"] <= 0.5 * trials["grid"], trials
+    pruned = [k for k, r in quick.items() if r["tune"]["decision"].startswith("pruned")]
+    assert set(pruned) >= {"c", "d", "f"} and all(quick[k]["tune"]["trials"] == 0 for k in pruned)
+    assert [r["tune"]["order"] for r in sorted(quick.values(), key=lambda r: -r["tune"]["upper_bound_per_s"])] == list(
+        range(len(CANDIDATES))
+    )  # tried from the highest upper bound down
+    for row in quick.values():
+        if row["tune"]["decision"] in ("tied", "behind"):  # the challenge is probed only when the bound reaches it
+            probes = row["server"]["search"]["probes"]
+            best_then = probes[-1]["rate"]
+            expected = 2 if row["tune"]["upper_bound_per_s"] >= round(best_then * 1.1, 3) else 1
+            assert len(probes) == expected, row["tune"]
+
+
+def test_a_candidate_that_fails_the_accuracy_gate_never_becomes_the_best(monkeypatch, tmp_path):
+    monkeypatch.setattr(server, "serve", simulated_serve)
+    loads = [candidate("fast-but-wrong", 2, 5.0, passes=False), candidate("right", 1, 10.0)]
+    rows = tuned(TuneRound, loads, tmp_path)
+    assert "fails the accuracy gate" in rows["fast-but-wrong"]["tune"]["decision"]
+    assert rows["right"]["tune"]["decision"] == "searched"  # searched fully, not challenged against a wrong best
+    assert winner(rows)[0] == "right"
+
+
+SPACE = """\
+name: space
+defaults:
+  seq_lens: [16]
+  threads: [1]
+  streams: [1, 2]
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120, server_seconds: 1}
+  max_rate_under: {p99_ms: 80, precision: 0.5, max_probes: 5}
+""" + TINY_MODEL + """\
+backends:
+  - name: eager
+    type: pytorch
+  - name: slow
+    type: pytorch
+"""
+
+
+def test_the_tuning_suite_makes_every_case_a_rate_search_under_the_budget(tmp_path):
+    suite, _ = load_suite(write_suite(tmp_path, SPACE.replace("  max_rate_under", "  scenario: offline\n  max_rate_under")))
+    cases = expand(tuning_suite(suite, 50.0))
+    assert len(cases) == 4 and all(c.server and c.search["p99_ms"] == 50.0 for c in cases)
+    assert all(c.search["precision"] == 0.5 and c.measure["rounds"] == 1 for c in cases)
+
+
+def test_a_budget_that_is_not_a_p99_is_refused_in_one_line(tmp_path):
+    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "p95_ms=20")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: tune: --budget: expected p99_ms=MS with MS a positive number of milliseconds, got 'p95_ms=20'"
+    ]
+
+
+@two_cpus
+@pytest.mark.slow
+def test_a_real_tuning_run_prunes_what_cannot_win_and_writes_a_suite_for_the_winner(tmp_path):
+    out = tmp_path / "out"
+    delays = {"BENCH_DELAY_MS": "tiny-eager:2,tiny-slow:40"}
+    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "p99_ms=80", "--out", out, env=delays)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    rows = {(r["backend"], r["streams"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert set(rows) == {("eager", 1), ("eager", 2), ("slow", 1), ("slow", 2)}
+    first = min(rows.values(), key=lambda r: r["tune"]["order"])
+    assert (first["backend"], first["streams"]) == ("eager", 2)  # the highest upper bound: two streams of short calls
+    assert first["tune"]["decision"] == "searched" and first["server"]["search"]["max_rate"]
+    for slow in (rows["slow", 1], rows["slow", 2]):  # 40 ms calls: at most 50/s on two streams
+        assert slow["tune"]["decision"].startswith("pruned") and slow["tune"]["trials"] == 0
+    assert "ship eager fp32 2 × 1" in result.stdout, result.stdout
+    tuned = yaml.safe_load((out / "tuned-1.yaml").read_text())
+    assert tuned["defaults"]["streams"] == [2] and [b["name"] for b in tuned["backends"]] == ["eager"]
+    again = bench_cli("validate", out / "tuned-1.yaml")
+    assert again.returncode == 0 and "ok, 1 cases" in again.stdout, again.stderr
+    (out / "tuned-1.yaml").unlink()
+    resumed = bench_cli("run", "--resume", out)  # a tuning run's resume ends as the tuning run does
+    assert resumed.returncode in (0, 1) and (out / "tuned-1.yaml").exists(), resumed.stderr
+    assert resumed.stdout.count("ship eager fp32 2 × 1") == 1, resumed.stdout
+    markdown = bench_cli("show", out, "--format", "md").stdout
+    assert "### Tuning for a latency budget" in markdown and "ship eager fp32 2 × 1" in markdown
