@@ -58,7 +58,7 @@ def write_suite(directory: Path, text: str, name: str = "suite.yaml") -> Path:
 
 
 def bench_cli(*args, env=None, timeout=600, probe_and_report=False):
-    """Run `python -m bench ...` as a user would, in a real subprocess.
+    """Run `python -m bench ...` as a user would, in a real subprocess (`env`: variables to set, None to unset).
 
     `bench run` and `bench tune` skip the matmul peak probe and the report unless asked: they have tests of their own. It does
     not wait for quiet CPUs (the check is still made and recorded) unless the test gives its own --quiet-wait.
@@ -69,7 +69,7 @@ def bench_cli(*args, env=None, timeout=600, probe_and_report=False):
         args = (*args, "--no-peak", "--no-report")
     if args and args[0] in ("run", "tune") and "--quiet-wait" not in args:
         args = (*args, "--quiet-wait", "0")
-    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}  # None: unset
     return subprocess.run(
         [sys.executable, "-m", "bench", *map(str, args)],
         cwd=PROJECT,

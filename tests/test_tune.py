@@ -34,7 +34,8 @@ def candidate(name: str, streams: int, service_ms: float, passes: bool = True):
         case_id=name, streams=streams, threads=1, rate=0.0, arrivals="poisson", measure={"server_seconds": 1.0},
         search={"p99_ms": 50.0, "start": None, "precision": 0.1, "max_probes": 15},
     )  # fmt: skip
-    return SimpleNamespace(case=case, call_ms=service_ms, service_ms=service_ms, passes=passes)
+    return SimpleNamespace(case=case, call_ms=service_ms, service_ms=service_ms, passes=passes, failure=None,
+                           accuracy_passed=lambda: passes)  # fmt: skip
 
 
 CANDIDATES = [("a", 1, 10.0), ("b", 2, 18.0), ("c", 1, 25.0), ("d", 2, 40.0), ("e", 1, 9.5), ("f", 2, 60.0),
@@ -43,7 +44,7 @@ CANDIDATES = [("a", 1, 10.0), ("b", 2, 18.0), ("c", 1, 25.0), ("d", 2, 40.0), ("
 
 def tuned(round_class, loads, tmp_path) -> dict[str, dict]:
     rounds = round_class.__new__(round_class)
-    rounds.runner, rounds.index = SimpleNamespace(order_seed=7, job_dir=lambda case: tmp_path), 0
+    rounds.runner, rounds.index = SimpleNamespace(order_seed=7, job_dir=lambda case: tmp_path, duel_pairs=4), 0
     rows = {}
 
     def finish(load, figures):
@@ -85,6 +86,38 @@ def test_tuning_finds_the_exhaustive_grids_winner_with_a_fraction_of_its_trials(
             best_then = probes[-1]["rate"]
             expected = 2 if row["tune"]["upper_bound_per_s"] >= round(best_then * 1.1, 3) else 1
             assert len(probes) == expected, row["tune"]
+
+
+def test_the_winner_duels_the_runner_up_on_the_same_schedules_and_a_copy_of_it_reads_tied(monkeypatch, tmp_path):
+    """Simulated streams serve a schedule the same way each time (no drift): a runner-up 20% slower per call has the
+    higher p99 in every pair at the winner's rate, and a copy of the winner has the same p99."""
+    from bench.results.tune import outcomes, summary_lines
+
+    monkeypatch.setattr(server, "serve", simulated_serve)
+    rows = tuned(TuneRound, [candidate(*c) for c in CANDIDATES], tmp_path)
+    best, rate = winner(rows)
+    duel = rows[best]["tune"]["duel"]
+    tried = [k for k, r in rows.items() if k != best and not r["tune"]["decision"].startswith("pruned")]
+    runner_up = max(tried, key=lambda k: ((rows[k].get("server") or {}).get("search", {}).get("max_rate") or 0,
+                                          rows[k]["tune"]["upper_bound_per_s"]))  # fmt: skip
+    assert duel["rate"] == rate and duel["against"] == runner_up and len(duel["pairs"]) == 4 and duel["trials"] == 8
+    assert [p["first"] for p in duel["pairs"]] == ["winner", "runner-up"] * 2
+    assert [k for k, r in rows.items() if "duel" in r["tune"]] == [best]
+    named = [{**r, "case_id": k, "model": "m", "search": {"p99_ms": 50.0}} for k, r in rows.items()]
+    assert outcomes(named)[0].trials == sum(r["tune"]["trials"] for r in rows.values()) + 8
+    assert f"at {rate:.4g}/s, 4 pairs of the same schedule" in " ".join(summary_lines(named))
+
+    clear = tuned(TuneRound, [candidate("fast", 1, 5.0), candidate("slower", 1, 6.0)], tmp_path)
+    duel = clear["fast"]["tune"]["duel"]
+    assert clear["slower"]["tune"]["decision"] == "behind" and duel["against"] == "slower", clear
+    assert all(p["runner-up"]["p99_ms"] > p["winner"]["p99_ms"] for p in duel["pairs"]), duel
+    assert duel["verdict"] == "ahead" and 1 < duel["interval"][0] <= duel["ratio"] <= duel["interval"][1], duel
+    named = [{**r, "case_id": k, "model": "m", "search": {"p99_ms": 50.0}} for k, r in clear.items()]
+    assert "the winner is ahead" in " ".join(summary_lines(named))
+
+    twins = tuned(TuneRound, [candidate("one", 1, 10.0), candidate("two", 1, 10.0)], tmp_path)
+    (best, duel), = [(k, r["tune"]["duel"]) for k, r in twins.items() if "duel" in r["tune"]]
+    assert {best, duel["against"]} == {"one", "two"} and duel["verdict"] == "tied" and duel["ratio"] == 1.0, duel
 
 
 def test_a_candidate_that_fails_the_accuracy_gate_never_becomes_the_best(monkeypatch, tmp_path):
@@ -133,7 +166,8 @@ def test_a_budget_that_is_not_a_p99_is_refused_in_one_line(tmp_path):
 def test_a_real_tuning_run_prunes_what_cannot_win_and_writes_a_suite_for_the_winner(tmp_path):
     out = tmp_path / "out"
     delays = {"BENCH_DELAY_MS": "tiny-eager:2,tiny-slow:40"}
-    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "p99_ms=80", "--out", out, env=delays)
+    suite = write_suite(tmp_path, SPACE)
+    result = bench_cli("tune", suite, "--budget", "p99_ms=80", "--out", out, "--duel-pairs", "2", env=delays)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     rows = {(r["backend"], r["streams"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert set(rows) == {("eager", 1), ("eager", 2), ("slow", 1), ("slow", 2)}
@@ -143,6 +177,12 @@ def test_a_real_tuning_run_prunes_what_cannot_win_and_writes_a_suite_for_the_win
     for slow in (rows["slow", 1], rows["slow", 2]):  # 40 ms calls: at most 50/s on two streams
         assert slow["tune"]["decision"].startswith("pruned") and slow["tune"]["trials"] == 0
     assert "ship eager fp32 2 × 1" in result.stdout, result.stdout
+    duel = first["tune"].get("duel")
+    contenders = [r["case_id"] for r in rows.values() if r is not first and not r["tune"]["decision"].startswith("pruned")]
+    assert (duel is not None) == bool(contenders), (duel, contenders)
+    if duel:  # the runner-up's streams were still running: both served the same schedules by turns
+        assert duel["against"] in contenders and (len(duel["pairs"]) == 2 or "stopped" in duel), duel
+        assert all(p[side]["result"] in ("VALID", "INVALID") for p in duel["pairs"] for side in ("winner", "runner-up"))
     tuned = yaml.safe_load((out / "tuned-1.yaml").read_text())
     assert tuned["defaults"]["streams"] == [2] and [b["name"] for b in tuned["backends"]] == ["eager"]
     again = bench_cli("validate", out / "tuned-1.yaml")

@@ -318,7 +318,8 @@ def cmd_tune(args) -> int:
     from bench.run import workflow
 
     budget = parse_budget(args.budget)
-    tune = {"mode": "exhaustive" if args.exhaustive else "tune", "budget_p99_ms": budget, "objective": args.objective}
+    tune = {"mode": "exhaustive" if args.exhaustive else "tune", "budget_p99_ms": budget, "objective": args.objective,
+            "duel_pairs": args.duel_pairs}  # fmt: skip
     run_dir, cases, suite_dir, notes = workflow.start_run(
         args.suite, args.out, args.filter, args.cpus, args.allow_large, tune=tune
     )
@@ -364,6 +365,11 @@ def add_tune_parser(sub) -> None:
     p.add_argument(
         "--exhaustive", action="store_true",
         help="search every candidate's rate fully (the whole grid: its cost, and the winner to check tuning against)",
+    )  # fmt: skip
+    p.add_argument(
+        "--duel-pairs", type=int, choices=range(0, 21), default=4, metavar="N",
+        help="pairs of schedules the winner and the runner-up serve by turns at the winner's rate, for their paired"
+        " margin (default %(default)s; 0: none)",
     )  # fmt: skip
     add_run_options(p)
     p.set_defaults(func=cmd_tune, emulated=False, memory_budget=None)

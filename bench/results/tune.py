@@ -46,11 +46,31 @@ class ShapeOutcome:
 
     @property
     def trials(self) -> int:
-        return sum(r["tune"].get("trials", 0) for r in self.rows)
+        """Probes: the searches' and the duel's."""
+        return sum(r["tune"].get("trials", 0) + (r["tune"].get("duel") or {}).get("trials", 0) for r in self.rows)
 
     @property
     def seconds(self) -> float:
-        return sum(r["tune"].get("prepare_s", 0.0) + r["tune"].get("probe_s", 0.0) for r in self.rows)
+        return sum(r["tune"].get("prepare_s", 0.0) + r["tune"].get("probe_s", 0.0)
+                   + (r["tune"].get("duel") or {}).get("seconds", 0.0) for r in self.rows)  # fmt: skip
+
+    @property
+    def duel(self) -> dict | None:
+        return (self.winner or {}).get("tune", {}).get("duel")
+
+    def duel_text(self) -> str | None:
+        """The paired test of the winner against the runner-up at the winner's rate (bench.run.tune's duel)."""
+        duel = self.duel
+        if not duel:
+            return None
+        against = next((configuration(r) for r in self.rows if r.get("case_id") == duel["against"]), duel["against"])
+        head = f"paired with {against} at {duel['rate']:.4g}/s, {len(duel['pairs'])} pairs of the same schedule"
+        if "interval" not in duel:
+            return f"{head}: {duel.get('stopped') or duel.get('why') or duel['verdict']}"
+        low, high = duel["interval"]
+        said = {"ahead": "the winner is ahead", "tied": "tied by the paired test",
+                "behind": "the runner-up is ahead at this rate: the rates' ranking is not sure"}[duel["verdict"]]  # fmt: skip
+        return f"{head}: its p99 is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
 
     def margin_text(self) -> str:
         """The winner against the runner-up: their rates' ratio, and what their brackets allow it to be."""
@@ -100,9 +120,11 @@ def summary_lines(rows: list[dict]) -> list[str]:
         low, high = bracket(outcome.winner)
         within = f" (not VALID at {high:.4g}/s)" if high else ""
         tied = "; tied with it: " + ", ".join(configuration(r) for r in outcome.tied) if outcome.tied else ""
+        duel = f"; {outcome.duel_text()}" if outcome.duel else ""
         lines.append(
             f"{head} ship {configuration(outcome.winner)}: {low:.4g} queries/s VALID{within}; {outcome.margin_text()}"
-            f"{tied}. {outcome.trials} trials (probes) and {outcome.seconds:.0f} s for {len(outcome.rows)} candidates."
+            f"{tied}{duel}. {outcome.trials} trials (probes) and {outcome.seconds:.0f} s for {len(outcome.rows)}"
+            " candidates."
         )
     return lines
 

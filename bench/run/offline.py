@@ -124,6 +124,11 @@ class Load:
                 if stream.conn is not None:
                     stream.pause()
 
+    def accuracy_passed(self) -> bool | None:
+        """Whether every stream's outputs pass the accuracy gate now, the streams kept (None: a stream ended)."""
+        answers = self.ask_all({"check": True})
+        return None if answers is None else all(a["accuracy"].get("passed") for a in answers)
+
     def block(self) -> dict | None:
         start = time.monotonic()
         start_ns = time.monotonic_ns() + int(self.ramp_s * 1e9)

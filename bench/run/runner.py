@@ -69,6 +69,8 @@ class Runner:
         self.order_seed = self.recorded_order_seed(manifest)
         self.tune_mode = (manifest.get("tune") or {}).get("mode")
         """bench tune's: "tune" or "exhaustive" (bench.run.tune), else None"""
+        self.duel_pairs = (manifest.get("tune") or {}).get("duel_pairs", 4)
+        """bench tune's: the winner's paired schedules against the runner-up (bench.run.tune)"""
         self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:

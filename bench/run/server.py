@@ -221,15 +221,18 @@ class ServerRound(OfflineRound):
         self.rows[case.case_id] = row
 
 
+def probe_seconds(case: Case, rate: float) -> float:
+    """A search probe's schedule length: long enough to decide at `rate` (DECIDING_QUERIES), within LONGEST_PROBE_S."""
+    return max(case.measure.get("server_seconds", 10.0), min(DECIDING_QUERIES / rate, LONGEST_PROBE_S))
+
+
 def run_probe(load: Load, case: Case, rate: float, probe_seed: str, counter) -> tuple[dict, tuple] | None:
     """One probe of a rate search: a schedule at `rate` long enough to decide, served and judged; its record and the
     (offsets, served, seed) a row can show; None when a stream ended."""
     from bench.results.server import validity
 
     bound = case.search["p99_ms"]
-    seconds = case.measure.get("server_seconds", 10.0)
-    length = max(seconds, min(DECIDING_QUERIES / rate, LONGEST_PROBE_S))
-    offsets = arrival_offsets(rate, case.arrivals, length, random.Random(probe_seed))
+    offsets = arrival_offsets(rate, case.arrivals, probe_seconds(case, rate), random.Random(probe_seed))
     served = serve(load, offsets, counter)
     if served is None:
         return None

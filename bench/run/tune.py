@@ -14,6 +14,11 @@ The candidates of a shape (model, task, sequence length, batch) are the suite's 
    (VALID there too) or **behind**. VALID, it becomes the best and its search goes on from there. A candidate whose
    bound is under the challenge's rate only gets the probe at the best rate.
 4. A candidate whose outputs fail the accuracy gate is never the best (each is checked before the next is tried).
+5. The **duel**: the winner and the runner-up, both still running, serve the same seeded schedules at the winner's
+   rate by turns, `bench tune --duel-pairs` pairs (4), the first alternating. The ratio of their p99s, pair by pair, cancels the
+   machine's drift that separates two searches minutes apart: the winner is *ahead* when the interval of the
+   runner-up's p99 over its own lies above 1, *tied* when it holds 1, and *behind* when it lies below (the rates'
+   ranking and the paired test disagree; the table says so). Its probes count as trials.
 
 A *trial* is one probe: one configuration at one offered rate. `--exhaustive` searches every candidate fully, as
 `bench run` would, for the cost of the whole grid and the check that tuning picks the same winner. Each row keeps
@@ -24,12 +29,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
+import statistics
 import time
 
 from bench.job import Case
 from bench.run.offline import Load
 from bench.run.paired import schedule as paired_schedule
-from bench.run.server import ServerRound, latencies_ms, round_entry, run_probe, search_rate
+from bench.run import server
+from bench.run.server import ServerRound, arrival_offsets, latencies_ms, probe_seconds, round_entry, run_probe, search_rate
 
 SHAPE = ("model", "task", "seq_len", "batch_size", "padding_ratio")
 
@@ -68,6 +76,24 @@ class Best:
     rate: float
 
 
+@dataclasses.dataclass
+class Tried:
+    """A candidate as decided: its streams still running until every candidate is (the duel may need them)."""
+
+    load: Load
+    order: int
+    decision: str
+    found: dict | None
+    figures: object
+    seconds: float
+    passed: bool | None
+    """The accuracy gate, checked once decided (None: pruned, or a stream ended)."""
+
+    @property
+    def rate(self) -> float | None:
+        return (self.found or {}).get("max_rate")
+
+
 class TuneRound(ServerRound):
     """One shape's candidates tuned in one round (this module's docstring); `exhaustive` searches each fully."""
 
@@ -92,27 +118,94 @@ class TuneRound(ServerRound):
             self.tune(loads, finish)
 
     def tune(self, loads: list[Load], finish) -> None:
-        """The candidates tried in the order of their upper bound (this module's docstring); `finish(load, figures)`
-        ends a candidate's streams and gives its row (its accuracy checked), which gets the decision in `tune`."""
+        """The candidates tried in the order of their upper bound, then the winner's duel with the runner-up (this
+        module's docstring); `finish(load, figures)` ends a candidate's streams and gives its row, which gets the
+        decision in `tune`."""
         best: Best | None = None
+        tried: list[Tried] = []
         for order, load in enumerate(sorted(loads, key=upper_bound, reverse=True)):
             started = time.monotonic()
             decision, found, figures = self.decide(load, best)
-            row = finish(load, figures)
-            passed = row["status"] == "ok" and (row.get("accuracy") or {}).get("passed")
-            rate = (found or {}).get("max_rate")
+            checked = not decision.startswith("pruned") and load.failure is None
+            entry = Tried(load, order, decision, found, figures, 0.0, load.accuracy_passed() if checked else None)
+            entry.seconds = time.monotonic() - started
             leads = decision in ("searched", "beat the best")
-            if passed and leads and rate is not None and (best is None or rate > best.rate):
-                best = Best(load.case.case_id, rate)
-            if leads and not passed:
-                decision += ", but fails the accuracy gate: never the best"
+            if entry.passed and leads and entry.rate is not None and (best is None or entry.rate > best.rate):
+                best = Best(load.case.case_id, entry.rate)
+            if leads and entry.passed is False:
+                entry.decision += ", but fails the accuracy gate: never the best"
+            tried.append(entry)
+            self.say(f"    tune: {load.case.case_id}: {entry.decision} ({len((found or {}).get('probes') or [])} probes)"
+                     + (f", best so far {best.rate:g}/s" if best else ""))  # fmt: skip
+        duel = self.duel(tried, best) if best and self.runner.duel_pairs else None
+        for entry in tried:
+            row = finish(entry.load, entry.figures)
             row["tune"] = {
-                "order": order, "upper_bound_per_s": round(upper_bound(load), 3), "decision": decision,
-                "trials": len((found or {}).get("probes") or []), "prepare_s": round(getattr(load, "prepare_s", 0.0), 3),
-                "probe_s": round(time.monotonic() - started, 3), "exhaustive": self.exhaustive,
+                "order": entry.order, "upper_bound_per_s": round(upper_bound(entry.load), 3),
+                "decision": entry.decision, "trials": len((entry.found or {}).get("probes") or []),
+                "prepare_s": round(getattr(entry.load, "prepare_s", 0.0), 3), "probe_s": round(entry.seconds, 3),
+                "exhaustive": self.exhaustive,
             }  # fmt: skip
-            self.say(f"    tune: {load.case.case_id}: {decision} ({row['tune']['trials']} probes)"
-                     + (f", best so far {best.rate:g}/s" if best else ""))
+            if duel and entry.load.case.case_id == best.case_id:
+                row["tune"]["duel"] = duel
+
+    def duel(self, tried: list[Tried], best: Best) -> dict | None:
+        """The winner against the runner-up (the other candidate within the gate with the highest VALID rate, else the
+        highest bound), on the same schedules at the winner's rate, taking turns: the runner-up's p99 over the
+        winner's, pair by pair, with a t interval of their log ratios."""
+        from scipy import stats
+
+        from bench.results.server import percentile_summary, validity
+
+        winner = next(t for t in tried if t.load.case.case_id == best.case_id)
+        others = [t for t in tried if t is not winner and t.passed and t.load.failure is None]
+        if not others:
+            return None
+        other = max(others, key=lambda t: (t.rate or 0.0, upper_bound(t.load)))
+        case, started = winner.load.case, time.monotonic()
+        seed_key = f"{self.runner.order_seed}:{self.SALT}:{self.index}:duel"
+        entry = {"against": other.load.case.case_id, "rate": best.rate, "pairs": [], "trials": 0,
+                 "rule": "the same seeded schedule served by each in turn, the first alternating; p99 from the scheduled"
+                         " time; the interval a t interval of the pairs' log ratios"}  # fmt: skip
+        for number in range(self.runner.duel_pairs):
+            offsets = arrival_offsets(best.rate, case.arrivals, probe_seconds(case, best.rate),
+                                      random.Random(f"{seed_key}:{number}"))  # fmt: skip
+            pair = {"first": "winner" if number % 2 == 0 else "runner-up"}
+            for side, contender in ((("winner", winner), ("runner-up", other))[:: 1 if number % 2 == 0 else -1]):
+                counter = self.runner.job_dir(contender.load.case) / "queries.counter"
+                served = server.serve(contender.load, offsets, counter)
+                entry["trials"] += 1
+                if served is None:
+                    entry["stopped"] = f"a stream of the {side} ended"
+                    break
+                latencies = latencies_ms(offsets, served)
+                judged = validity([v for v in latencies if math.isfinite(v)], len(offsets), case.search["p99_ms"])
+                pair[side] = {"p99_ms": (percentile_summary(latencies) or {}).get("p99"), "result": judged["result"]}
+            if "stopped" in entry:
+                break
+            entry["pairs"].append(pair)
+        entry["seconds"] = round(time.monotonic() - started, 3)
+        logs = [math.log(p["runner-up"]["p99_ms"] / p["winner"]["p99_ms"]) for p in entry["pairs"]
+                if p["winner"]["p99_ms"] and p["runner-up"]["p99_ms"]]  # fmt: skip
+        if len(logs) < 2:
+            pairs = entry["pairs"]
+            if pairs and all(p["winner"]["p99_ms"] and p["runner-up"]["p99_ms"] is None for p in pairs):
+                entry["verdict"], entry["why"] = "ahead", "the runner-up left queries unserved in every pair: the winner is ahead"
+            else:
+                entry["verdict"] = "too few pairs with both p99s served to compare"
+            return entry
+        mean = statistics.fmean(logs)
+        spread = statistics.stdev(logs)
+        half = stats.t.ppf(0.975, len(logs) - 1) * spread / math.sqrt(len(logs)) if spread > 0 else 0.0
+        entry["ratio"] = round(math.exp(mean), 4)
+        entry["interval"] = [round(math.exp(mean - half), 4), round(math.exp(mean + half), 4)]
+        if mean - half > 0:
+            entry["verdict"] = "ahead"
+        elif mean + half < 0:
+            entry["verdict"] = "behind"
+        else:
+            entry["verdict"] = "tied"
+        return entry
 
     def say(self, text: str) -> None:
         """A line as each candidate is decided: a shape's round reports its rows only at its end."""

@@ -10,6 +10,8 @@ connects to the runner's socket NAME (an abstract Unix socket) and answers one J
   {"calls_ns", "samples_ns", "interference", "cpu_s"};
 - runner → worker: {"serve": {...}} and {"users": {...}}: a server schedule (serve_queries) or closed-loop users
   (serve_users) served with the other streams; the answer {"queries", "interference", "cpu_s"};
+- runner → worker: {"check": true}: one more call's outputs checked against eager fp32, the answer {"accuracy"}
+  (bench tune asks before it compares configurations);
 - runner → worker: {"finish": true}: the outputs checked against eager fp32 and the answer written to RESULT as
   a worker's envelope (bench.worker.answer), every block's samples together; then it exits.
 Between blocks the runner stops the worker (SIGSTOP), so that its thread pools cannot spin on the CPUs another
@@ -32,7 +34,7 @@ from contextlib import contextmanager
 from bench.job import Job
 from bench.worker.answer import answer
 from bench.worker.case import prepare_case, query_stall, read_job, warm_up
-from bench.worker.workloads.forward import measured_result
+from bench.worker.workloads.forward import checked_accuracy, measured_result
 
 CANARY_SIZE = 192
 CANARY_REPEATS = 3
@@ -63,6 +65,9 @@ def serve(job: Job, control: str) -> dict:
             samples_ns += [end - start for _, start, end in served["queries"]]
             blocks.append({k: v for k, v in served.items() if k != "queries"})
             channel.send(served)
+            continue
+        if command.get("check"):
+            channel.send({"accuracy": checked_accuracy(case)})
             continue
         if "users" in command:
             served = serve_users(case.backend.run, command["users"])

@@ -7,6 +7,7 @@ The measured call is optimum-intel's model class, or (option `call`) the bare co
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,9 @@ from bench.backends.options import Options
 from bench.measure.timing import timed
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+ONEDNN_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+"""The variables that cap oneDNN's ISA, which OpenVINO's CPU plugin reads too (docs/cpus.md)."""
+
 READ_BACK = (
     "INFERENCE_NUM_THREADS",
     "PERFORMANCE_HINT",
@@ -151,6 +155,12 @@ class OpenvinoBackend(
         for key in READ_BACK:
             if key in asked and str(reported[key]) != str(asked[key]):
                 self.warnings.append(f"asked OpenVINO for {key}={asked[key]}, it reports {reported[key]}")
+        capped = [f"{name}={os.environ[name]}" for name in ONEDNN_CAPS if name in os.environ]
+        if capped:
+            self.warnings.append(
+                f"{', '.join(capped)}: OpenVINO's CPU plugin caps its oneDNN primitives by it but picks its kernels from"
+                " the CPU itself; on a bigger CPU its bf16 can fail to compile and its int8 return empty outputs"
+            )
         return reported
 
     def precision_mode(self) -> dict:

@@ -15,12 +15,20 @@ def run(case) -> dict:
     return measured_result(case, samples_ns, interference)
 
 
+def checked_accuracy(case) -> dict:
+    """One more call's outputs checked against eager fp32."""
+    from bench.measure.accuracy import compare
+    from bench.measure.hidden_state import accuracy_outputs
+
+    outputs, not_compared = accuracy_outputs(case.backend)
+    reference, settings = case.reference, case.job.case
+    return compare(outputs, reference.outputs, reference.mask, settings.task, settings.tolerance, not_compared)
+
+
 def measured_result(case, samples_ns: list[int], interference: dict) -> dict:
     """The worker's answer for a forward-pass case: its samples and statistics, then one more call's outputs
     checked against eager fp32, and what took effect."""
-    from bench.measure.accuracy import compare
     from bench.measure.flops import try_count_flops
-    from bench.measure.hidden_state import accuracy_outputs
     from bench.measure.inputs import padding_share
     from bench.measure.interference import warnings_of
     from bench.measure.stats import ci_target, ci_target_warnings, latency_summary, stability_warnings, throughput
@@ -28,8 +36,7 @@ def measured_result(case, samples_ns: list[int], interference: dict) -> dict:
     job, backend, measure_cfg = case.job, case.backend, case.job.case.measure
     case.memory.looped()
     backend.after_measurement()
-    outputs, not_compared = accuracy_outputs(backend)
-    reference = case.reference
+    accuracy = checked_accuracy(case)
     samples_ms = [ns / 1e6 for ns in samples_ns]
     latency = latency_summary(samples_ms)
     latency["ci_target"] = ci_target(latency, measure_cfg.get("target_ci"))
@@ -38,7 +45,7 @@ def measured_result(case, samples_ns: list[int], interference: dict) -> dict:
         "latency_ms": latency,
         "samples_ms": samples_ms,
         "throughput": throughput(latency["median"], job.case.batch_size, tokens),
-        "accuracy": compare(outputs, reference.outputs, reference.mask, job.case.task, job.case.tolerance, not_compared),
+        "accuracy": accuracy,
         "effective": effective(backend),
         "timings_ms": {**case.timings, **backend.timings},
         "memory": case.memory.figures(),
