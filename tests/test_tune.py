@@ -34,8 +34,8 @@ def candidate(name: str, streams: int, service_ms: float, passes: bool = True):
         case_id=name, streams=streams, threads=1, rate=0.0, arrivals="poisson", measure={"server_seconds": 1.0},
         search={"p99_ms": 50.0, "start": None, "precision": 0.1, "max_probes": 15},
     )  # fmt: skip
-    return SimpleNamespace(case=case, call_ms=service_ms, service_ms=service_ms, passes=passes, failure=None,
-                           accuracy_passed=lambda: passes)  # fmt: skip
+    return SimpleNamespace(case=case, call_ms=service_ms, fastest_ms=None, service_ms=service_ms, passes=passes,
+                           failure=None, accuracy_passed=lambda: passes)  # fmt: skip
 
 
 CANDIDATES = [("a", 1, 10.0), ("b", 2, 18.0), ("c", 1, 25.0), ("d", 2, 40.0), ("e", 1, 9.5), ("f", 2, 60.0),
@@ -118,6 +118,40 @@ def test_the_winner_duels_the_runner_up_on_the_same_schedules_and_a_copy_of_it_r
     twins = tuned(TuneRound, [candidate("one", 1, 10.0), candidate("two", 1, 10.0)], tmp_path)
     (best, duel), = [(k, r["tune"]["duel"]) for k, r in twins.items() if "duel" in r["tune"]]
     assert {best, duel["against"]} == {"one", "two"} and duel["verdict"] == "tied" and duel["ratio"] == 1.0, duel
+
+
+def test_where_every_other_candidate_is_pruned_the_margin_is_the_highest_pruned_bound(monkeypatch, tmp_path):
+    from bench.results.tune import summary_lines
+
+    monkeypatch.setattr(server, "serve", simulated_serve)
+    rows = tuned(TuneRound, [candidate("fast", 2, 5.0), candidate("slow", 1, 50.0)], tmp_path)
+    assert rows["slow"]["tune"]["decision"].startswith("pruned") and "duel" not in rows["fast"]["tune"]
+    rate = rows["fast"]["server"]["search"]["max_rate"]
+    named = [{**r, "case_id": k, "model": "m", "search": {"p99_ms": 50.0}} for k, r in rows.items()]
+    assert f"the highest bound of those pruned, 20/s, is {rate / 20:.2f}x under its VALID rate" in summary_lines(named)[0]
+
+
+def test_a_duel_that_puts_the_runner_up_ahead_makes_it_the_winner_and_its_suite():
+    from bench.results.tune import outcomes, summary_lines, tuned_suites
+
+    def row(name, order, rate, high, duel=None):
+        tune = {"order": order, "decision": "searched", "trials": 6, "exhaustive": True, **({"duel": duel} if duel else {})}
+        return {"case_id": name, "model": "m", "task": "t", "seq_len": 32, "batch_size": 1, "backend": name,
+                "precision": "fp32", "threads": 1, "streams": 2, "status": "ok", "accuracy": {"passed": True},
+                "search": {"p99_ms": 100.0}, "server": {"search": {"max_rate": rate, "lowest_failing_rate": high}},
+                "tune": tune}  # fmt: skip
+
+    duel = {"against": "ov", "rate": 276.9, "pairs": [{}] * 4, "ratio": 0.655, "interval": [0.467, 0.918],
+            "verdict": "behind", "trials": 8, "seconds": 40.0}  # fmt: skip
+    rows = [row("ort", 0, 276.9, 291.5, duel), row("ov", 1, 273.4, 288.6)]
+    outcome = outcomes(rows)[0]
+    assert outcome.winner is rows[1] and outcome.runner_up is rows[0] and outcome.rate_leader is rows[0]
+    line = summary_lines(rows)[0]
+    assert "ship ov fp32" in line and "so the paired test puts it ahead" in line, line
+    manifest = {"suite": {"name": "s", "defaults": {}, "models": [{"name": "m"}], "backends": [{"name": "ov"}, {"name": "ort"}]}}
+    assert [b["name"] for b in tuned_suites(manifest, rows)[0]["backends"]] == ["ov"]
+    rows[0]["tune"]["duel"]["verdict"] = "tied"
+    assert outcomes(rows)[0].winner is rows[0]
 
 
 def test_a_candidate_that_fails_the_accuracy_gate_never_becomes_the_best(monkeypatch, tmp_path):

@@ -43,6 +43,8 @@ class ShapeOutcome:
     winner: dict | None = None
     runner_up: dict | None = None
     tied: list[dict] = field(default_factory=list)
+    rate_leader: dict | None = None
+    """Set when the duel overturned the rates: the configuration with the highest VALID rate, now the runner-up."""
 
     @property
     def trials(self) -> int:
@@ -56,7 +58,7 @@ class ShapeOutcome:
 
     @property
     def duel(self) -> dict | None:
-        return (self.winner or {}).get("tune", {}).get("duel")
+        return next((r["tune"]["duel"] for r in self.rows if r["tune"].get("duel")), None)
 
     def duel_text(self) -> str | None:
         """The paired test of the winner against the runner-up at the winner's rate (bench.run.tune's duel)."""
@@ -68,8 +70,13 @@ class ShapeOutcome:
         if "interval" not in duel:
             return f"{head}: {duel.get('stopped') or duel.get('why') or duel['verdict']}"
         low, high = duel["interval"]
+        if self.rate_leader is not None:  # the duel's runner-up is the winner now
+            leader = configuration(self.rate_leader)
+            return (f"paired with {leader} (the highest VALID rate) at {duel['rate']:.4g}/s, {len(duel['pairs'])} pairs"
+                    f" of the same schedule: its p99 is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%),"
+                    " so the paired test puts it ahead, and it is shipped though its own search's rate came out lower")  # fmt: skip
         said = {"ahead": "the winner is ahead", "tied": "tied by the paired test",
-                "behind": "the runner-up is ahead at this rate: the rates' ranking is not sure"}[duel["verdict"]]  # fmt: skip
+                "behind": "lower than the winner's, though it showed no VALID rate of its own"}[duel["verdict"]]  # fmt: skip
         return f"{head}: its p99 is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
 
     def margin_text(self) -> str:
@@ -77,7 +84,14 @@ class ShapeOutcome:
         if self.winner is None:
             return "no configuration had a VALID rate within the accuracy gate"
         if self.runner_up is None:
-            return "no other configuration showed a VALID rate (each was pruned, behind or outside the accuracy gate)"
+            said = "no other configuration showed a VALID rate (each was pruned, behind or outside the accuracy gate)"
+            bounds = [r["tune"].get("upper_bound_per_s") or 0.0 for r in self.rows
+                      if str(r["tune"].get("decision", "")).startswith("pruned")]  # fmt: skip
+            if bounds and max(bounds) > 0:
+                low = bracket(self.winner)[0]
+                said += (f"; the highest bound of those pruned, {max(bounds):.4g}/s, is {low / max(bounds):.2f}x under"
+                         " its VALID rate")  # fmt: skip
+            return said
         (w_low, w_high), (r_low, r_high) = bracket(self.winner), bracket(self.runner_up)
         ratio = w_low / r_low
         upper = f"{w_high / r_low:.2f}" if w_high else "open"
@@ -89,7 +103,8 @@ class ShapeOutcome:
 
 def outcomes(rows: list[dict]) -> list[ShapeOutcome]:
     """Per shape of the tuned rows: the winner (the highest VALID rate within the gate; among equal rates, the one
-    tried first), the runner-up and the configurations tied with the winner."""
+    tried first; but the runner-up when the duel's paired test put it ahead at that rate), the runner-up and the
+    configurations tied with the winner."""
     shapes: dict[tuple, list[dict]] = {}
     for row in tuned_rows(rows):
         shapes.setdefault(tuple(row.get(k) for k in SHAPE), []).append(row)
@@ -103,6 +118,11 @@ def outcomes(rows: list[dict]) -> list[ShapeOutcome]:
             outcome.winner = ranked[0]
             outcome.runner_up = ranked[1] if len(ranked) > 1 else None
             outcome.tied = [r for r in ranked[1:] if r["tune"]["decision"] == "tied"]
+            duel = ranked[0]["tune"].get("duel") or {}
+            overturned = next((r for r in ranked[1:] if r.get("case_id") == duel.get("against")), None)
+            if duel.get("verdict") == "behind" and overturned is not None:
+                outcome.rate_leader, outcome.runner_up, outcome.winner = ranked[0], ranked[0], overturned
+                outcome.tied = [r for r in outcome.tied if r is not overturned]
         found.append(outcome)
     return found
 

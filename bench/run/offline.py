@@ -91,6 +91,8 @@ class Load:
         self.case, self.streams, self.layout = case, streams, layout
         self.worker = self
         self.call_ms = max(r["call_ms"] for r in ready)
+        self.fastest_ms: float | None = None
+        """The fastest call of one stream timed alone, when bench tune asked for it (bench.run.tune)."""
         call_s = self.call_ms / 1000
         self.window_s = max(case.measure.get("block_seconds", 0.2), MIN_WINDOW_CALLS * call_s)
         self.ramp_s = max(RAMP_MIN_S, RAMP_CALLS * call_s)

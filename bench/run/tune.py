@@ -4,8 +4,10 @@ every configuration's rate.
 The candidates of a shape (model, task, sequence length, batch) are the suite's server cases with a rate search
 (`max_rate_under`): backends × precisions × splits of the CPUs. One process round holds them all:
 
-1. Every candidate's streams are prepared (and paused). Their warm-up calls give each an *upper bound*: no split
-   serves more than streams × 1000 / its call's ms queries a second.
+1. Every candidate's streams are prepared (and paused). One stream then calls alone for a short block
+   (BOUND_SECONDS, at least BOUND_CALLS calls): its fastest call gives the candidate an *upper bound*, since no split
+   serves more than streams × 1000 / that call's ms queries a second. (The warm-up calls do not: a few calls after
+   the first ran up to 1.6× slower than the same backend's calls under load on an AMX Xeon.)
 2. In order of that bound, highest first, the first candidate gets a full rate search (bench.run.server). Its
    highest VALID rate is the best so far.
 3. Each next candidate is **pruned** when its bound is under the best so far: it cannot serve that rate. Otherwise
@@ -15,8 +17,8 @@ The candidates of a shape (model, task, sequence length, batch) are the suite's 
    bound is under the challenge's rate only gets the probe at the best rate.
 4. A candidate whose outputs fail the accuracy gate is never the best (each is checked before the next is tried).
 5. The **duel**: the winner and the runner-up, both still running, serve the same seeded schedules at the winner's
-   rate by turns, `bench tune --duel-pairs` pairs (4), the first alternating. The ratio of their p99s, pair by pair, cancels the
-   machine's drift that separates two searches minutes apart: the winner is *ahead* when the interval of the
+   rate by turns, `bench tune --duel-pairs` pairs (4), the first alternating. The ratio of their p99s, pair by pair,
+   cancels the machine's drift that separates two searches minutes apart: the winner is *ahead* when the interval of the
    runner-up's p99 over its own lies above 1, *tied* when it holds 1, and *behind* when it lies below (the rates'
    ranking and the paired test disagree; the table says so). Its probes count as trials.
 
@@ -65,9 +67,28 @@ def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
 TIE_RULE = "bench tune: probed at the best rate so far only, its upper bound being under the best rate × (1 + precision)"
 
 
+BOUND_SECONDS = 0.25
+BOUND_CALLS = 5
+
+
 def upper_bound(load: Load) -> float:
-    """Queries a second the streams could serve at most: each busy all the time with calls as long as its warm-up's."""
-    return load.case.streams * 1000.0 / max(load.call_ms, 1e-3)
+    """Queries a second the streams could serve at most: each busy all the time with calls as fast as the fastest
+    timed alone (the warm-up's median until then)."""
+    return load.case.streams * 1000.0 / max(load.fastest_ms or load.call_ms, 1e-3)
+
+
+def time_fastest_call(load: Load) -> None:
+    """A block of calls on the first stream alone, at least BOUND_CALLS and BOUND_SECONDS: its fastest call is
+    `load.fastest_ms` (a stream that ends sets `load.failure`)."""
+    from bench.run.resident import WorkerEnded
+
+    calls = max(BOUND_CALLS, math.ceil(BOUND_SECONDS * 1000 / max(load.call_ms, 1e-3)))
+    try:
+        samples_ns = load.streams[0].block(calls, 1)["samples_ns"]
+    except WorkerEnded as exc:
+        load.failure = exc
+        return
+    load.fastest_ms = min(samples_ns) / 1e6 if samples_ns else None
 
 
 @dataclasses.dataclass
@@ -113,8 +134,9 @@ class TuneRound(ServerRound):
                 started = time.monotonic()
                 load = self.prepare(case, env, job, layout)
                 if load is not None:
-                    load.prepare_s = time.monotonic() - started
                     loads.append(load)
+                    time_fastest_call(load)
+                    load.prepare_s = time.monotonic() - started
             self.tune(loads, finish)
 
     def tune(self, loads: list[Load], finish) -> None:
@@ -143,6 +165,7 @@ class TuneRound(ServerRound):
             row["tune"] = {
                 "order": entry.order, "upper_bound_per_s": round(upper_bound(entry.load), 3),
                 "decision": entry.decision, "trials": len((entry.found or {}).get("probes") or []),
+                "fastest_call_ms": round(entry.load.fastest_ms, 4) if entry.load.fastest_ms else None,
                 "prepare_s": round(getattr(entry.load, "prepare_s", 0.0), 3), "probe_s": round(entry.seconds, 3),
                 "exhaustive": self.exhaustive,
             }  # fmt: skip
@@ -222,7 +245,7 @@ class TuneRound(ServerRound):
             found, shown = search_rate(load, case, seed_key, counter)
             return "searched", found, self.figures(case, found, shown)
         if upper_bound(load) < best.rate:
-            reason = f"pruned: at most {upper_bound(load):.3g}/s by its warm-up calls, under the best's {best.rate:g}/s"
+            reason = f"pruned: at most {upper_bound(load):.3g}/s by its fastest call, under the best's {best.rate:g}/s"
             return reason, None, None
         challenge = round(best.rate * (1 + case.search["precision"]), 3)
         if upper_bound(load) >= challenge:
