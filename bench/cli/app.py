@@ -367,12 +367,18 @@ def add_tune_parser(sub) -> None:
         help="search every candidate's rate fully (the whole grid: its cost, and the winner to check tuning against)",
     )  # fmt: skip
     p.add_argument(
-        "--duel-pairs", type=int, choices=range(0, 21), default=4, metavar="N",
+        "--duel-pairs", type=duel_pairs, default=4, metavar="N",
         help="pairs of schedules the winner and the runner-up serve by turns at the winner's rate, for their paired"
         " margin (default %(default)s; 0: none)",
     )  # fmt: skip
     add_run_options(p)
     p.set_defaults(func=cmd_tune, emulated=False, memory_budget=None)
+
+
+def duel_pairs(text: str) -> int:
+    if not text.isdigit() or int(text) > 20:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 20, got {text!r}")
+    return int(text)
 
 
 def positive_float(text: str) -> float:

@@ -126,6 +126,17 @@ class Load:
                 if stream.conn is not None:
                     stream.pause()
 
+    def end(self) -> tuple[Outcome, list[int]]:
+        """Every stream finished (or, after a failure, ended), and the outcome that speaks for the case: the first
+        that failed, else the one with the worst accuracy; with that stream's CPUs."""
+        if self.failure is not None:
+            outcomes = [stream.failed(self.failure) for stream in self.streams]
+        else:
+            outcomes = [stream.finish() for stream in self.streams]
+        failed = [o for o in outcomes if o.status != "ok"]
+        outcome = failed[0] if failed else worst_accuracy(outcomes)
+        return outcome, self.layout[outcomes.index(outcome)]
+
     def accuracy_passed(self) -> bool | None:
         """Whether every stream's outputs pass the accuracy gate now, the streams kept (None: a stream ended)."""
         answers = self.ask_all({"check": True})
@@ -255,15 +266,9 @@ class OfflineRound(PairedRound):
 
     def finish(self, load: Load, pairs: list | None, supports: dict) -> None:
         case = load.case
-        if load.failure is not None:
-            outcomes = [stream.failed(load.failure) for stream in load.streams]
-        else:
-            outcomes = [stream.finish() for stream in load.streams]
-        failed = [o for o in outcomes if o.status != "ok"]
-        outcome = failed[0] if failed else worst_accuracy(outcomes)
+        outcome, speaking = load.end()
         entry = round_entry(load, pairs, self.baseline_case.case_id if self.baseline_case else None,
                             self.runner.order_seed) if self.baseline_case else None  # fmt: skip
-        speaking = load.layout[outcomes.index(outcome)]
         row = self.row(case, outcome, entry, load.layout, supports.get(case.case_id), speaking)
         if row["status"] == "ok":
             from bench.measure.stats import latency_summary, stability_warnings

@@ -27,7 +27,7 @@ import time
 
 from bench.job import Case
 from bench.results.server import percentile_summary
-from bench.run.offline import Load, OfflineRound, worst_accuracy
+from bench.run.offline import Load, OfflineRound
 from bench.run.paired import schedule as paired_schedule
 
 LOWEST_SHARE = 32
@@ -202,13 +202,7 @@ class ServerRound(OfflineRound):
         from bench.measure.stats import latency_summary, stability_warnings
 
         case = load.case
-        if load.failure is not None:
-            outcomes = [stream.failed(load.failure) for stream in load.streams]
-        else:
-            outcomes = [stream.finish() for stream in load.streams]
-        failed = [o for o in outcomes if o.status != "ok"]
-        outcome = failed[0] if failed else worst_accuracy(outcomes)
-        speaking = load.layout[outcomes.index(outcome)]
+        outcome, speaking = load.end()
         row = self.row(case, outcome, None, load.layout, supports.get(case.case_id), speaking)
         if row["status"] == "ok" and figures is not None:
             spread = stability_warnings(outcome.result["latency_ms"], len(outcome.result["samples_ms"]),
