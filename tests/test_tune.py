@@ -5,6 +5,7 @@ import json
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 
@@ -13,6 +14,7 @@ from bench.plan.suite import load_suite
 from bench.run import server
 from bench.run.tune import ExhaustiveRound, TuneRound, tuning_suite
 from conftest import TINY_MODEL, bench_cli, two_cpus, write_suite
+from test_paired_stats import DRIFT, drift_trace
 
 
 def simulated_serve(load, offsets, counter):
@@ -152,6 +154,73 @@ def test_a_duel_that_puts_the_runner_up_ahead_makes_it_the_winner_and_its_suite(
     assert [b["name"] for b in tuned_suites(manifest, rows)[0]["backends"]] == ["ov"]
     rows[0]["tune"]["duel"]["verdict"] = "tied"
     assert outcomes(rows)[0].winner is rows[0]
+
+
+def drifting_serve(rng, drift):
+    """bench.run.server.serve on a machine whose speed switches between levels (test_paired_stats' drift, fitted to a
+    2-vCPU VM's canary): one clock runs on over every schedule served, each call as long as the load's `service_ms`
+    times the level at its start and its own lognormal noise (sd 0.1)."""
+    times, levels = drift_trace(rng, 900.0, drift["switch_s"], drift["level_sd"])
+    clock = [0.0]
+
+    def serve(load, offsets, counter):
+        free, queries, start = [0] * load.case.streams, {}, clock[0]
+        for index, offset in enumerate(offsets):
+            stream = free.index(min(free))
+            begin = max(offset, free[stream])
+            level = levels[np.searchsorted(times, start + begin / 1e9, side="right") - 1]
+            free[stream] = begin + round(load.service_ms * math.exp(level + rng.normal(0, 0.1)) * 1e6)
+            queries[index] = (begin, free[stream])
+        clock[0] = start + max(free) / 1e9 + 0.2
+        return {"start_ns": 0, "queries": queries, "answers": []}
+
+    return serve
+
+
+def duels(monkeypatch, tmp_path, slower: float, drift: dict, replicates: int, seed: int, pairs: int = 4) -> list[dict]:
+    """The duel of a winner (10 ms calls, one stream) and a runner-up `slower` times its call, at 50 queries a second
+    under the budget of 50 ms, each replicate on its own drift trace."""
+    from bench.run.tune import Best, Tried
+
+    found = []
+    for replicate in range(replicates):
+        monkeypatch.setattr(server, "serve", drifting_serve(np.random.default_rng([seed, replicate]), drift))
+        loads = [candidate("winner", 1, 10.0), candidate("runner-up", 1, 10.0 * slower)]
+        tried = [Tried(load, order, "searched", {"max_rate": 50.0}, None, 0.0, True) for order, load in enumerate(loads)]
+        rounds = TuneRound.__new__(TuneRound)
+        rounds.runner = SimpleNamespace(order_seed=replicate, job_dir=lambda case: tmp_path, duel_pairs=pairs)
+        rounds.index = 0
+        found.append(rounds.duel(tried, Best("winner", 50.0)))
+    return found
+
+
+@pytest.mark.parametrize("switch_s", [1.0, 5.0])
+def test_a_copy_of_the_winner_reads_ahead_or_behind_at_most_as_often_as_the_duels_95_percent_level_allows(
+    monkeypatch, tmp_path, switch_s
+):
+    """The duel's interval holds its level under level-switching drift: 300 duels of a configuration against a copy of
+    itself (one-sided 2.5% false "ahead", 5% in all, with the binomial slack of 300). The same pairs judged with the
+    normal quantile instead of Student's t (4 pairs, 3 degrees of freedom) would not hold it."""
+    from scipy import stats
+
+    found = duels(monkeypatch, tmp_path, 1.0, {**DRIFT, "switch_s": switch_s}, 300, seed=int(switch_s))
+    verdicts = [d["verdict"] for d in found]
+    assert set(verdicts) <= {"ahead", "tied", "behind"}
+    assert verdicts.count("ahead") / len(verdicts) <= 0.045, verdicts.count("ahead")
+    assert (len(verdicts) - verdicts.count("tied")) / len(verdicts) <= 0.08, verdicts.count("tied")
+    normal = 0
+    for duel in found:
+        logs = [math.log(p["runner-up"]["p99_ms"] / p["winner"]["p99_ms"]) for p in duel["pairs"]]
+        normal += abs(np.mean(logs)) > stats.norm.ppf(0.975) * np.std(logs, ddof=1) / math.sqrt(len(logs))
+    assert normal / len(found) > 0.08, normal
+
+
+def test_a_runner_up_half_as_fast_again_per_call_mostly_reads_behind_the_winner_under_drift(monkeypatch, tmp_path):
+    """The duel's power under the same drift (docs/scenarios.md gives it): a runner-up whose calls take 1.5x the
+    winner's reads "ahead" (the winner ahead) in most duels of 4 pairs, and never the other way."""
+    found = duels(monkeypatch, tmp_path, 1.5, DRIFT, 100, seed=9)
+    verdicts = [d["verdict"] for d in found]
+    assert verdicts.count("behind") == 0 and verdicts.count("ahead") >= 50, verdicts.count("ahead")
 
 
 def test_a_candidate_that_fails_the_accuracy_gate_never_becomes_the_best(monkeypatch, tmp_path):
