@@ -11,7 +11,9 @@ from pathlib import Path
 from bench import terminal
 from bench.errors import BenchError
 from bench.job import EXIT_FAILED, EXIT_OK
-from bench.results.regression import ALPHA, SHOWN, SLOWER, THRESHOLD, CaseResult, Comparison, Settings, compare_runs
+from bench.results.regression import (
+    ALPHA, SHOWN, SLOWER, THRESHOLD, CaseResult, Comparison, Settings, compare_runs, samples_per_s, scenario_of,
+)  # fmt: skip
 from bench.results.run_files import Run, load_run
 
 COMPARISON_SCHEMA = 1
@@ -80,7 +82,12 @@ def change_cell(ratio: float | None, interval) -> str:
 def cells(case: CaseResult) -> list[str]:
     """verdict, case, base median, new median, change [interval], p-value, why."""
     def ms(row):
-        return f"{row['latency_ms']['median']:.3f}" if row.get("status") == "ok" and row.get("latency_ms") else "-"
+        if row.get("status") != "ok":
+            return "-"
+        if scenario_of(row) == "offline":
+            rate = samples_per_s(row)
+            return f"{rate:.1f}/s" if rate else "-"
+        return f"{row['latency_ms']['median']:.3f}" if row.get("latency_ms") else "-"
 
     p_value = "-" if case.p_holm is None else f"{case.p_holm:.2g}"
     q_value = "-" if case.q_value is None else f"{case.q_value:.2g}" + ("*" if case.q_value < ALPHA else "")
@@ -146,6 +153,9 @@ def print_table(comparison: Comparison) -> None:
 
 def footnotes(comparison: Comparison) -> list[str]:
     lines = [f"base: {run_text(comparison.base)}", f"new:  {run_text(comparison.new)}", settings_text(comparison)]
+    if any(case.figure != "median call" for case in comparison.cases):
+        lines.append("offline rows: samples/s under load; their change is in the time per sample, so +11% is 10% fewer"
+                     " samples/s")  # fmt: skip
     if comparison.shift is not None:
         text = f"run-wide: new/base {comparison.shift:.3f} (geometric mean of the judged cases' ratios)"
         machine = comparison.machine_shift

@@ -64,7 +64,10 @@ class CaseResult:
     q_value: float | None = None
     """Benjamini-Hochberg's q-value over the same cases."""
     method: str | None = None
-    """rounds: one figure per process (round medians); samples: one process per side, its samples."""
+    """rounds: one figure per process (round medians); samples: one process per side, its samples; windows: an
+    offline row's windows of one round a side."""
+    figure: str = "median call"
+    """What the ratio is of: the median call, or for an offline row the time per sample under load."""
 
     def to_json(self) -> dict:
         row = self.new if measured(self.new) or not measured(self.base) else self.base
@@ -80,6 +83,9 @@ class CaseResult:
             "p_holm": self.p_holm,
             "q_value": self.q_value,
             "method": self.method,
+            "figure": self.figure,
+            "base_samples_per_s": samples_per_s(self.base),
+            "new_samples_per_s": samples_per_s(self.new),
             "reasons": self.reasons,
             "samples": {"base": sample_count(self.base), "new": sample_count(self.new)},
             "rounds": {"base": len(rounds_of(self.base) or [1]), "new": len(rounds_of(self.new) or [1])},
@@ -100,29 +106,91 @@ def judge(base: dict, new: dict, settings: Settings = Settings()) -> CaseResult:
     result.reasons = [f"base {r}" for r in distrust_reasons(base)] + [f"new {r}" for r in distrust_reasons(new)]
     if not (measured(base) and measured(new)):
         return result
+    scenario = scenario_of(base)
+    if scenario != scenario_of(new):
+        result.reasons = [f"measured as {scenario} in base and as {scenario_of(new)} in new"]
+        return result
+    if scenario not in JUDGED_SCENARIOS:
+        result.reasons = [UNJUDGED.get(scenario, f"measured as {scenario}: not judged between runs")]
+        return result
+    if scenario == "offline":
+        return judge_offline(result, settings)
     result.ratio = float(new["latency_ms"]["median"] / base["latency_ms"]["median"])
     if result.reasons:
         return result
-    from bench.results import significance
-
     rounds = round_level(base, new, settings.confidence)
     if rounds is not None:
         result.ratio, result.ratio_ci, result.p_value = rounds
         result.method = "rounds"
         result.verdict = verdict(result.ratio, result.ratio_ci, result.p_value, settings)
         return result
-    n, m = len(base["samples_ms"]), len(new["samples_ms"])
-    if significance.smallest_p_value(n, m) >= settings.alpha:
-        result.reasons = [f"too few samples ({n} and {m}) for a test at alpha {settings.alpha:g}"]
+    sides = (base["samples_ms"], rounds_of(base)), (new["samples_ms"], rounds_of(new))
+    return sample_level(result, sides, drift_of(base, new), "samples", settings)
+
+
+def sample_level(result: CaseResult, sides, drift, what: str, settings: Settings) -> CaseResult:
+    """The verdict from one process a side: the U test and the Hodges-Lehmann interval on its `what` (samples, or
+    an offline row's windows), `sides` giving each side's (values, rounds or None)."""
+    from bench.results import significance
+
+    (b, b_rounds), (n, n_rounds) = sides
+    if significance.smallest_p_value(len(b), len(n)) >= settings.alpha:
+        result.reasons = [f"too few {what} ({len(b)} and {len(n)}) for a test at alpha {settings.alpha:g}"]
         return result
-    result.p_value = significance.mann_whitney_p(base["samples_ms"], new["samples_ms"])
-    result.ratio_ci = significance.ratio_interval(
-        base["samples_ms"], new["samples_ms"], rounds_of(base), rounds_of(new), settings.confidence, drift_of(base, new)
-    )
+    result.p_value = significance.mann_whitney_p(b, n)
+    result.ratio_ci = significance.ratio_interval(b, n, b_rounds, n_rounds, settings.confidence, drift)
     if result.ratio_ci is None:
-        result.reasons = [f"too few samples ({n} and {m}) for a {settings.confidence:.0%} interval"]
+        result.reasons = [f"too few {what} ({len(b)} and {len(n)}) for a {settings.confidence:.0%} interval"]
         return result
-    result.method = "samples"
+    result.method = what
+    result.verdict = verdict(result.ratio, result.ratio_ci, result.p_value, settings)
+    return result
+
+
+SINGLE_STREAM = "single-stream"
+JUDGED_SCENARIOS = (SINGLE_STREAM, "offline")
+UNJUDGED = {
+    "server": "a server row answers with a rate (or a rate bracket) judged VALID or not at one moment, not a figure"
+              " with an interval between runs: compare configurations in one run (bench tune's duel)",
+    "closed-loop": "a closed-loop row is a curve of completed queries over users, not judged between runs",
+}  # fmt: skip
+
+
+def scenario_of(row: dict) -> str:
+    return row.get("scenario") or SINGLE_STREAM
+
+
+def offline_figures(row: dict) -> list[list[float]]:
+    """An offline row's windows as time per sample (s), round by round: a ratio over 1 is slower, as for latency."""
+    windows = (row.get("load") or {}).get("windows") or []
+    return [[1.0 / w for w in per_round if w and w > 0] for per_round in windows if per_round]
+
+
+def samples_per_s(row: dict) -> float | None:
+    return (row.get("load") or {}).get("samples_per_s") if measured(row) else None
+
+
+def judge_offline(result: CaseResult, settings: Settings) -> CaseResult:
+    """An offline case judged on its throughput under load: the figure is the time per sample (1 / samples/s) of
+    each round's median window, tested as round medians are; with one round a side, its windows as samples."""
+    import statistics
+
+    base, new = result.base, result.new
+    result.figure = "time per sample under load (1 / samples/s)"
+    b, n = offline_figures(base), offline_figures(new)
+    if not (samples_per_s(base) and samples_per_s(new)) or not any(b) or not any(n):
+        result.reasons = result.reasons or ["no throughput under load recorded"]
+        return result
+    result.ratio = float(samples_per_s(base) / samples_per_s(new))
+    if result.reasons:
+        return result
+    level = figure_level([statistics.median(w) for w in b if w], [statistics.median(w) for w in n if w], base, new,
+                         settings.confidence)  # fmt: skip
+    if level is None:
+        return sample_level(result, (([w for r in b for w in r], None), ([w for r in n for w in r], None)), None,
+                            "windows", settings)  # fmt: skip
+    result.ratio, result.ratio_ci, result.p_value = level
+    result.method = "rounds"
     result.verdict = verdict(result.ratio, result.ratio_ci, result.p_value, settings)
     return result
 
@@ -153,9 +221,13 @@ def round_level(base: dict, new: dict, confidence: float):
     """(ratio, interval, p) from the rounds, one figure per process: the geometric mean of the new side's round
     medians over the base side's, Welch's t on the log round medians with each side's variance moderated towards
     its run's pooled spread. None unless both sides have two rounds or more."""
+    return figure_level(round_medians(base), round_medians(new), base, new, confidence)
+
+
+def figure_level(b: list[float] | None, n: list[float] | None, base: dict, new: dict, confidence: float):
+    """round_level on one figure per round of each side (round medians, or an offline round's time per sample)."""
     from scipy.stats import t
 
-    b, n = round_medians(base), round_medians(new)
     if not b or not n or len(b) < 2 or len(n) < 2 or min(b + n) <= 0:
         return None
     pooled = lambda row: (row.get("rounds_agreement") or {}).get("pooled")  # noqa: E731
