@@ -65,6 +65,9 @@ class Case:
     """Server: the rate search (`max_rate_under`: p99_ms, start, precision, max_probes), or {}: `rate` is measured."""
     concurrency: int = 0
     """Closed loop: users, each sending its next query as soon as its last is answered (0: not closed loop)."""
+    batching: dict = field(default_factory=dict)
+    """Server: dynamic batching ({"max_wait_ms": W}): each query one sample, gathered into batches of up to
+    `batch_size`, each run padded to it; {}: each query is a whole batch of `batch_size`."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +122,7 @@ class Case:
             p99_ms=0.0,
             search={},
             concurrency=0,
+            batching={},
         )
 
     @property

@@ -12,6 +12,7 @@ from bench.plan.matrix import expand
 from bench.plan.suite import load_suite
 from bench.results.folder import row_is_good
 from bench.results.server import early_stopping_passes, queries_needed, validity
+from bench.run.launch import group_running
 from bench.run.server import arrival_offsets, latencies_ms, queue_depth
 from conftest import TINY_MODEL, bench_cli, two_cpus, write_suite
 
@@ -187,6 +188,48 @@ def test_a_stalled_call_shows_in_the_latency_from_the_scheduled_time_and_not_in_
     assert row["server"]["validity"]["result"] == "INVALID" and row["server"]["max_queue_depth"] >= 40
 
 
+INTERRUPTED = STALL.replace("server_seconds: 6", "server_seconds: 8")
+"""One stream at 50 queries a second for 8 s: 400 queries, about 7 ms each, interrupted after the 50th is taken."""
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_middle_of_a_server_schedule_keeps_no_half_row_leaves_no_stream_and_resume_serves_it_whole(
+    tmp_path,
+):
+    import signal
+
+    from test_concurrent_runs import start, wait_for, worker_pids
+
+    run = tmp_path / "run"
+    suite = write_suite(tmp_path, INTERRUPTED)
+    first = start(tmp_path, "run", suite, "--out", run, "--no-peak", "--no-report",
+                  env={"BENCH_DELAY_MS": f"tiny-eager:{SPIN_MS}"})  # fmt: skip
+
+    def taken() -> int:
+        counters = list((run / "jobs").glob("*/queries.counter"))
+        return int.from_bytes(counters[0].read_bytes()[:8], "little") if counters else 0
+
+    try:
+        wait_for(lambda: taken() >= 50, first)
+        streams = worker_pids(run, first.pid)
+    finally:
+        first.send_signal(signal.SIGINT)
+        returncode = first.wait(timeout=300)
+    stderr = (tmp_path / "first.err").read_text()
+    assert returncode == 130, stderr
+    assert stderr.rstrip().endswith(f"interrupted: finished cases are kept; continue with: bench run --resume {run}")
+    assert streams and not any(group_running(pid) for pid in streams), "a stream outlived the interrupted run"
+    assert json.loads((run / "manifest.json").read_text())["runs"][-1]["interrupted"] is True
+    results = run / "results.jsonl"
+    assert not results.exists() or not results.read_text().strip(), "a half-served schedule was kept as a row"
+
+    resumed = bench_cli("run", "--resume", run, "--no-peak", "--no-report", env={"BENCH_DELAY_MS": f"tiny-eager:{SPIN_MS}"})
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["status"] == "ok", (resumed.stderr, rows)
+    assert resumed.returncode == (0 if row_is_good(rows[0]) else 1), resumed.stderr
+    assert rows[0]["server"]["queries"] == 400 and None not in rows[0]["server"]["records"][0]["done_ms"]
+
+
 def arrival_offsets_of(row: dict) -> list[int]:
     seed = row["server"]["seed"][0]
     return arrival_offsets(row["rate"], row["arrivals"], row["measure"]["server_seconds"], random.Random(seed))
@@ -257,7 +300,7 @@ def search_case(**search):
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        streams=1, rate=0.0, arrivals="poisson", measure={"server_seconds": 1.0},
+        streams=1, rate=0.0, arrivals="poisson", measure={"server_seconds": 1.0}, batch_size=1, batching={},
         search={"p99_ms": 50.0, "start": None, "precision": 0.1, "max_probes": 15, **search},
     )  # fmt: skip
 

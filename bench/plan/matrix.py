@@ -21,7 +21,7 @@ AXES_DEFAULTS = {
     "rates": [0.0], "concurrency": [0],
 }  # fmt: skip
 ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate", "pipeline", "scenario", "arrivals", "p99_ms",
-                                       "max_rate_under"}  # fmt: skip
+                                       "max_rate_under", "dynamic_batching"}  # fmt: skip
 """What a case's model_entry leaves out: the axes and measure it was expanded with, its generate and pipeline blocks."""
 FILTER_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment",
@@ -49,6 +49,8 @@ def case_id(params: dict) -> str:
         identity.pop("search", None)
     if not identity.get("concurrency"):
         identity.pop("concurrency", None)
+    if not identity.get("batching"):
+        identity.pop("batching", None)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     pad = f"-p{params['padding_ratio']:g}" if params["padding_ratio"] else ""
     new = f"-n{params['new_tokens']}" if params.get("new_tokens") else ""
@@ -56,6 +58,8 @@ def case_id(params: dict) -> str:
     load = f"x{params['streams']}-{params['scenario']}-" if params.get("scenario", SINGLE_STREAM) != SINGLE_STREAM else ""
     if params.get("scenario") == SERVER:
         load += "search-" if params.get("search") else f"r{params['rate']:g}-"
+        if params.get("batching"):
+            load += f"db{params['batching']['max_wait_ms']:g}-"
     if params.get("scenario") == CLOSED_LOOP:
         load += f"c{params['concurrency']}-"
     return (
@@ -140,6 +144,9 @@ def expand(suite: Suite) -> list[Case]:
                 arrivals = next((lv.arrivals for lv in (backend, model, defaults) if lv.arrivals is not None), "poisson")
                 bound = next((lv.p99_ms for lv in (backend, model, defaults) if lv.p99_ms is not None), 0.0)
                 params.update(rate=float(rate), arrivals=arrivals, p99_ms=float(bound))
+                batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
+                if batching is not None:
+                    params["batching"] = batching.model_dump()
                 if search is not None:
                     params.update(search=search.model_dump(), p99_ms=search.p99_ms)
             if scenario == CLOSED_LOOP:
@@ -225,6 +232,9 @@ def scenario_notes(backend, model, defaults) -> list[str]:
         ignored.append(f"{model.name} on {backend.label}: rates {rates} apply to scenario server only")
     if users and scenario != CLOSED_LOOP:
         ignored.append(f"{model.name} on {backend.label}: concurrency {users} applies to scenario closed-loop only")
+    batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
+    if batching is not None and scenario != SERVER:
+        ignored.append(f"{model.name} on {backend.label}: dynamic_batching applies to scenario server only")
     if scenario == SINGLE_STREAM:
         streams = [s for s in _pick("streams", backend, model, defaults) if s != 1]
         return ignored + ([f"{model.name} on {backend.label}: streams {streams} apply to the scenarios under load"

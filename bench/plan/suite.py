@@ -123,6 +123,16 @@ class RateSearch(StrictModel):
     max_probes: int = Field(15, ge=2, le=50, description="Stop after this many probes, and say so.")
 
 
+class DynamicBatching(StrictModel):
+    """Server: queries of one sample each, gathered into batches of up to the case's batch size."""
+
+    max_wait_ms: float = Field(
+        ge=0, le=10_000,
+        description="How long a batch waits after its first query's scheduled time for more to arrive before it runs"
+        " (it runs at once when full). Every batch runs at the case's batch size, padded.",
+    )  # fmt: skip
+
+
 class Axes(StrictModel):
     """The matrix axes; any level (defaults, model, backend) may set them, the most specific wins."""
 
@@ -156,6 +166,9 @@ class Axes(StrictModel):
     )
     max_rate_under: Optional[RateSearch] = Field(
         None, description="Server: search the highest VALID rate under this bound instead of measuring `rates`."
+    )
+    dynamic_batching: Optional[DynamicBatching] = Field(
+        None, description="Server: each query one sample, batched by the server up to the case's batch size."
     )
     measure: Optional[Measure] = None
 

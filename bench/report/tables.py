@@ -324,7 +324,15 @@ def load_cells(row: dict) -> list[str]:
     from bench.results.offline import split_text
 
     return [str(row.get("model")), str(row.get("backend")), row_label(row), str(row.get("environment") or "main"),
-            str(row.get("seq_len")), str(row.get("batch_size")), split_text(row)]
+            str(row.get("seq_len")), batch_text(row), split_text(row)]
+
+
+def batch_text(row: dict) -> str:
+    """The batch size, or for a server row that batches dynamically its largest batch and wait."""
+    batching = row.get("batching")
+    if not batching:
+        return str(row.get("batch_size"))
+    return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms, padded)"
 
 
 def ms(value) -> str:

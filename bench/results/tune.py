@@ -16,7 +16,14 @@ def tuned_rows(rows: list[dict]) -> list[dict]:
 
 
 def configuration(row: dict) -> str:
-    return f"{row.get('backend')} {row_label(row)} {split_text(row)}"
+    batching = row.get("batching")
+    batched = f", batches ≤{row.get('batch_size')} (wait {batching['max_wait_ms']:g} ms)" if batching else ""
+    return f"{row.get('backend')} {row_label(row)} {split_text(row)}{batched}"
+
+
+def shape_of(row: dict) -> tuple:
+    """What the candidates serve: a dynamically batched case serves queries of one sample, as batch 1 does."""
+    return tuple(1 if key == "batch_size" and row.get("batching") else row.get(key) for key in SHAPE)
 
 
 def max_rate(row: dict) -> float | None:
@@ -107,7 +114,7 @@ def outcomes(rows: list[dict]) -> list[ShapeOutcome]:
     configurations tied with the winner."""
     shapes: dict[tuple, list[dict]] = {}
     for row in tuned_rows(rows):
-        shapes.setdefault(tuple(row.get(k) for k in SHAPE), []).append(row)
+        shapes.setdefault(shape_of(row), []).append(row)
     found = []
     for shape, members in shapes.items():
         members.sort(key=lambda r: r["tune"].get("order", 0))

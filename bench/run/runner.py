@@ -362,6 +362,7 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
         **({"scenario": case.scenario, "streams": case.streams} if case.under_load else {}),
         **({"rate": case.rate, "arrivals": case.arrivals, "p99_ms": case.p99_ms or None} if case.server else {}),
         **({"search": case.search} if case.search else {}),
+        **({"batching": case.batching} if case.batching else {}),
         **({"concurrency": case.concurrency} if case.closed_loop else {}),
         "baseline": case.is_baseline and not case.pair_of,
         "pinned_cpus": cpus,

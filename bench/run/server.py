@@ -77,6 +77,7 @@ def serve(load: Load, offsets: list[int], counter) -> dict | None:
             "offsets_ns": offsets,
             "deadline_ns": start_ns + round(seconds * OVERRUN * 1e9),
             "counter": str(counter),
+            **batching_command(load.case),
         }
     }
     answers = load.ask_all(command)
@@ -84,6 +85,30 @@ def serve(load: Load, offsets: list[int], counter) -> dict | None:
         return None
     queries = {index: (start, end) for a in answers for index, start, end in a["queries"]}
     return {"start_ns": start_ns, "queries": queries, "answers": answers}
+
+
+def queries_per_call(case: Case) -> int:
+    """A full call serves this many queries: the batch where the case batches dynamically, else one."""
+    return case.batch_size if case.batching else 1
+
+
+def batching_command(case: Case) -> dict:
+    """What the streams need to batch dynamically (bench.worker.resident.serve_batches), or nothing."""
+    if not case.batching:
+        return {}
+    return {"max_batch": case.batch_size, "max_wait_ns": round(case.batching["max_wait_ms"] * 1e6)}
+
+
+def batching_entry(case: Case, served: dict) -> dict:
+    """The row's record of dynamic batching: its settings and the queries each call carried."""
+    if not case.batching:
+        return {}
+    sizes = [b for a in served["answers"] for b in a.get("batches") or []]
+    return {"batching": {
+        "max_batch": case.batch_size, "max_wait_ms": case.batching["max_wait_ms"], "padded": True,
+        "calls": len(sizes), "mean_batch": round(sum(sizes) / len(sizes), 3) if sizes else None,
+        "full_share": round(sum(b == case.batch_size for b in sizes) / len(sizes), 4) if sizes else None,
+    }}  # fmt: skip
 
 
 def latencies_ms(offsets: list[int], served: dict) -> list[float]:
@@ -122,6 +147,7 @@ def round_entry(case: Case, offsets: list[int], served: dict, seed_key: str, rat
         "queue_depth": [queue_depth(offsets, queries, start_ns)],
         "steal_shares": [[round(s, 4) for s in steal]],
         "records": [query_records(offsets, served)],
+        **batching_entry(case, served),
     }
 
 
@@ -251,7 +277,7 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
     when that first rate is not VALID (bench tune asks whether a configuration beats the best so far)."""
     search = case.search
     bound = search["p99_ms"]
-    capacity = case.streams * 1000.0 / max(load.call_ms, 1e-3)
+    capacity = case.streams * queries_per_call(case) * 1000.0 / max(load.call_ms, 1e-3)
     rate = start or search.get("start") or max(0.1, round(capacity / 2, 1))
     seconds = case.measure.get("server_seconds", 10.0)
     probes: list[dict] = []

@@ -39,7 +39,9 @@ from bench.job import Case
 from bench.run.offline import Load
 from bench.run.paired import schedule as paired_schedule
 from bench.run import server
-from bench.run.server import ServerRound, arrival_offsets, latencies_ms, probe_seconds, round_entry, run_probe, search_rate
+from bench.run.server import (
+    ServerRound, arrival_offsets, latencies_ms, probe_seconds, queries_per_call, round_entry, run_probe, search_rate,
+)  # fmt: skip
 
 SHAPE = ("model", "task", "seq_len", "batch_size", "padding_ratio")
 
@@ -49,7 +51,8 @@ def tuned_cases(cases: list[Case]) -> list[Case]:
 
 
 def shape_of(case: Case) -> tuple:
-    return tuple(getattr(case, name) for name in SHAPE)
+    """What the candidates serve: a dynamically batched case serves queries of one sample, as batch 1 does."""
+    return tuple(1 if name == "batch_size" and case.batching else getattr(case, name) for name in SHAPE)
 
 
 def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
@@ -73,8 +76,8 @@ BOUND_CALLS = 5
 
 def upper_bound(load: Load) -> float:
     """Queries a second the streams could serve at most: each busy all the time with calls as fast as the fastest
-    timed alone (the warm-up's median until then)."""
-    return load.case.streams * 1000.0 / max(load.fastest_ms or load.call_ms, 1e-3)
+    timed alone (the warm-up's median until then), each call a full batch where the case batches dynamically."""
+    return load.case.streams * queries_per_call(load.case) * 1000.0 / max(load.fastest_ms or load.call_ms, 1e-3)
 
 
 def time_fastest_call(load: Load) -> None:

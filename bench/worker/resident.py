@@ -62,7 +62,7 @@ def serve(job: Job, control: str) -> dict:
             break
         if "serve" in command:
             served = serve_queries(case.backend.run, command["serve"], query_stall(job.case.case_id))
-            samples_ns += [end - start for _, start, end in served["queries"]]
+            samples_ns += [end - start for start, end in sorted({(start, end) for _, start, end in served["queries"]})]
             blocks.append({k: v for k, v in served.items() if k != "queries"})
             channel.send(served)
             continue
@@ -157,6 +157,8 @@ def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None) 
     Each query's [index, start, end] on CLOCK_MONOTONIC; queries taken past `deadline_ns` are left unserved.
     `stall`: (query index, seconds) to sleep after dispatching that query (a test hook, bench.worker.case)."""
     start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
+    if schedule.get("max_batch"):
+        return serve_batches(call, schedule, stall)
     served = []
     with metered(steal_contaminates=False) as report, SharedFile(schedule["counter"]) as counter:
         while True:
@@ -172,6 +174,41 @@ def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None) 
             call()
             served.append([index, t0, time.monotonic_ns()])
     return {"queries": served, **report}
+
+
+def serve_batches(call, schedule: dict, stall: tuple[int, float] | None = None) -> dict:
+    """serve_queries with dynamic batching: one stream at a time gathers (a lock file beside the counter, so the
+    streams act as one batcher handing batches to whichever stream is free, as Triton's dynamic batcher does). It
+    takes the next query, waits until `max_batch` queries have arrived or `max_wait_ns` has passed since the first's
+    scheduled time, takes every query arrived by then (up to `max_batch`), and calls once: the call always runs the
+    whole prepared batch, padded. Each query's [index, start, end]; "batches" the number of queries in each call."""
+    start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
+    max_batch, max_wait_ns = schedule["max_batch"], schedule["max_wait_ns"]
+    served, batches = [], []
+    with metered(steal_contaminates=False) as report, SharedFile(schedule["counter"]) as counter, \
+            SharedFile(schedule["counter"] + ".gather", create=True) as gather:  # fmt: skip
+        while True:
+            with gather.held():
+                with counter.held():
+                    first = int.from_bytes(counter.read(8), "little")
+                if first >= len(offsets) or time.monotonic_ns() >= deadline_ns:
+                    break
+                last = min(first + max_batch, len(offsets)) - 1
+                full = last - first + 1 == max_batch  # else the schedule ends first: as a server, wait the whole wait
+                due = start_ns + offsets[first] + max_wait_ns
+                wait_until(min(due, start_ns + offsets[last]) if full else due)
+                now = time.monotonic_ns()
+                taken = [i for i in range(first, last + 1) if start_ns + offsets[i] <= now]
+                with counter.held():
+                    counter.write((first + len(taken)).to_bytes(8, "little"))
+            t0 = time.monotonic_ns()
+            if stall and stall[0] in taken:
+                time.sleep(stall[1])
+            call()
+            t1 = time.monotonic_ns()
+            served += [[index, t0, t1] for index in taken]
+            batches.append(len(taken))
+    return {"queries": served, "batches": batches, **report}
 
 
 IN_FLIGHT = 2**63 - 1
@@ -208,11 +245,11 @@ def serve_users(call, spec: dict) -> dict:
 class SharedFile:
     """A small file the streams share, read and written whole under an exclusive lock (`with f.held(): ...`)."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, create: bool = False):
+        self.path, self.flags = path, os.O_RDWR | (os.O_CREAT if create else 0)
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR)
+        self.fd = os.open(self.path, self.flags, 0o600)
         return self
 
     def __exit__(self, *exc) -> None:
