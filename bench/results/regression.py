@@ -150,8 +150,9 @@ def sample_level(result: CaseResult, sides, drift, what: str, settings: Settings
 SINGLE_STREAM = "single-stream"
 JUDGED_SCENARIOS = (SINGLE_STREAM, "offline")
 UNJUDGED = {
-    "server": "a server row answers with a rate (or a rate bracket) judged VALID or not at one moment, not a figure"
-              " with an interval between runs: compare configurations in one run (bench tune's duel)",
+    "server": "a server row's queue (its latency at an offered rate, or its highest VALID rate) is what one moment of"
+              " the machine served, not a figure with an interval between runs: compare configurations in one run"
+              " (bench tune's duel)",
     "closed-loop": "a closed-loop row is a curve of completed queries over users, not judged between runs",
 }  # fmt: skip
 
