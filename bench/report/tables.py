@@ -377,7 +377,8 @@ SERVER_HEADER = ["model", "backend", "precision", "env", "seq", "batch", "stream
 SERVER_LEGEND = (
     "Server: queries arrive on a seeded schedule at the offered rate and streams serve them first come first served;"
     " latency runs from each query's scheduled time (queueing included), over every round's queries, '-' where a"
-    " percentile falls on a query never served. dispatch: scheduled time to the call's start. result: VALID when p99"
+    " percentile falls on a query never served. dispatch: scheduled time to the call's start (for a batch dynamic"
+    " batching gathers, its wait included). result: VALID when p99"
     " is under the suite's p99_ms with 99% confidence (LoadGen's early stopping; its 600 s minimum waived), with"
     " the reason otherwise (docs/scenarios.md)."
 )
