@@ -44,9 +44,11 @@ CANDIDATES = [("a", 1, 10.0), ("b", 2, 18.0), ("c", 1, 25.0), ("d", 2, 40.0), ("
               ("g", 1, 11.5)]
 
 
-def tuned(round_class, loads, tmp_path) -> dict[str, dict]:
+def tuned(round_class, loads, tmp_path, objective="rate", rate=None) -> dict[str, dict]:
     rounds = round_class.__new__(round_class)
-    rounds.runner, rounds.index = SimpleNamespace(order_seed=7, job_dir=lambda case: tmp_path, duel_pairs=4), 0
+    rounds.runner = SimpleNamespace(order_seed=7, job_dir=lambda case: tmp_path, duel_pairs=4, tune_objective=objective,
+                                    tune_rate=rate)  # fmt: skip
+    rounds.index = 0
     rows = {}
 
     def finish(load, figures):
@@ -221,6 +223,62 @@ def test_a_runner_up_half_as_fast_again_per_call_mostly_reads_behind_the_winner_
     found = duels(monkeypatch, tmp_path, 1.5, DRIFT, 100, seed=9)
     verdicts = [d["verdict"] for d in found]
     assert verdicts.count("behind") == 0 and verdicts.count("ahead") >= 50, verdicts.count("ahead")
+
+
+def named_rows(rows: dict[str, dict]) -> list[dict]:
+    return [{**r, "case_id": k, "backend": k, "model": "m", "task": "t", "seq_len": 32, "batch_size": 1, "threads": 1,
+             "streams": 1, "precision": "fp32", "search": {"p99_ms": 50.0}} for k, r in rows.items()]  # fmt: skip
+
+
+def test_at_a_given_rate_the_lowest_p99_wins_each_candidate_serving_the_same_schedule_once(monkeypatch, tmp_path):
+    """--objective latency --rate 40: the candidates whose bound is under 40/s are pruned, every other one serves the
+    same seeded schedule at 40/s once, and the winner is the VALID one with the lowest p99; it duels the next."""
+    from bench.results.tune import outcomes, p99_at_rate, summary_lines, tuned_suites
+
+    monkeypatch.setattr(server, "serve", simulated_serve)
+    rows = tuned(TuneRound, [candidate(*c) for c in CANDIDATES], tmp_path, "latency", 40.0)
+    pruned = {k for k, r in rows.items() if r["tune"]["decision"].startswith("pruned")}
+    assert pruned == {k for k, r in rows.items() if r["tune"]["upper_bound_per_s"] < 40} == {"f"}
+    probed = {k: r for k, r in rows.items() if k not in pruned}
+    assert all(r["tune"]["trials"] == 1 and r["tune"]["objective"] == "latency" for r in probed.values())
+    assert len({r["server"]["queries"] for r in probed.values()}) == 1  # one schedule for all
+    valid = {k: p99_at_rate(r) for k, r in probed.items() if r["server"]["search"]["max_rate"] == 40.0}
+    assert len(valid) >= 3, {k: r["tune"]["decision"] for k, r in rows.items()}
+    best = min(valid, key=valid.get)
+    outcome = outcomes(named_rows(rows))[0]
+    assert outcome.winner["case_id"] == best and outcome.objective == "latency" and outcome.rate == 40.0
+    duel = rows[best]["tune"]["duel"]
+    assert duel["rate"] == 40.0 and duel["against"] == sorted(valid, key=valid.get)[1] and len(duel["pairs"]) == 4
+    line = summary_lines(named_rows(rows))[0]
+    assert line.startswith("m seq 32 batch 1, 40 queries/s with p99 ≤ 50 ms, the lowest p99: ship") and best in line
+    manifest = {"suite": {"name": "s", "defaults": {"max_rate_under": {"p99_ms": 50}}, "models": [{"name": "m"}],
+                          "backends": [{"name": best, "precisions": ["fp32", "bf16"], "streams": [1, 2]}]}}  # fmt: skip
+    suite = tuned_suites(manifest, named_rows(rows))[0]
+    assert suite["defaults"]["rates"] == [40.0] and suite["defaults"]["p99_ms"] == 50 and "max_rate_under" not in suite["defaults"]
+    assert suite["backends"] == [{"name": best}]  # the winner's precision and split only, from the defaults
+
+
+def test_at_a_given_rate_the_least_memory_wins_among_those_valid_there(monkeypatch, tmp_path):
+    """--objective memory: a candidate with the least resident memory but not VALID at the rate (its streams cannot
+    keep up) is not the answer; the least memory among those VALID is."""
+    from bench.results.tune import outcomes
+
+    monkeypatch.setattr(server, "serve", simulated_serve)
+    loads = [candidate("wide", 2, 18.0), candidate("lean", 1, 10.0), candidate("tiny-but-slow", 1, 24.0)]
+    for load, rss in zip(loads, (900.0, 400.0, 100.0)):
+        load.rss_mb = rss
+    rows = tuned(TuneRound, loads, tmp_path, "memory", 40.0)
+    assert rows["tiny-but-slow"]["server"]["search"]["max_rate"] is None  # 24 ms calls at 40/s: 96% busy
+    assert rows["tiny-but-slow"]["tune"]["rss_mb"] == 100.0
+    assert outcomes(named_rows(rows))[0].winner["case_id"] == "lean"
+    assert not any("duel" in r["tune"] for r in rows.values())  # memory is not a paired figure
+
+
+@pytest.mark.parametrize("args", [["--objective", "latency"], ["--rate", "50"]])
+def test_an_objective_at_a_rate_needs_its_rate_and_only_it_does(tmp_path, args):
+    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "p99_ms=50", *args)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: tune: --rate: expected a rate (queries a second) with --objective latency")
 
 
 def test_a_candidate_that_fails_the_accuracy_gate_never_becomes_the_best(monkeypatch, tmp_path):

@@ -318,8 +318,11 @@ def cmd_tune(args) -> int:
     from bench.run import workflow
 
     budget = parse_budget(args.budget)
+    if (args.objective == "rate") != (args.rate is None):
+        raise BenchError(f"tune: --rate: expected a rate (queries a second) with --objective latency or memory, and"
+                         f" none with --objective rate; got --objective {args.objective} and --rate {args.rate}")  # fmt: skip
     tune = {"mode": "exhaustive" if args.exhaustive else "tune", "budget_p99_ms": budget, "objective": args.objective,
-            "duel_pairs": args.duel_pairs}  # fmt: skip
+            "duel_pairs": args.duel_pairs, **({"rate": args.rate} if args.rate is not None else {})}  # fmt: skip
     run_dir, cases, suite_dir, notes = workflow.start_run(
         args.suite, args.out, args.filter, args.cpus, args.allow_large, tune=tune
     )
@@ -359,8 +362,13 @@ def add_tune_parser(sub) -> None:
     p.add_argument("suite", help="a suite file: its backends, precisions, threads, streams and batch sizes are the space")
     p.add_argument("--budget", required=True, metavar="p99_ms=MS", help="the latency budget: p99 from the scheduled time")
     p.add_argument(
-        "--objective", choices=("rate",), default="rate",
-        help="what the winner maximises: the highest VALID rate under the budget (the only objective built)",
+        "--objective", choices=("rate", "latency", "memory"), default="rate",
+        help="what the winner is best at: the highest VALID rate under the budget (rate), or, at --rate R, the lowest"
+        " p99 (latency) or the least resident memory (memory) among those VALID there",
+    )  # fmt: skip
+    p.add_argument(
+        "--rate", type=positive_float, metavar="R",
+        help="queries a second the configuration must serve within the budget (--objective latency or memory)",
     )  # fmt: skip
     p.add_argument(
         "--exhaustive", action="store_true",

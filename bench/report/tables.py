@@ -477,8 +477,10 @@ TUNE_LEGEND = (
     " 1000 / the ms of the fastest call of one stream timed alone): the first gets a full rate search; each next one is pruned when its bound is"
     " under the best rate so far, else challenged with one probe at the best rate × (1 + precision), and one at the"
     " best rate when that fails (tied or behind). Then the winner and the runner-up serve the same schedules at the"
-    " winner's rate by turns (the duel): the ratio of their p99s, pair by pair, with its interval. A trial is one"
-    " probe, the duel's included (docs/scenarios.md)."
+    " winner's rate by turns (the duel): the ratio of their p99s, pair by pair, with its interval. With --objective"
+    " latency or memory, each candidate whose bound reaches the asked rate serves it once, and the winner is the one"
+    " VALID there with the lowest p99 or resident memory. A trial is one probe, the duel's included"
+    " (docs/scenarios.md)."
 )
 
 

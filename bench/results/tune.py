@@ -9,6 +9,8 @@ from bench.backends.precision_mode import row_label
 from bench.results.offline import split_text
 
 SHAPE = ("model", "task", "seq_len", "batch_size", "padding_ratio")
+AXES = ("seq_lens", "batch_sizes", "threads", "precisions", "padding_ratios", "streams", "rates", "concurrency")
+"""A suite level's axes: a tuned suite sets the winner's in its defaults, and no model or backend overrides them."""
 
 
 def tuned_rows(rows: list[dict]) -> list[dict]:
@@ -41,12 +43,28 @@ def eligible(row: dict) -> bool:
     return row.get("status") == "ok" and bool((row.get("accuracy") or {}).get("passed")) and max_rate(row) is not None
 
 
+def p99_at_rate(row: dict) -> float | None:
+    """The p99 from the scheduled time of an at-rate objective's one probe."""
+    probes = ((row.get("server") or {}).get("search") or {}).get("probes") or [{}]
+    return (probes[-1].get("latency_ms") or {}).get("p99")
+
+
+def at_rate_key(row: dict, objective: str) -> tuple:
+    p99 = p99_at_rate(row)
+    p99 = p99 if p99 is not None else float("inf")
+    rss = row["tune"].get("rss_mb") or 0.0
+    return (rss, p99) if objective == "memory" else (p99, rss)
+
+
 @dataclass
 class ShapeOutcome:
     shape: tuple
     rows: list[dict]
     budget_ms: float | None
     exhaustive: bool
+    objective: str = "rate"
+    rate: float | None = None
+    """The rate an objective of latency or memory was asked at."""
     winner: dict | None = None
     runner_up: dict | None = None
     tied: list[dict] = field(default_factory=list)
@@ -79,9 +97,12 @@ class ShapeOutcome:
         low, high = duel["interval"]
         if self.rate_leader is not None:  # the duel's runner-up is the winner now
             leader = configuration(self.rate_leader)
-            return (f"paired with {leader} (the highest VALID rate) at {duel['rate']:.4g}/s, {len(duel['pairs'])} pairs"
-                    f" of the same schedule: its p99 is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%),"
-                    " so the paired test puts it ahead, and it is shipped though its own search's rate came out lower")  # fmt: skip
+            first = "the highest VALID rate" if self.objective == "rate" else "the lowest p99 in one probe"
+            own = "its own search's rate" if self.objective == "rate" else "its own probe's p99"
+            worse = "lower" if self.objective == "rate" else "higher"
+            return (f"paired with {leader} ({first}) at {duel['rate']:.4g}/s, {len(duel['pairs'])} pairs of the same"
+                    f" schedule: its p99 is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the"
+                    f" paired test puts it ahead, and it is shipped though {own} came out {worse}")  # fmt: skip
         said = {"ahead": "the winner is ahead", "tied": "tied by the paired test",
                 "behind": "lower than the winner's, though it showed no VALID rate of its own"}[duel["verdict"]]  # fmt: skip
         return f"{head}: its p99 is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
@@ -119,8 +140,13 @@ def outcomes(rows: list[dict]) -> list[ShapeOutcome]:
     for shape, members in shapes.items():
         members.sort(key=lambda r: r["tune"].get("order", 0))
         search = next(((r.get("search") or {}) for r in members), {})
-        outcome = ShapeOutcome(shape, members, search.get("p99_ms"), any(r["tune"].get("exhaustive") for r in members))
-        ranked = sorted((r for r in members if eligible(r)), key=lambda r: -max_rate(r))
+        objective = next((r["tune"]["objective"] for r in members if r["tune"].get("objective")), "rate")
+        outcome = ShapeOutcome(shape, members, search.get("p99_ms"), any(r["tune"].get("exhaustive") for r in members),
+                               objective, next((r["tune"].get("rate") for r in members), None))  # fmt: skip
+        if objective == "rate":
+            ranked = sorted((r for r in members if eligible(r)), key=lambda r: -max_rate(r))
+        else:
+            ranked = sorted((r for r in members if eligible(r)), key=lambda r: at_rate_key(r, objective))
         if ranked:
             outcome.winner = ranked[0]
             outcome.runner_up = ranked[1] if len(ranked) > 1 else None
@@ -141,6 +167,9 @@ def summary_lines(rows: list[dict]) -> list[str]:
         model, _, seq, batch, _ = outcome.shape
         how = "every candidate searched fully (--exhaustive)" if outcome.exhaustive else "tuned"
         head = f"{model} seq {seq} batch {batch}, p99 ≤ {outcome.budget_ms:g} ms ({how}):"
+        if outcome.objective != "rate":
+            lines.append(at_rate_line(outcome, model, seq, batch))
+            continue
         if outcome.winner is None:
             lines.append(f"{head} nothing to ship: {outcome.margin_text()}")
             continue
@@ -154,6 +183,23 @@ def summary_lines(rows: list[dict]) -> list[str]:
             " candidates."
         )
     return lines
+
+
+def at_rate_line(outcome: ShapeOutcome, model, seq, batch) -> str:
+    """What to ship at the asked rate for the lowest p99 or the least memory, against the next best."""
+    best = "the lowest p99" if outcome.objective == "latency" else "the least resident memory"
+    head = f"{model} seq {seq} batch {batch}, {outcome.rate:g} queries/s with p99 ≤ {outcome.budget_ms:g} ms, {best}:"
+    cost = f"{outcome.trials} trials (probes) and {outcome.seconds:.0f} s for {len(outcome.rows)} candidates."
+
+    def figures(row: dict) -> str:
+        return f"p99 {p99_at_rate(row):.1f} ms, {row['tune'].get('rss_mb') or 0:.0f} MB resident over its streams"
+
+    if outcome.winner is None:
+        return f"{head} nothing to ship: no configuration within the accuracy gate was VALID at that rate. {cost}"
+    against = (f"; next: {configuration(outcome.runner_up)} ({figures(outcome.runner_up)})" if outcome.runner_up
+               else "; no other configuration was VALID there within the gate")  # fmt: skip
+    duel = f"; {outcome.duel_text()}" if outcome.duel else ""
+    return f"{head} ship {configuration(outcome.winner)} ({figures(outcome.winner)}){against}{duel}. {cost}"
 
 
 def tuned_suites(manifest: dict, rows: list[dict]) -> list[dict]:
@@ -180,12 +226,15 @@ def tuned_suites(manifest: dict, rows: list[dict]) -> list[dict]:
             threads=[winner["threads"]], streams=[winner["streams"]], precisions=[winner["precision"]],
             padding_ratios=[winner.get("padding_ratio") or 0.0],
         )  # fmt: skip
+        if outcome.objective != "rate":  # measured again at the asked rate, judged under the budget
+            defaults.pop("max_rate_under", None)
+            defaults.update(rates=[outcome.rate], p99_ms=outcome.budget_ms)
         found.append({
             "name": f"{suite.get('name') or 'suite'}-tuned-{len(found) + 1}",
             "description": f"What bench tune chose for {winner['model']} seq {winner['seq_len']} batch"
             f" {winner['batch_size']}, p99 ≤ {outcome.budget_ms:g} ms: {configuration(winner)}",
             "defaults": defaults,
-            "models": [{k: v for k, v in m.items() if v not in (None, {}, [])} for m in models],
-            "backends": [{k: v for k, v in b.items() if v not in (None, {}, [])} for b in backends],
+            "models": [{k: v for k, v in m.items() if v not in (None, {}, []) and k not in AXES} for m in models],
+            "backends": [{k: v for k, v in b.items() if v not in (None, {}, []) and k not in AXES} for b in backends],
         })  # fmt: skip
     return found

@@ -71,6 +71,9 @@ class Runner:
         """bench tune's: "tune" or "exhaustive" (bench.run.tune), else None"""
         self.duel_pairs = (manifest.get("tune") or {}).get("duel_pairs", 4)
         """bench tune's: the winner's paired schedules against the runner-up (bench.run.tune)"""
+        self.tune_objective = (manifest.get("tune") or {}).get("objective") or "rate"
+        self.tune_rate = (manifest.get("tune") or {}).get("rate")
+        """bench tune's: what the winner is best at, and the rate a latency or memory objective is asked at"""
         self._sources: dict[str, Source | model_sources.SourceUnavailable] = {}
 
     def run(self, cases: list[Case]) -> list[dict]:

@@ -22,6 +22,11 @@ The candidates of a shape (model, task, sequence length, batch) are the suite's 
    runner-up's p99 over its own lies above 1, *tied* when it holds 1, and *behind* when it lies below (the rates'
    ranking and the paired test disagree; the table says so). Its probes count as trials.
 
+`--objective latency` or `memory` with `--rate R` asks another question: of the configurations that serve R queries
+a second within the budget, which has the lowest p99, or the least resident memory (the streams' RSS once prepared)?
+A candidate whose bound is under R is pruned; every other one serves the same seeded schedule at R once, and the
+winner is the one VALID there, within the gate, lowest on the objective. A latency winner duels the next lowest.
+
 A *trial* is one probe: one configuration at one offered rate. `--exhaustive` searches every candidate fully, as
 `bench run` would, for the cost of the whole grid and the check that tuning picks the same winner. Each row keeps
 its decision in `tune`; bench.results.tune says what won, what it cost and how sure it is.
@@ -44,6 +49,9 @@ from bench.run.server import (
 )  # fmt: skip
 
 SHAPE = ("model", "task", "seq_len", "batch_size", "padding_ratio")
+RATE, LATENCY, MEMORY = "rate", "latency", "memory"
+OBJECTIVES = (RATE, LATENCY, MEMORY)
+AT_RATE_RULE = "one probe at the asked rate, the same seeded schedule for every candidate"
 
 
 def tuned_cases(cases: list[Case]) -> list[Case]:
@@ -146,6 +154,8 @@ class TuneRound(ServerRound):
         """The candidates tried in the order of their upper bound, then the winner's duel with the runner-up (this
         module's docstring); `finish(load, figures)` ends a candidate's streams and gives its row, which gets the
         decision in `tune`."""
+        if self.objective != RATE:
+            return self.tune_at_rate(loads, finish)
         best: Best | None = None
         tried: list[Tried] = []
         for order, load in enumerate(sorted(loads, key=upper_bound, reverse=True)):
@@ -163,6 +173,10 @@ class TuneRound(ServerRound):
             self.say(f"    tune: {load.case.case_id}: {entry.decision} ({len((found or {}).get('probes') or [])} probes)"
                      + (f", best so far {best.rate:g}/s" if best else ""))  # fmt: skip
         duel = self.duel(tried, best) if best and self.runner.duel_pairs else None
+        self.finish_all(tried, best, duel, finish)
+
+    def finish_all(self, tried: list[Tried], best: Best | None, duel: dict | None, finish) -> None:
+        """Every candidate's streams ended and its row given its decision in `tune` (the winner's the duel too)."""
         for entry in tried:
             row = finish(entry.load, entry.figures)
             row["tune"] = {
@@ -170,12 +184,66 @@ class TuneRound(ServerRound):
                 "decision": entry.decision, "trials": len((entry.found or {}).get("probes") or []),
                 "fastest_call_ms": round(entry.load.fastest_ms, 4) if entry.load.fastest_ms else None,
                 "prepare_s": round(getattr(entry.load, "prepare_s", 0.0), 3), "probe_s": round(entry.seconds, 3),
-                "exhaustive": self.exhaustive,
+                "exhaustive": self.exhaustive, "objective": self.objective,
+                "rss_mb": round(getattr(entry.load, "rss_mb", 0.0) or 0.0, 1),
+                **({"rate": self.runner.tune_rate} if self.objective != RATE else {}),
             }  # fmt: skip
-            if duel and entry.load.case.case_id == best.case_id:
+            if duel and best and entry.load.case.case_id == best.case_id:
                 row["tune"]["duel"] = duel
 
-    def duel(self, tried: list[Tried], best: Best) -> dict | None:
+    @property
+    def objective(self) -> str:
+        return getattr(self.runner, "tune_objective", None) or RATE
+
+    def tune_at_rate(self, loads: list[Load], finish) -> None:
+        """--objective latency or memory at the asked rate (this module's docstring): each candidate whose bound
+        reaches the rate serves the same seeded schedule at it once; the winner is the one VALID there within the gate
+        with the lowest p99 (latency) or the least resident memory (memory), and a latency winner duels the next."""
+        rate = self.runner.tune_rate
+        tried: list[Tried] = []
+        for order, load in enumerate(sorted(loads, key=upper_bound, reverse=True)):
+            started = time.monotonic()
+            decision, found, figures = self.probe_at(load, rate)
+            checked = found is not None and load.failure is None
+            entry = Tried(load, order, decision, found, figures, 0.0, load.accuracy_passed() if checked else None)
+            entry.seconds = time.monotonic() - started
+            if entry.passed is False:
+                entry.decision += ", but fails the accuracy gate: never the best"
+            tried.append(entry)
+            self.say(f"    tune: {load.case.case_id}: {entry.decision}")
+        ranked = sorted((t for t in tried if t.passed and t.rate is not None), key=self.at_rate_key)
+        best = Best(ranked[0].load.case.case_id, rate) if ranked else None
+        duel = None
+        if best and self.objective == LATENCY and self.runner.duel_pairs and len(ranked) > 1:
+            duel = self.duel(tried, best, ranked[1])
+        self.finish_all(tried, best, duel, finish)
+
+    def at_rate_key(self, entry: Tried) -> tuple:
+        p99 = ((entry.found or {}).get("probes") or [{}])[-1].get("latency_ms") or {}
+        p99 = p99.get("p99") if p99.get("p99") is not None else math.inf
+        rss = getattr(entry.load, "rss_mb", 0.0) or 0.0
+        return (rss, p99) if self.objective == MEMORY else (p99, rss)
+
+    def probe_at(self, load: Load, rate: float):
+        """(decision, what the probe found or None, what finish_with adds to the row or None) at the asked rate."""
+        case = load.case
+        if not self.exhaustive and upper_bound(load) < rate:
+            return f"pruned: at most {upper_bound(load):.3g}/s by its fastest call, under the {rate:g}/s asked", None, None
+        found = {"p99_ms": case.search["p99_ms"], "max_rate": None, "lowest_failing_rate": None, "probes": [],
+                 "rule": AT_RATE_RULE}  # fmt: skip
+        counter = self.runner.job_dir(case) / "queries.counter"
+        probed = run_probe(load, case, rate, f"{self.runner.order_seed}:{self.SALT}:{self.index}:at-rate", counter)
+        if probed is None:
+            found["stopped"] = "a stream ended"
+            return "a stream ended", found, None
+        record, shown = probed
+        found["probes"].append(record)
+        valid = record["result"] == "VALID"
+        found["max_rate" if valid else "lowest_failing_rate"] = rate
+        found["stopped"] = f"{record['result']} at the asked {rate:g}/s: {record['reason']}"
+        return f"{record['result']} at {rate:g}/s", found, self.figures(case, found, shown)
+
+    def duel(self, tried: list[Tried], best: Best, runner_up: Tried | None = None) -> dict | None:
         """The winner against the runner-up (the other candidate within the gate with the highest VALID rate, else the
         highest bound), on the same schedules at the winner's rate, taking turns: the runner-up's p99 over the
         winner's, pair by pair, with a t interval of their log ratios."""
@@ -187,7 +255,7 @@ class TuneRound(ServerRound):
         others = [t for t in tried if t is not winner and t.passed and t.load.failure is None]
         if not others:
             return None
-        other = max(others, key=lambda t: (t.rate or 0.0, upper_bound(t.load)))
+        other = runner_up or max(others, key=lambda t: (t.rate or 0.0, upper_bound(t.load)))
         case, started = winner.load.case, time.monotonic()
         seed_key = f"{self.runner.order_seed}:{self.SALT}:{self.index}:duel"
         entry = {"against": other.load.case.case_id, "rate": best.rate, "pairs": [], "trials": 0,
