@@ -141,7 +141,8 @@ def test_a_real_server_run_keeps_up_below_capacity_and_shows_its_queue_above_it(
         assert server["queries"] == len(arrival_offsets_of(row)) and server["arrivals"] == "poisson"
         assert min(row["samples_ms"]) >= SPIN_MS  # from the scheduled time: at least the call itself
     easy, hard = rows[40.0]["server"], rows[600.0]["server"]
-    assert easy["served"] == easy["queries"] and 30 < easy["achieved_per_s"] < 50
+    drawn = easy["queries"] / easy["schedule_s"]  # the seeded Poisson draw's own rate (40/s on average)
+    assert easy["served"] == easy["queries"] and 0.8 * drawn < easy["achieved_per_s"] <= 1.05 * drawn, (drawn, easy)
     assert easy["pooled_latency_ms"]["p50"] < 3 * SPIN_MS and easy["max_queue_depth"] <= 5
     assert easy["validity"]["result"] == "INVALID" and easy["queries"] < 459  # too few queries to know, whatever p99
     assert hard["achieved_per_s"] < 0.8 * 600  # two streams of ~7 ms calls cannot serve 600 a second
