@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 from bench.results.compare import distrust_reasons, measured, rounds_of
+from bench.results.offline import SINGLE_STREAM
 from bench.errors import BenchError
 from bench.results.identity import identity_differences, machine_identity, software_differences, version_differences
 from bench.results.run_files import Run
@@ -147,7 +148,6 @@ def sample_level(result: CaseResult, sides, drift, what: str, settings: Settings
     return result
 
 
-SINGLE_STREAM = "single-stream"
 JUDGED_SCENARIOS = (SINGLE_STREAM, "offline")
 UNJUDGED = {
     "server": "a server row's queue (its latency at an offered rate, or its highest VALID rate) is what one moment of"

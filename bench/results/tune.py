@@ -49,11 +49,15 @@ def p99_at_rate(row: dict) -> float | None:
     return (probes[-1].get("latency_ms") or {}).get("p99")
 
 
-def at_rate_key(row: dict, objective: str) -> tuple:
-    p99 = p99_at_rate(row)
+def objective_key(p99: float | None, rss_mb: float | None, objective: str) -> tuple:
+    """How an at-rate objective orders candidates, best first: memory, then p99; or p99, then memory."""
     p99 = p99 if p99 is not None else float("inf")
-    rss = row["tune"].get("rss_mb") or 0.0
+    rss = rss_mb or 0.0
     return (rss, p99) if objective == "memory" else (p99, rss)
+
+
+def at_rate_key(row: dict, objective: str) -> tuple:
+    return objective_key(p99_at_rate(row), row["tune"].get("rss_mb"), objective)
 
 
 @dataclass

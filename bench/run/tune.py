@@ -49,8 +49,7 @@ from bench.run.server import (
 )  # fmt: skip
 
 SHAPE = ("model", "task", "seq_len", "batch_size", "padding_ratio")
-RATE, LATENCY, MEMORY = "rate", "latency", "memory"
-OBJECTIVES = (RATE, LATENCY, MEMORY)
+RATE, LATENCY = "rate", "latency"
 AT_RATE_RULE = "one probe at the asked rate, the same seeded schedule for every candidate"
 
 
@@ -219,10 +218,11 @@ class TuneRound(ServerRound):
         self.finish_all(tried, best, duel, finish)
 
     def at_rate_key(self, entry: Tried) -> tuple:
-        p99 = ((entry.found or {}).get("probes") or [{}])[-1].get("latency_ms") or {}
-        p99 = p99.get("p99") if p99.get("p99") is not None else math.inf
-        rss = getattr(entry.load, "rss_mb", 0.0) or 0.0
-        return (rss, p99) if self.objective == MEMORY else (p99, rss)
+        """bench.results.tune's order, on a candidate before it has a row."""
+        from bench.results.tune import objective_key
+
+        p99 = (((entry.found or {}).get("probes") or [{}])[-1].get("latency_ms") or {}).get("p99")
+        return objective_key(p99, getattr(entry.load, "rss_mb", None), self.objective)
 
     def probe_at(self, load: Load, rate: float):
         """(decision, what the probe found or None, what finish_with adds to the row or None) at the asked rate."""
