@@ -156,9 +156,9 @@ def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None) 
     served first come first served by whichever stream frees first, and nothing generates load while they serve.
     Each query's [index, start, end] on CLOCK_MONOTONIC; queries taken past `deadline_ns` are left unserved.
     `stall`: (query index, seconds) to sleep after dispatching that query (a test hook, bench.worker.case)."""
-    start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
     if schedule.get("max_batch"):
         return serve_batches(call, schedule, stall)
+    start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
     served = []
     with metered(steal_contaminates=False) as report, SharedFile(schedule["counter"]) as counter:
         while True:
