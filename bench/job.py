@@ -68,6 +68,9 @@ class Case:
     batching: dict = field(default_factory=dict)
     """Server: dynamic batching ({"max_wait_ms": W}): each query one sample, gathered into batches of up to
     `batch_size`, each run padded to it; {}: each query is a whole batch of `batch_size`."""
+    slo: dict = field(default_factory=dict)
+    """Generation under load: the bounds (ttft_ms, tpot_ms, e2e_ms) a request meets to count as goodput, or {}
+    (not part of the id)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,6 +126,7 @@ class Case:
             search={},
             concurrency=0,
             batching={},
+            slo={},
         )
 
     @property

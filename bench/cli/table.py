@@ -192,6 +192,32 @@ def closed_loop_tables(rows: list[dict]) -> list[Table]:
     return scenario_tables("closed loop", CLOSED_LOOP_HEADER, closed_loop_cells(rows), CLOSED_LOOP_COLUMNS, good)
 
 
+GENERATION_LOAD_COLUMNS = (7, 8, 9, 10, 11, 12, 14, 16, 18)
+"""Of bench.report.tables.GENERATION_LOAD_HEADER, what a terminal table shows."""
+
+
+def generation_load_tables(rows: list[dict]) -> list[Table]:
+    """The generation rows under load, one table per model, backend, precision, environment and shape: each split
+    and load with its requests and tokens a second, TTFT, TPOT and goodput."""
+    from bench.report.tables import GENERATION_LOAD_HEADER, generation_load_cells
+
+    groups: dict[tuple, list[list[str]]] = {}
+    for row_cells in generation_load_cells(rows):
+        groups.setdefault((*row_cells[:7], row_cells[17]), []).append(row_cells)
+    tables = []
+    for (model, backend, precision, env, prompt, new_tokens, batch, slo), members in groups.items():
+        title = (f"generation under load: {model}  {backend} {precision} ({env})  prompt {prompt}  +{new_tokens}"
+                 f" tokens  batch {batch}" + (f"  goodput: {slo}" if slo != "-" else ""))  # fmt: skip
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+        for index in GENERATION_LOAD_COLUMNS:
+            table.add_column(GENERATION_LOAD_HEADER[index], justify="left", overflow="fold")
+        for row_cells in members:
+            good = row_cells[-1].startswith("pass")
+            table.add_row(*(row_cells[i] for i in GENERATION_LOAD_COLUMNS), style=None if good else "yellow")
+        tables.append(table)
+    return tables
+
+
 TUNE_COLUMNS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
 """Of bench.report.tables.TUNE_HEADER, what a terminal table shows."""
 
@@ -268,6 +294,11 @@ def render(rows: list[dict], sort: str = "speed", color: bool = False, width: in
         console.print(table)
     if users:
         console.print(CLOSED_LOOP_LEGEND)
+    generating = [r for r in served + users if r.get("new_tokens")]
+    for table in generation_load_tables(generating):
+        console.print(table)
+    if generating:
+        console.print(GENERATION_LOAD_LEGEND)
     tuned = tuned_rows(every)
     if tuned:
         console.print(tune_table(tuned))
@@ -277,6 +308,11 @@ def render(rows: list[dict], sort: str = "speed", color: bool = False, width: in
     return "\n".join([*lines, *resolution_lines(rows), *notes(every)])
 
 
+GENERATION_LOAD_LEGEND = (
+    "generation under load: TTFT from each request's scheduled time or send (queue included), TPOT = (end to end −"
+    " TTFT) / (tokens − 1), goodput: requests a second that met the suite's slo; generate has no continuous batching,"
+    " so these are not a serving engine's figures"
+)
 OFFLINE_LEGEND = (
     "offline: samples/s that all streams completed together, measured under load (not batch ÷ median);"
     " vs 1 stream: paired windows against the single-stream split; p50/p99: each call's latency under load"

@@ -11,7 +11,7 @@ from bench.backends import BACKENDS
 from bench.text import plural
 from bench.environments import MAIN
 from bench.errors import BenchError
-from bench.job import CLOSED_LOOP, SERVER, SINGLE_STREAM, Case
+from bench.job import CLOSED_LOOP, OFFLINE, SERVER, SINGLE_STREAM, Case
 from bench.measure.pipeline import TASKS as PIPELINE_TASKS
 from bench.measure.texts import NOMINAL_TOKENS
 from bench.plan.suite import DEFAULT_MEASURE, DEFAULT_TOLERANCES, Suite
@@ -21,7 +21,7 @@ AXES_DEFAULTS = {
     "rates": [0.0], "concurrency": [0],
 }  # fmt: skip
 ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate", "pipeline", "scenario", "arrivals", "p99_ms",
-                                       "max_rate_under", "dynamic_batching"}  # fmt: skip
+                                       "max_rate_under", "dynamic_batching", "slo"}  # fmt: skip
 """What a case's model_entry leaves out: the axes and measure it was expanded with, its generate and pipeline blocks."""
 FILTER_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment",
@@ -32,7 +32,8 @@ FILTER_FIELDS = (
 
 def case_id(params: dict) -> str:
     """Readable prefix plus a digest of every parameter that changes what is measured (not how long)."""
-    identity = {k: v for k, v in params.items() if k not in ("measure", "tolerance", "suite", "case_id", "p99_ms")}
+    identity = {k: v for k, v in params.items()
+                if k not in ("measure", "tolerance", "suite", "case_id", "p99_ms", "slo")}  # fmt: skip
     if not identity.get("new_tokens"):
         identity.pop("new_tokens", None)  # a forward-pass case keeps the id it had before generation cases existed
     if not identity.get("texts"):
@@ -103,8 +104,9 @@ def expand(suite: Suite) -> list[Case]:
             continue  # said once by dropped_combinations
         if text_sets != [""]:
             axes.update(seq_lens=[0], batch_sizes=[1], padding_ratios=[0.0])  # one text per call: its own length
-        if scenario != SINGLE_STREAM and (new_token_counts != [0] or text_sets != [""]):
+        if (scenario == OFFLINE and new_token_counts != [0]) or (scenario != SINGLE_STREAM and text_sets != [""]):
             continue  # said once by dropped_combinations
+        slo = next((lv.slo for lv in (backend, model, defaults) if lv.slo is not None), None)
         streams_axis = axes["streams"] if scenario != SINGLE_STREAM else [1]
         search = next((lv.max_rate_under for lv in (backend, model, defaults) if lv.max_rate_under is not None), None)
         rates_axis = axes["rates"] if scenario == SERVER and search is None else [0.0]
@@ -145,12 +147,14 @@ def expand(suite: Suite) -> list[Case]:
                 bound = next((lv.p99_ms for lv in (backend, model, defaults) if lv.p99_ms is not None), 0.0)
                 params.update(rate=float(rate), arrivals=arrivals, p99_ms=float(bound))
                 batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
-                if batching is not None:
+                if batching is not None and not new_tokens:
                     params["batching"] = batching.model_dump()
                 if search is not None:
                     params.update(search=search.model_dump(), p99_ms=search.p99_ms)
             if scenario == CLOSED_LOOP:
                 params["concurrency"] = users
+            if new_tokens and scenario in (SERVER, CLOSED_LOOP) and slo is not None:
+                params["slo"] = slo.model_dump(exclude_none=True)
             case = Case(**params, case_id=case_id(params))
             if not any(_matches_exclude(case, ex) for ex in suite.exclude):
                 cases.append(case)
@@ -222,27 +226,37 @@ def dropped_combinations(suite: Suite) -> list[str]:
 
 
 def scenario_notes(backend, model, defaults) -> list[str]:
-    """Cases a scenario leaves out: offline measures the forward pass only (not generate or pipeline calls), and
-    streams other than 1 mean nothing to a single-stream case."""
+    """Cases a scenario leaves out: offline measures the forward pass only (not generate calls), no scenario under
+    load runs pipeline calls, and streams other than 1 mean nothing to a single-stream case; settings that apply
+    elsewhere only."""
     scenario = _pick_scenario(backend, model, defaults)
     rates = [r for r in _pick("rates", backend, model, defaults) if r]
     users = [u for u in _pick("concurrency", backend, model, defaults) if u]
+    generating = generation_axes(model, defaults)[1] != [0]
+    where = f"{model.name} on {backend.label}"
     ignored = []
     if rates and scenario != SERVER:
-        ignored.append(f"{model.name} on {backend.label}: rates {rates} apply to scenario server only")
+        ignored.append(f"{where}: rates {rates} apply to scenario server only")
     if users and scenario != CLOSED_LOOP:
-        ignored.append(f"{model.name} on {backend.label}: concurrency {users} applies to scenario closed-loop only")
+        ignored.append(f"{where}: concurrency {users} applies to scenario closed-loop only")
     batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
     if batching is not None and scenario != SERVER:
-        ignored.append(f"{model.name} on {backend.label}: dynamic_batching applies to scenario server only")
+        ignored.append(f"{where}: dynamic_batching applies to scenario server only")
+    elif batching is not None and generating:
+        ignored.append(f"{where}: dynamic_batching applies to forward-pass cases only; each generation request is a"
+                       " generate call of its own")  # fmt: skip
+    slo = next((lv.slo for lv in (backend, model, defaults) if lv.slo is not None), None)
+    if slo is not None and not (generating and scenario in (SERVER, CLOSED_LOOP)):
+        ignored.append(f"{where}: slo applies to generation cases under scenario server or closed-loop only")
     if scenario == SINGLE_STREAM:
         streams = [s for s in _pick("streams", backend, model, defaults) if s != 1]
-        return ignored + ([f"{model.name} on {backend.label}: streams {streams} apply to the scenarios under load"
-                           " only; single-stream cases run one stream"] if streams else [])  # fmt: skip
-    whole_calls = generation_axes(model, defaults)[1] != [0] or pipeline_texts(model, defaults) != [""]
-    if whole_calls:
-        return [f"{model.name} on {backend.label}: scenario {scenario} measures forward-pass cases only (not generate"
-                " or pipeline calls); its cases are left out"]  # fmt: skip
+        return ignored + ([f"{where}: streams {streams} apply to the scenarios under load only; single-stream cases"
+                           " run one stream"] if streams else [])  # fmt: skip
+    if pipeline_texts(model, defaults) != [""]:
+        return [f"{where}: scenario {scenario} measures model calls, not pipeline calls; its cases are left out"]
+    if generating and scenario == OFFLINE:
+        return [f"{where}: scenario offline measures forward-pass cases only (generation runs under server or"
+                " closed-loop); its cases are left out"]  # fmt: skip
     return ignored
 
 

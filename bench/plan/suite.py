@@ -133,6 +133,20 @@ class DynamicBatching(StrictModel):
     )  # fmt: skip
 
 
+class GenerationSlo(StrictModel):
+    """Generation under load: what a request must meet to count towards goodput (vLLM's `--goodput`)."""
+
+    ttft_ms: Optional[float] = Field(None, gt=0, description="Time to first token (ms, from the scheduled time or send).")
+    tpot_ms: Optional[float] = Field(None, gt=0, description="Time per output token after the first (ms).")
+    e2e_ms: Optional[float] = Field(None, gt=0, description="Whole request (ms, from the scheduled time or send).")
+
+    @model_validator(mode="after")
+    def _some_bound(self):
+        if self.ttft_ms is None and self.tpot_ms is None and self.e2e_ms is None:
+            raise ValueError("expected at least one of ttft_ms, tpot_ms and e2e_ms, got none")
+        return self
+
+
 class Axes(StrictModel):
     """The matrix axes; any level (defaults, model, backend) may set them, the most specific wins."""
 
@@ -169,6 +183,9 @@ class Axes(StrictModel):
     )
     dynamic_batching: Optional[DynamicBatching] = Field(
         None, description="Server: each query one sample, batched by the server up to the case's batch size."
+    )
+    slo: Optional[GenerationSlo] = Field(
+        None, description="Generation under load (server, closed-loop): the bounds a request meets to count as goodput."
     )
     measure: Optional[Measure] = None
 

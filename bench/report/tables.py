@@ -12,6 +12,7 @@ from bench.backends.precision_mode import row_label
 from bench.results.compare import machine_of
 from bench.report.data import Entry, accuracy_text, groups, sort_key
 from bench.results.rows import count_text
+from bench.text import plural
 from bench.measure.stats import STATISTICS, UNITLESS
 
 FASTEST, TIED, FAILS = "★ fastest", "★ tied", "⚠ fails accuracy"
@@ -447,6 +448,59 @@ def closed_loop_cells(rows: list[dict]) -> list[list[str]]:
     return found
 
 
+GENERATION_LOAD_HEADER = ["model", "backend", "precision", "env", "prompt", "new tokens", "batch", "streams × threads",
+                          "load", "requests /s", "output tokens /s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms",
+                          "TPOT p99 ms", "ITL p99 ms", "goodput /s", "slo", "accuracy"]  # fmt: skip
+GENERATION_LOAD_LEGEND = (
+    "Generation under load, as vLLM's bench serve defines it: each request is one whole greedy generate call. TTFT:"
+    " from the request's scheduled time (server) or send (closed loop) to its first token, so its wait in the queue"
+    " is in it; TPOT: (end to end − TTFT) / (new tokens − 1); ITL: the gaps between tokens; percentiles over every"
+    " round's requests. goodput: the requests that met every bound of the suite's slo, per second (a request never"
+    " served meets none). transformers' generate has no continuous batching: a request waits for whole calls"
+    " before it, so these figures are not comparable with a vLLM or TGI server's (docs/scenarios.md)."
+)
+
+
+def generation_load_cells(rows: list[dict]) -> list[list[str]]:
+    from bench.report.data import accuracy_text as entry_accuracy
+    from bench.results.generation_load import median_of
+    from bench.results.offline import split_text
+
+    found = []
+    for row in sorted(rows, key=lambda r: (*load_order(r), r.get("rate") or 0, r.get("concurrency") or 0)):
+        entry = row.get("server") or row.get("closed_loop") or {}
+        generation = entry.get("generation") or {}
+        search = entry.get("search")
+        if row.get("closed_loop") is not None or row.get("scenario") == "closed-loop":
+            load = f"{row.get('concurrency')} {plural('user', row.get('concurrency') or 0)}"
+        else:
+            load = f"search, p99 ≤ {search['p99_ms']:g} ms" if search else f"{row.get('rate') or 0:g}/s"
+        common = [str(row.get("model")), str(row.get("backend")), row_label(row), str(row.get("environment") or "main"),
+                  str(row.get("seq_len")), str(row.get("new_tokens")), str(row.get("batch_size")), split_text(row),
+                  load]  # fmt: skip
+        if row.get("status") != "ok" or not generation:
+            found.append(common + [str(row.get("status"))] + ["-"] * 8 + [str(row.get("reason") or "-")])
+            continue
+        ttft = generation.get("pooled_ttft_ms") or next(iter(generation.get("ttft_ms") or []), None) or {}
+        tpot = generation.get("pooled_tpot_ms") or next(iter(generation.get("tpot_ms") or []), None) or {}
+        itl = max((i.get("p99") or 0.0 for i in generation.get("itl_ms") or [] if i), default=None)
+        rate = entry.get("achieved_per_s", entry.get("completed_per_s"))
+        goodput = median_of(generation.get("goodput_per_s"))
+        slo = generation.get("slo")
+        found.append(common + [
+            f"{rate or 0:.2f}", f"{median_of(generation.get('output_tokens_per_s')) or 0:.1f}",
+            ms(ttft.get("p50")), ms(ttft.get("p99")), ms(tpot.get("p50")), ms(tpot.get("p99")), ms(itl),
+            f"{goodput:.2f}" if slo and goodput is not None else "-", slo_text(slo) if slo else "-",
+            entry_accuracy(Entry(row)),
+        ])  # fmt: skip
+    return found
+
+
+def slo_text(slo: dict) -> str:
+    names = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "e2e"}
+    return ", ".join(f"{names[k]} ≤ {v:g} ms" for k, v in slo.items() if k in names)
+
+
 TUNE_HEADER = ["model", "seq", "batch", "configuration", "order", "upper bound /s", "decision", "max VALID /s",
           "lowest failing /s", "trials", "seconds", "accuracy"]  # fmt: skip
 
@@ -496,7 +550,8 @@ class LoadSection:
 
 
 def load_sections(rows: list[dict]) -> list[LoadSection]:
-    """The offline, server and closed-loop tables of these rows, those that have rows, in that order."""
+    """The offline, server, closed-loop, generation-under-load and tuning tables of these rows, those that have rows,
+    in that order."""
     from bench.results import tune
     from bench.results.closed_loop import closed_loop_rows
     from bench.results.offline import offline_rows
@@ -507,6 +562,8 @@ def load_sections(rows: list[dict]) -> list[LoadSection]:
         ("server", "Server latency", SERVER_LEGEND, SERVER_HEADER, server_cells(server_rows(rows))),
         ("closed-loop", "Closed-loop latency", CLOSED_LOOP_LEGEND, CLOSED_LOOP_HEADER,
          closed_loop_cells(closed_loop_rows(rows))),
+        ("generation-load", "Generation under load", GENERATION_LOAD_LEGEND, GENERATION_LOAD_HEADER,
+         generation_load_cells([r for r in server_rows(rows) + closed_loop_rows(rows) if r.get("new_tokens")])),
         ("tuning", "Tuning for a latency budget", " ".join(tune.summary_lines(rows) + [TUNE_LEGEND]), TUNE_HEADER,
          tune_cells(rows)),
     )  # fmt: skip

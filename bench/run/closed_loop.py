@@ -34,8 +34,10 @@ def run_users(load: Load, users: int, seconds: float, state) -> dict | None:
     answers = load.ask_all({"users": spec})
     if answers is None:
         return None
-    queries = sorted((tuple(q) for a in answers for q in a["queries"]), key=lambda q: (q[1], q[0]))
-    return {"start_ns": start_ns, "queries": queries, "answers": answers}
+    found = sorted((q for a in answers for q in a["queries"]), key=lambda q: (q[1], q[0]))
+    queries = [tuple(q[:4]) for q in found]
+    tokens = [q[4] for q in found if len(q) > 4]  # a generation case's, in the queries' order
+    return {"start_ns": start_ns, "queries": queries, "tokens": tokens, "answers": answers}
 
 
 def round_entry(case, served: dict, seconds: float) -> dict:
@@ -48,6 +50,20 @@ def round_entry(case, served: dict, seconds: float) -> dict:
     latency = [(end - sent) / 1e6 for _, sent, _, end in queries]
     span_s = (max((end for *_, end in queries), default=start_ns) - start_ns) / 1e9
     steal = [(a.get("interference") or {}).get("steal") or 0.0 for a in served["answers"]]
+    records = {
+        "user": [q[0] for q in queries], "sent_ms": [ms(q[1]) for q in queries],
+        "dispatch_ms": [ms(q[2]) for q in queries], "done_ms": [ms(q[3]) for q in queries],
+    }  # fmt: skip
+    tokens = served.get("tokens")
+    generation = {}
+    if tokens:
+        from bench.results import generation_load
+
+        records["first_token_ms"] = [ms(times[0]) for times in tokens]
+        generation = {"generation": generation_load.entry(
+            records["sent_ms"], records["first_token_ms"], records["done_ms"], generation_load.token_gaps_ms(tokens),
+            case.new_tokens, case.batch_size, span_s, case.slo, "send",
+        )}  # fmt: skip
     return {
         "scenario": "closed-loop",
         "concurrency": case.concurrency,
@@ -61,10 +77,8 @@ def round_entry(case, served: dict, seconds: float) -> dict:
         "wait_ms": [percentile_summary([(begin - sent) / 1e6 for _, sent, begin, _ in queries])],
         "service_ms": [percentile_summary([(end - begin) / 1e6 for *_, begin, end in queries])],
         "steal_shares": [[round(s, 4) for s in steal]],
-        "records": [{
-            "user": [q[0] for q in queries], "sent_ms": [ms(q[1]) for q in queries],
-            "dispatch_ms": [ms(q[2]) for q in queries], "done_ms": [ms(q[3]) for q in queries],
-        }],  # fmt: skip
+        "records": [records],
+        **generation,
     }
 
 

@@ -366,6 +366,7 @@ def make_row(case: Case, outcome: Outcome, cpus: list[int] | None = None, quiet_
         **({"rate": case.rate, "arrivals": case.arrivals, "p99_ms": case.p99_ms or None} if case.server else {}),
         **({"search": case.search} if case.search else {}),
         **({"batching": case.batching} if case.batching else {}),
+        **({"slo": case.slo} if case.slo else {}),
         **({"concurrency": case.concurrency} if case.closed_loop else {}),
         "baseline": case.is_baseline and not case.pair_of,
         "pinned_cpus": cpus,

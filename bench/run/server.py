@@ -83,8 +83,9 @@ def serve(load: Load, offsets: list[int], counter) -> dict | None:
     answers = load.ask_all(command)
     if answers is None:
         return None
-    queries = {index: (start, end) for a in answers for index, start, end in a["queries"]}
-    return {"start_ns": start_ns, "queries": queries, "answers": answers}
+    queries = {q[0]: (q[1], q[2]) for a in answers for q in a["queries"]}
+    tokens = {q[0]: q[3] for a in answers for q in a["queries"] if len(q) > 3}  # a generation case's
+    return {"start_ns": start_ns, "queries": queries, "tokens": tokens, "answers": answers}
 
 
 def queries_per_call(case: Case) -> int:
@@ -148,6 +149,7 @@ def round_entry(case: Case, offsets: list[int], served: dict, seed_key: str, rat
         "steal_shares": [[round(s, 4) for s in steal]],
         "records": [query_records(offsets, served)],
         **batching_entry(case, served),
+        **generation_entry(case, offsets, served, span_s),
     }
 
 
@@ -158,7 +160,26 @@ def query_records(offsets: list[int], served: dict) -> dict:
     def times(which: int) -> list[float | None]:
         return [round((queries[i][which] - start_ns) / 1e6, 3) if i in queries else None for i in range(len(offsets))]
 
-    return {"scheduled_ms": [round(o / 1e6, 3) for o in offsets], "dispatch_ms": times(0), "done_ms": times(1)}
+    records = {"scheduled_ms": [round(o / 1e6, 3) for o in offsets], "dispatch_ms": times(0), "done_ms": times(1)}
+    tokens = served.get("tokens")
+    if tokens:
+        records["first_token_ms"] = [round((tokens[i][0] - start_ns) / 1e6, 3) if i in tokens else None
+                                     for i in range(len(offsets))]  # fmt: skip
+    return records
+
+
+def generation_entry(case: Case, offsets: list[int], served: dict, span_s: float) -> dict:
+    """A generation case's TTFT, TPOT, tokens/s and goodput from the scheduled times (bench.results.generation_load)."""
+    from bench.results import generation_load
+
+    if not served.get("tokens"):
+        return {}
+    records = query_records(offsets, served)
+    gaps = generation_load.token_gaps_ms(list(served["tokens"].values()))
+    return {"generation": generation_load.entry(
+        records["scheduled_ms"], records["first_token_ms"], records["done_ms"], gaps, case.new_tokens,
+        case.batch_size, span_s, case.slo, "scheduled time",
+    )}  # fmt: skip
 
 
 QUEUE_STEP_S = 0.1

@@ -9,7 +9,8 @@ connects to the runner's socket NAME (an abstract Unix socket) and answers one J
 - runner → worker: {"window": {"start_ns", "end_ns"}}: an offline window (measure_window); the answer
   {"calls_ns", "samples_ns", "interference", "cpu_s"};
 - runner → worker: {"serve": {...}} and {"users": {...}}: a server schedule (serve_queries) or closed-loop users
-  (serve_users) served with the other streams; the answer {"queries", "interference", "cpu_s"};
+  (serve_users) served with the other streams; the answer {"queries", "interference", "cpu_s"}, each query of a
+  generation case with its tokens' times;
 - runner → worker: {"check": true}: one more call's outputs checked against eager fp32, the answer {"accuracy"}
   (bench tune asks before it compares configurations);
 - runner → worker: {"finish": true}: the outputs checked against eager fp32 and the answer written to RESULT as
@@ -33,8 +34,7 @@ from contextlib import contextmanager
 
 from bench.job import Job
 from bench.worker.answer import answer
-from bench.worker.case import prepare_case, query_stall, read_job, warm_up
-from bench.worker.workloads.forward import checked_accuracy, measured_result
+from bench.worker.case import prepare_case, query_stall, read_job
 
 CANARY_SIZE = 192
 CANARY_REPEATS = 3
@@ -49,45 +49,47 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(job: Job, control: str) -> dict:
     from bench.measure.memory import rss_mb
+    from bench.worker.workloads import resident_calls
 
     case = prepare_case(job)
-    warm_ms = warm_up(case)
+    calls = resident_calls(case)
+    call = calls.call
     canary = Canary()
     channel = Channel(control)
-    channel.send({"ready": True, "pid": os.getpid(), "rss_mb": rss_mb(), "call_ms": call_estimate(warm_ms, case)})
+    channel.send({"ready": True, "pid": os.getpid(), "rss_mb": rss_mb(), "call_ms": call_estimate(calls.warm_ms, case)})
     samples_ns, blocks = [], []
     while True:
         command = channel.receive()
         if command is None or command.get("finish"):
             break
         if "serve" in command:
-            served = serve_queries(case.backend.run, command["serve"], query_stall(job.case.case_id))
-            samples_ns += [end - start for start, end in sorted({(start, end) for _, start, end in served["queries"]})]
+            served = serve_queries(call, command["serve"], query_stall(job.case.case_id), calls.token_times)
+            samples_ns += [end - start for start, end in sorted({(q[1], q[2]) for q in served["queries"]})]
             blocks.append({k: v for k, v in served.items() if k != "queries"})
             channel.send(served)
             continue
         if command.get("check"):
-            channel.send({"accuracy": checked_accuracy(case)})
+            channel.send({"accuracy": calls.accuracy()})
             continue
         if "users" in command:
-            served = serve_users(case.backend.run, command["users"])
-            samples_ns += [end - start for *_, start, end in served["queries"]]
+            served = serve_users(call, command["users"], calls.token_times)
+            samples_ns += [q[3] - q[2] for q in served["queries"]]
             blocks.append({k: v for k, v in served.items() if k != "queries"})
             channel.send(served)
             continue
         if "window" in command:
-            window = measure_window(case.backend.run, command["window"]["start_ns"], command["window"]["end_ns"])
+            window = measure_window(call, command["window"]["start_ns"], command["window"]["end_ns"])
             samples_ns += window["samples_ns"]
             blocks.append({k: v for k, v in window.items() if k not in ("samples_ns", "calls_ns")})
             channel.send(window)
             continue
-        block = measure_block(case.backend.run, command["block"], command.get("warm", 0), canary)
+        block = measure_block(call, command["block"], command.get("warm", 0), canary)
         samples_ns += block["samples_ns"]
         blocks.append({k: v for k, v in block.items() if k != "samples_ns"})
         channel.send(block)
     if not samples_ns:  # the load never reached this stream (more streams than closed-loop users): one call of its own
-        samples_ns = measure_block(case.backend.run, 1, 0, canary)["samples_ns"]
-    result = measured_result(case, samples_ns, summarize(blocks))
+        samples_ns = measure_block(call, 1, 0, canary)["samples_ns"]
+    result = calls.result(samples_ns, summarize(blocks))
     result["blocks"] = len(blocks)
     return result
 
@@ -150,12 +152,14 @@ def measure_window(call, start_ns: int, end_ns: int) -> dict:
     }
 
 
-def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None) -> dict:
+def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None, token_times=None) -> dict:
     """The server scenario (bench.run.server): whenever this stream is free it takes the next query from the counter
     all streams share, waits for the query's scheduled time and calls. With identical streams that is one queue
     served first come first served by whichever stream frees first, and nothing generates load while they serve.
     Each query's [index, start, end] on CLOCK_MONOTONIC; queries taken past `deadline_ns` are left unserved.
-    `stall`: (query index, seconds) to sleep after dispatching that query (a test hook, bench.worker.case)."""
+    `stall`: (query index, seconds) to sleep after dispatching that query (a test hook, bench.worker.case);
+    `token_times`: when the last call's tokens came, ns before its end (a generation case's): each query's record
+    then ends with its tokens' times on CLOCK_MONOTONIC."""
     if schedule.get("max_batch"):
         return serve_batches(call, schedule, stall)
     start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
@@ -172,7 +176,8 @@ def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None) 
             if stall and stall[0] == index:
                 time.sleep(stall[1])
             call()
-            served.append([index, t0, time.monotonic_ns()])
+            t1 = time.monotonic_ns()
+            served.append([index, t0, t1, *([[t1 - ns for ns in token_times()]] if token_times else [])])
     return {"queries": served, **report}
 
 
@@ -215,12 +220,13 @@ IN_FLIGHT = 2**63 - 1
 """A closed-loop user's send time while its query is being served."""
 
 
-def serve_users(call, spec: dict) -> dict:
+def serve_users(call, spec: dict, token_times=None) -> dict:
     """The closed-loop scenario (bench.run.closed_loop): `users` users share the streams, each sending its next query
     the moment its last is answered (their send times in a file the streams share, under a lock). Whenever this
     stream is free it takes the query sent first and calls: one queue, first come first served. A stream that finds
     every user waiting for an answer has nothing left to do (more streams than users) and ends; queries sent at or
-    after `end_ns` are not taken. Each query's [user, sent, start, end] on CLOCK_MONOTONIC."""
+    after `end_ns` are not taken. Each query's [user, sent, start, end] on CLOCK_MONOTONIC, and with `token_times`
+    (serve_queries) its tokens' times."""
     users, end_ns = spec["users"], spec["end_ns"]
     served = []
     with metered(steal_contaminates=False) as report, SharedFile(spec["state"]) as state:
@@ -238,7 +244,7 @@ def serve_users(call, spec: dict) -> dict:
             t1 = time.monotonic_ns()
             with state.held():
                 state.write(struct.pack("<q", t1), at=8 * user)
-            served.append([user, sent, t0, t1])
+            served.append([user, sent, t0, t1, *([[t1 - ns for ns in token_times()]] if token_times else [])])
     return {"queries": served, **report}
 
 

@@ -7,6 +7,8 @@ A new workload is one module here and one line in WORKLOADS (docs/architecture.m
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from bench.job import Case
 
@@ -23,6 +25,24 @@ def workload_name(case: Case) -> str:
     if case.pipelined:
         return "pipeline"
     return "forward"
+
+
+@dataclass
+class ResidentCalls:
+    """What a resident worker (bench.worker.resident) needs of a workload, after the case's warm-up: the timed call,
+    the warm-up calls' durations (ms), the measured result from the samples and interference of every block, one
+    more call's accuracy, and when the last call's tokens came (ns before its end; None: no tokens)."""
+
+    call: Callable
+    warm_ms: list[float]
+    result: Callable[[list[int], dict], dict]
+    accuracy: Callable[[], dict]
+    token_times: Optional[Callable[[], list[int]]] = None
+
+
+def resident_calls(prepared) -> ResidentCalls:
+    """The workload's calls for a resident worker; a workload without `resident` runs single-stream only."""
+    return workload(prepared.job.case).resident(prepared)
 
 
 def workload(case: Case):

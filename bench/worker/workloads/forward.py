@@ -59,3 +59,15 @@ def measured_result(case, samples_ns: list[int], interference: dict) -> dict:
         + ci_target_warnings(latency["ci_target"], len(samples_ms))
         + warnings_of(interference),
     }
+
+
+def resident(case):
+    """What a resident worker (bench.worker.resident) calls for a forward-pass case: the backend's own call."""
+    from bench.worker.workloads import ResidentCalls
+
+    return ResidentCalls(
+        call=case.backend.run,
+        warm_ms=warm_up(case),
+        result=lambda samples_ns, interference: measured_result(case, samples_ns, interference),
+        accuracy=lambda: checked_accuracy(case),
+    )

@@ -14,39 +14,80 @@ GENERATION_FAULT_VAR = "BENCH_GENERATION_FAULT"
 
 
 def run(prepared) -> dict:
-    from bench.measure.generation import GenerationCall, compare_generation, figures, raw_timings
-    from bench.measure.stats import throughput
-    from bench.worker.whole_calls import measured_row
+    call = generation_call(prepared)
+    warm_up(prepared, call)
+    if prepared.job.mode == "reference":
+        return saved_reference(prepared, call.reference())
+    samples_ns, interference = measure_until_clean(call, prepared.job.case.measure)
+    return measured_result(prepared, call, samples_ns, interference)
 
-    job, backend, inputs, reference = prepared.job, prepared.backend, prepared.inputs, prepared.reference
-    memory, timings = prepared.memory, prepared.timings
-    case, measure_cfg = job.case, job.case.measure
+
+def generation_call(prepared):
+    """The case's whole generate call, clocked per token (bench.measure.generation.GenerationCall)."""
+    from bench.measure.generation import GenerationCall
+
+    job, inputs = prepared.job, prepared.inputs
     stopping, processors = generation_hooks(job, int(inputs["input_ids"].shape[1]))
-    call = GenerationCall(
-        backend.generate_model(),
+    return GenerationCall(
+        prepared.backend.generate_model(),
         inputs,
-        case.new_tokens,
+        job.case.new_tokens,
         job.vocab["pad_token_id"],
-        backend.generate_context,
+        prepared.backend.generate_context,
         stopping,
         processors,
     )
-    warm_up(prepared, call)
-    if job.mode == "reference":
-        return saved_reference(prepared, call.reference())
-    samples_ns, interference = measure_until_clean(call, measure_cfg)
-    memory.looped()
+
+
+def measured_result(prepared, call, samples_ns: list[int], interference: dict) -> dict:
+    """The worker's answer for a generation case: the row of its last len(samples_ns) calls, its `generation` entry,
+    and one more, untimed call checked against eager fp32."""
+    from bench.measure.generation import figures, raw_timings
+    from bench.measure.stats import throughput
+    from bench.worker.whole_calls import measured_row
+
+    backend, case = prepared.backend, prepared.job.case
+    prepared.memory.looped()
     backend.after_measurement()
     token_ms, tail_ms = raw_timings(call.records[-len(samples_ns):])
-    checked = call.reference()  # untimed: the same call, also returning the prefill's logits
+    accuracy = checked_accuracy(prepared, call)
     generation = {"prompt_len": case.seq_len, **figures(token_ms, tail_ms, case.batch_size)}
-    row = measured_row(backend, measure_cfg, samples_ns, interference, memory, timings, effective(backend))
+    row = measured_row(backend, case.measure, samples_ns, interference, prepared.memory, prepared.timings,
+                       effective(backend))  # fmt: skip
     return {
         **row,
         "throughput": throughput(row["latency_ms"]["median"], case.batch_size, case.batch_size * case.new_tokens),
         "generation": generation,
-        "accuracy": compare_generation(checked, reference.outputs, case.precision, case.tolerance),
+        "accuracy": accuracy,
     }
+
+
+def checked_accuracy(prepared, call) -> dict:
+    """One more call (untimed, also returning the prefill's logits) checked against eager fp32's."""
+    from bench.measure.generation import compare_generation
+
+    case = prepared.job.case
+    return compare_generation(call.reference(), prepared.reference.outputs, case.precision, case.tolerance)
+
+
+def resident(prepared):
+    """What a resident worker (bench.worker.resident) calls for a generation case: each query one whole generate
+    call, which reports when each of its tokens came (ns before the call's end, bench.results.generation_load)."""
+    from bench.worker.workloads import ResidentCalls
+
+    call = generation_call(prepared)
+
+    def token_times() -> list[int]:
+        record = call.records[-1]
+        return [record.end_ns - stamp for stamp in record.stamps_ns]
+
+    return ResidentCalls(
+        call=call,
+        warm_ms=warm_up(prepared, call),
+        result=lambda samples_ns, interference: measured_result(prepared, call, samples_ns, interference),
+        accuracy=lambda: checked_accuracy(prepared, call),
+        token_times=token_times,
+    )
 
 
 def generation_hooks(job: Job, prompt_len: int) -> tuple[list, list]:
