@@ -367,3 +367,59 @@ def test_rounds_pool_their_pipeline_calls():
     merged = merge([first, second])
     assert merged["pipeline"]["calls"] == 8 and merged["pipeline"]["texts"] == "short"
     assert merged["pipeline"]["stages_ms"]["e2e"]["min"] == 4.0 and merged["pipeline"]["stages_ms"]["e2e"]["max"] == 8.0
+
+
+# --- under load -------------------------------------------------------------------------------------------------
+
+UNDER_LOAD = SUITE.replace("  measure: {", """\
+  streams: [1]
+  measure: {server_seconds: 3, """).replace("""backends:
+  - name: eager
+    type: pytorch
+""", """backends:
+  - name: served
+    type: pytorch
+    scenario: server
+    rates: [20]
+    arrivals: constant
+  - name: users
+    type: pytorch
+    scenario: closed-loop
+    concurrency: [2]
+""")
+
+
+def test_pipelines_run_under_server_and_closed_loop_and_not_offline(tmp_path):
+    cases = expand(load_suite(write_suite(tmp_path, UNDER_LOAD))[0])
+    assert {(c.model, c.backend, c.scenario) for c in cases} == {
+        (m, b, s) for m in ("qa", "cls") for b, s in (("served", "server"), ("users", "closed-loop"))
+    }
+    assert all(c.texts == "short" and c.seq_len == NOMINAL_TOKENS["short"] for c in cases)
+    batched = UNDER_LOAD.replace("    arrivals: constant\n", "    arrivals: constant\n    dynamic_batching: {max_wait_ms: 2}\n")
+    suite = load_suite(write_suite(tmp_path, batched, "batched.yaml"))[0]
+    assert all(not c.batching for c in expand(suite))
+    assert "cls on served: dynamic_batching applies to forward-pass cases only; each pipeline request is a call of its own" in dropped_combinations(suite)
+    offline = UNDER_LOAD.replace("scenario: server\n    rates: [20]\n    arrivals: constant", "scenario: offline")
+    suite = load_suite(write_suite(tmp_path, offline, "offline.yaml"))[0]
+    assert {c.backend for c in expand(suite)} == {"users"}
+    assert any("scenario offline measures forward-pass cases only" in n for n in dropped_combinations(suite))
+
+
+@pytest.mark.slow
+def test_a_real_server_run_serves_the_shipped_texts_one_pipeline_call_per_query(tmp_path):
+    out = tmp_path / "out"
+    text = UNDER_LOAD.replace("  - name: qa\n    config: bert-base-uncased\n    task: question-answering\n"
+                              f"    config_overrides: {TINY_BERT}\n", "")
+    result = bench_cli("run", write_suite(tmp_path, text), "--out", out)
+    rows = {r["backend"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert all(r["status"] == "ok" and r["accuracy"]["passed"] for r in rows.values()), result.stdout + result.stderr
+    server, texts = rows["served"], len(TEXT_SETS["short"])
+    assert server["server"]["served"] == server["server"]["queries"] == 60
+    assert server["pipeline"]["calls"] == 60 and sorted(set(server["pipeline"]["calls_ms"]["text"])) == list(range(texts))
+    assert len(set(server["pipeline"]["tokens"])) > 1  # each text at its own length, not one padded shape
+    assert server["server"]["latency_ms"][0]["p50"] >= server["pipeline"]["stages_ms"]["e2e"]["median"] * 0.9
+    closed = rows["users"]
+    assert closed["closed_loop"]["completed"] == closed["pipeline"]["calls"] > 10
+    markdown = bench_cli("show", out, "--format", "md").stdout
+    assert "### Server latency" in markdown and "### Closed-loop latency" in markdown
+    assert "| cls | served | fp32 | main | short texts | 1 | 1 × 1 | 20 |" in markdown

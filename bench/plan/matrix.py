@@ -104,7 +104,7 @@ def expand(suite: Suite) -> list[Case]:
             continue  # said once by dropped_combinations
         if text_sets != [""]:
             axes.update(seq_lens=[0], batch_sizes=[1], padding_ratios=[0.0])  # one text per call: its own length
-        if (scenario == OFFLINE and new_token_counts != [0]) or (scenario != SINGLE_STREAM and text_sets != [""]):
+        if scenario == OFFLINE and (new_token_counts != [0] or text_sets != [""]):
             continue  # said once by dropped_combinations
         slo = next((lv.slo for lv in (backend, model, defaults) if lv.slo is not None), None)
         streams_axis = axes["streams"] if scenario != SINGLE_STREAM else [1]
@@ -147,7 +147,7 @@ def expand(suite: Suite) -> list[Case]:
                 bound = next((lv.p99_ms for lv in (backend, model, defaults) if lv.p99_ms is not None), 0.0)
                 params.update(rate=float(rate), arrivals=arrivals, p99_ms=float(bound))
                 batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
-                if batching is not None and not new_tokens:
+                if batching is not None and not new_tokens and not texts:
                     params["batching"] = batching.model_dump()
                 if search is not None:
                     params.update(search=search.model_dump(), p99_ms=search.p99_ms)
@@ -226,13 +226,13 @@ def dropped_combinations(suite: Suite) -> list[str]:
 
 
 def scenario_notes(backend, model, defaults) -> list[str]:
-    """Cases a scenario leaves out: offline measures the forward pass only (not generate calls), no scenario under
-    load runs pipeline calls, and streams other than 1 mean nothing to a single-stream case; settings that apply
-    elsewhere only."""
+    """Cases a scenario leaves out: offline measures the forward pass only (not generate or pipeline calls), and
+    streams other than 1 mean nothing to a single-stream case; settings that apply elsewhere only."""
     scenario = _pick_scenario(backend, model, defaults)
     rates = [r for r in _pick("rates", backend, model, defaults) if r]
     users = [u for u in _pick("concurrency", backend, model, defaults) if u]
     generating = generation_axes(model, defaults)[1] != [0]
+    pipelined = pipeline_texts(model, defaults) != [""]
     where = f"{model.name} on {backend.label}"
     ignored = []
     if rates and scenario != SERVER:
@@ -242,9 +242,9 @@ def scenario_notes(backend, model, defaults) -> list[str]:
     batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
     if batching is not None and scenario != SERVER:
         ignored.append(f"{where}: dynamic_batching applies to scenario server only")
-    elif batching is not None and generating:
-        ignored.append(f"{where}: dynamic_batching applies to forward-pass cases only; each generation request is a"
-                       " generate call of its own")  # fmt: skip
+    elif batching is not None and (generating or pipelined):
+        ignored.append(f"{where}: dynamic_batching applies to forward-pass cases only; each"
+                       f" {'generation' if generating else 'pipeline'} request is a call of its own")  # fmt: skip
     slo = next((lv.slo for lv in (backend, model, defaults) if lv.slo is not None), None)
     if slo is not None and not (generating and scenario in (SERVER, CLOSED_LOOP)):
         ignored.append(f"{where}: slo applies to generation cases under scenario server or closed-loop only")
@@ -252,11 +252,9 @@ def scenario_notes(backend, model, defaults) -> list[str]:
         streams = [s for s in _pick("streams", backend, model, defaults) if s != 1]
         return ignored + ([f"{where}: streams {streams} apply to the scenarios under load only; single-stream cases"
                            " run one stream"] if streams else [])  # fmt: skip
-    if pipeline_texts(model, defaults) != [""]:
-        return [f"{where}: scenario {scenario} measures model calls, not pipeline calls; its cases are left out"]
-    if generating and scenario == OFFLINE:
-        return [f"{where}: scenario offline measures forward-pass cases only (generation runs under server or"
-                " closed-loop); its cases are left out"]  # fmt: skip
+    if (generating or pipelined) and scenario == OFFLINE:
+        return [f"{where}: scenario offline measures forward-pass cases only (generation and pipelines run under"
+                " server or closed-loop); its cases are left out"]  # fmt: skip
     return ignored
 
 

@@ -324,8 +324,9 @@ def load_cells(row: dict) -> list[str]:
     """The cells every table under load opens with: model to batch, and the split of the CPUs."""
     from bench.results.offline import split_text
 
+    seq = f"{row['texts']} texts" if row.get("texts") else str(row.get("seq_len"))
     return [str(row.get("model")), str(row.get("backend")), row_label(row), str(row.get("environment") or "main"),
-            str(row.get("seq_len")), batch_text(row), split_text(row)]
+            seq, batch_text(row), split_text(row)]
 
 
 def batch_text(row: dict) -> str:

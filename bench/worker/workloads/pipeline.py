@@ -46,29 +46,66 @@ def make_pipeline(job: Job, backend):
 def run(prepared) -> dict:
     """The row's latency is the end-to-end call, its `pipeline` entry the per-stage figures, its accuracy the answers
     on every text against eager fp32's pipeline."""
-    from bench.measure.pipeline import PipelineCall, compare_answers, figures, raw_timings
-    from bench.measure.stats import throughput
     from bench.measure.texts import TEXT_SETS
+
+    call = pipeline_call(prepared)
+    warm_up(prepared, call)
+    if prepared.job.mode == "reference":
+        return saved_reference(prepared, call.answers())
+    case = prepared.job.case
+    samples_ns, interference = measure_until_clean(call, case.measure, cycle=len(TEXT_SETS[case.texts]))
+    return measured_result(prepared, call, samples_ns, interference)
+
+
+def pipeline_call(prepared):
+    """One pipeline call on the next of the case's texts per call (bench.measure.pipeline.PipelineCall)."""
+    from bench.measure.pipeline import PipelineCall
+    from bench.measure.texts import TEXT_SETS
+
+    job, backend = prepared.job, prepared.backend
+    return PipelineCall(make_pipeline(job, backend), job.case.task, TEXT_SETS[job.case.texts], backend.generate_context)
+
+
+def measured_result(prepared, call, samples_ns: list[int], interference: dict) -> dict:
+    """The worker's answer for a pipeline case: the row of its last len(samples_ns) calls, its `pipeline` entry, and
+    the answers on every text checked against eager fp32's."""
+    from bench.measure.pipeline import figures, raw_timings
+    from bench.measure.stats import throughput
     from bench.worker.whole_calls import measured_row
 
-    job, backend, inputs, reference = prepared.job, prepared.backend, prepared.inputs, prepared.reference
-    memory, timings = prepared.memory, prepared.timings
-    case, measure_cfg = job.case, job.case.measure
-    texts = TEXT_SETS[case.texts]
-    call = PipelineCall(make_pipeline(job, backend), case.task, texts, backend.generate_context)
-    warm_up(prepared, call)
-    if job.mode == "reference":
-        return saved_reference(prepared, call.answers())
-    samples_ns, interference = measure_until_clean(call, measure_cfg, cycle=len(texts))
-    memory.looped()
+    backend, case = prepared.backend, prepared.job.case
+    prepared.memory.looped()
     backend.after_measurement()
     tokens = call.token_counts()
     entry = figures(case.texts, tokens, raw_timings(call.records[-len(samples_ns) :]))
-    row = measured_row(backend, measure_cfg, samples_ns, interference, memory, timings, effective(backend))
-    answers = call.answers()
+    row = measured_row(backend, case.measure, samples_ns, interference, prepared.memory, prepared.timings,
+                       effective(backend))  # fmt: skip
     return {
         **row,
         "throughput": throughput(row["latency_ms"]["median"], 1, round(entry["tokens_median"])),
         "pipeline": entry,
-        "accuracy": compare_answers(answers, reference.outputs, case.task, case.precision, case.tolerance, texts),
+        "accuracy": checked_answers(prepared, call),
     }
+
+
+def checked_answers(prepared, call) -> dict:
+    from bench.measure.pipeline import compare_answers
+    from bench.measure.texts import TEXT_SETS
+
+    case = prepared.job.case
+    return compare_answers(call.answers(), prepared.reference.outputs, case.task, case.precision, case.tolerance,
+                           TEXT_SETS[case.texts])  # fmt: skip
+
+
+def resident(prepared):
+    """What a resident worker (bench.worker.resident) calls for a pipeline case under load: each query one pipeline
+    call on the next of the case's texts, at its own length (each stream takes the texts in turn)."""
+    from bench.worker.workloads import ResidentCalls
+
+    call = pipeline_call(prepared)
+    return ResidentCalls(
+        call=call,
+        warm_ms=warm_up(prepared, call),
+        result=lambda samples_ns, interference: measured_result(prepared, call, samples_ns, interference),
+        accuracy=lambda: checked_answers(prepared, call),
+    )
