@@ -124,3 +124,20 @@ def test_a_real_run_serves_generation_and_a_stall_shows_in_the_ttft_from_the_sch
 
     markdown = bench_cli("show", out, "--format", "md").stdout
     assert "### Generation under load" in markdown and "| 2 users |" in markdown and "| TTFT ≤ 150 ms, TPOT ≤ 1000 ms |" in markdown
+
+
+def loaded_row(backend: str, users: int, met: int, offered: int, goodput: float) -> dict:
+    generation = {"slo": {"tpot_ms": 50, "ttft_ms": 500}, "met_slo": [met], "offered": [offered],
+                  "goodput_per_s": [goodput]}  # fmt: skip
+    return {"status": "ok", "model": "gpt2", "seq_len": 32, "new_tokens": 16, "backend": backend, "precision": "fp32",
+            "streams": 2, "threads": 1, "concurrency": users, "scenario": "closed-loop",
+            "closed_loop": {"generation": generation}}  # fmt: skip
+
+
+def test_the_goodput_answer_names_the_most_goodput_first_with_the_share_met_and_its_exact_interval():
+    from bench.results.generation_load import goodput_lines
+
+    [line] = goodput_lines([loaded_row("ort", 2, 24, 25, 2.38), loaded_row("openvino", 2, 26, 26, 2.53)])
+    assert line.startswith("gpt2 (prompt 32, +16 tokens), most goodput under TTFT ≤ 500 ms, TPOT ≤ 50 ms: openvino")
+    low = 0.025 ** (1 / 26)  # Clopper-Pearson's lower end when every request met it
+    assert f"(26 of 26, 100% [{low:.0%}, 100%]); next, ort fp32 2 × 1 at 2 users: 2.38 requests/s" in line

@@ -298,6 +298,10 @@ def render(rows: list[dict], sort: str = "speed", color: bool = False, width: in
     for table in generation_load_tables(generating):
         console.print(table)
     if generating:
+        from bench.results.generation_load import goodput_lines
+
+        for line in goodput_lines(generating):
+            console.print(line)
         console.print(GENERATION_LOAD_LEGEND)
     tuned = tuned_rows(every)
     if tuned:

@@ -464,7 +464,7 @@ GENERATION_LOAD_LEGEND = (
 
 def generation_load_cells(rows: list[dict]) -> list[list[str]]:
     from bench.report.data import accuracy_text as entry_accuracy
-    from bench.results.generation_load import median_of
+    from bench.results.generation_load import median_of, slo_text
     from bench.results.offline import split_text
 
     found = []
@@ -495,11 +495,6 @@ def generation_load_cells(rows: list[dict]) -> list[list[str]]:
             entry_accuracy(Entry(row)),
         ])  # fmt: skip
     return found
-
-
-def slo_text(slo: dict) -> str:
-    names = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "e2e"}
-    return ", ".join(f"{names[k]} ≤ {v:g} ms" for k, v in slo.items() if k in names)
 
 
 TUNE_HEADER = ["model", "seq", "batch", "configuration", "order", "upper bound /s", "decision", "max VALID /s",
@@ -556,15 +551,17 @@ def load_sections(rows: list[dict]) -> list[LoadSection]:
     from bench.results import tune
     from bench.results.closed_loop import closed_loop_rows
     from bench.results.offline import offline_rows
+    from bench.results.generation_load import goodput_lines
     from bench.results.server import server_rows
 
+    generating = [r for r in server_rows(rows) + closed_loop_rows(rows) if r.get("new_tokens")]
     sections = (
         ("offline", "Offline throughput", OFFLINE_LEGEND, OFFLINE_HEADER, offline_cells(offline_rows(rows))),
         ("server", "Server latency", SERVER_LEGEND, SERVER_HEADER, server_cells(server_rows(rows))),
         ("closed-loop", "Closed-loop latency", CLOSED_LOOP_LEGEND, CLOSED_LOOP_HEADER,
          closed_loop_cells(closed_loop_rows(rows))),
-        ("generation-load", "Generation under load", GENERATION_LOAD_LEGEND, GENERATION_LOAD_HEADER,
-         generation_load_cells([r for r in server_rows(rows) + closed_loop_rows(rows) if r.get("new_tokens")])),
+        ("generation-load", "Generation under load", " ".join(goodput_lines(generating) + [GENERATION_LOAD_LEGEND]),
+         GENERATION_LOAD_HEADER, generation_load_cells(generating)),
         ("tuning", "Tuning for a latency budget", " ".join(tune.summary_lines(rows) + [TUNE_LEGEND]), TUNE_HEADER,
          tune_cells(rows)),
     )  # fmt: skip

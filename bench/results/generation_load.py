@@ -22,6 +22,14 @@ import statistics
 from bench.results.server import percentile_summary
 
 
+SLO_BOUNDS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "e2e"}
+"""An slo's bounds, in the order they are said."""
+
+
+def slo_text(slo: dict) -> str:
+    return ", ".join(f"{name} ≤ {slo[key]:g} ms" for key, name in SLO_BOUNDS.items() if key in slo)
+
+
 def query_figures(origin_ms: list[float], first_ms: list[float | None], done_ms: list[float | None],
                   new_tokens: int) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
     """TTFT, TPOT and end to end (ms) of each query served; times in ms from one start, None for one never served."""
@@ -94,3 +102,47 @@ def median_of(values: list | None) -> float | None:
     """A per-round figure's median over rounds (None without one)."""
     values = [v for v in values or [] if v is not None and math.isfinite(v)]
     return statistics.median(values) if values else None
+
+
+def goodput_lines(rows: list[dict]) -> list[str]:
+    """Per model, prompt and slo: the configuration and load with the most goodput, and the next, each with the
+    share of its requests that met the slo and that share's 95% interval (Clopper-Pearson)."""
+    from bench.backends.precision_mode import row_label
+    from bench.results.offline import split_text
+
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        generation = (row.get("server") or row.get("closed_loop") or {}).get("generation") or {}
+        if row.get("status") == "ok" and generation.get("slo") and median_of(generation.get("goodput_per_s")) is not None:
+            slo = tuple((name, generation["slo"][name]) for name in SLO_BOUNDS if name in generation["slo"])
+            groups.setdefault((row.get("model"), row.get("seq_len"), row.get("new_tokens"), slo), []).append(row)
+    lines = []
+    for (model, prompt, new_tokens, slo), members in groups.items():
+        ranked = sorted(members, key=lambda r: -median_of(loaded_generation(r)["goodput_per_s"]))
+
+        def text(row: dict) -> str:
+            generation = loaded_generation(row)
+            met, offered = sum(generation["met_slo"]), sum(generation["offered"])
+            load = f"{row['concurrency']} {'user' if row['concurrency'] == 1 else 'users'}" if row.get("concurrency") \
+                else f"{row.get('rate') or 0:g}/s offered"
+            low, high = met_interval(met, offered)
+            return (f"{row.get('backend')} {row_label(row)} {split_text(row)} at {load}:"
+                    f" {median_of(generation['goodput_per_s']):.2f} requests/s met it ({met} of {offered},"
+                    f" {met / offered:.0%} [{low:.0%}, {high:.0%}])")  # fmt: skip
+
+        under = slo_text(dict(slo))
+        line = f"{model} (prompt {prompt}, +{new_tokens} tokens), most goodput under {under}: {text(ranked[0])}"
+        lines.append(line + (f"; next, {text(ranked[1])}." if len(ranked) > 1 else "."))
+    return lines
+
+
+def loaded_generation(row: dict) -> dict:
+    return (row.get("server") or row.get("closed_loop") or {}).get("generation") or {}
+
+
+def met_interval(met: int, offered: int) -> tuple[float, float]:
+    """The 95% interval (Clopper-Pearson) of the share of requests that meet the slo."""
+    from scipy.stats import binomtest
+
+    found = binomtest(met, offered).proportion_ci(0.95, method="exact")
+    return found.low, found.high
