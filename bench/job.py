@@ -142,6 +142,17 @@ class Case:
         return self.scenario == CLOSED_LOOP
 
     @property
+    def own_streams(self) -> bool:
+        """Under load, its streams are the backend's own (OpenVINO's NUM_STREAMS, an infer request each) in one
+        process on all their CPUs, not a process each (the backend option `own_streams`)."""
+        return self.under_load and self.streams > 1 and bool(self.backend_options.get("own_streams"))
+
+    @property
+    def process_threads(self) -> int:
+        """The threads of one worker process: all its streams' where the streams are the backend's own."""
+        return self.threads * self.streams if self.own_streams else self.threads
+
+    @property
     def under_load(self) -> bool:
         """Measured by streams of resident workers under a load (bench.run.offline, bench.run.server)."""
         return self.scenario != SINGLE_STREAM

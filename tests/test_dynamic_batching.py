@@ -3,6 +3,7 @@ threads as streams, whose calls take a known time), the suite field, and a real 
 rate one query per call cannot."""
 
 import json
+import statistics
 import threading
 import time
 
@@ -39,12 +40,13 @@ def batched_in_threads(tmp_path, streams, gap_ms, call_ms, max_batch, max_wait_m
 
 def test_under_light_load_each_query_waits_at_most_the_wait_and_runs_alone(tmp_path):
     """A query every 20 ms, 2 ms calls, a 4 ms wait: no second query arrives in time, so every batch holds one, and
-    each starts once the wait after its query's time is over (a sleep overruns by a millisecond or so)."""
+    each starts once the wait after its query's time is over: a sleep overruns by a millisecond or so, now and then
+    (the VM) by a few, and never by the 16 ms until the next query's time."""
     queries, batches, start_ns, offsets = batched_in_threads(tmp_path, 1, 20, 2, 4, 4, 40)
     assert [q[0] for q in queries] == list(range(40)) and batches == [1] * 40
-    for index, begin, _ in queries:
-        waited = (begin - start_ns - offsets[index]) / MS
-        assert 4 <= waited < 7, (index, waited)
+    waits = [(begin - start_ns - offsets[index]) / MS for index, begin, _ in queries]
+    assert all(4 <= waited < 12 for waited in waits), waits
+    assert statistics.median(waits) < 5.5, waits
 
 
 def test_under_heavy_load_the_streams_fill_batches_in_arrival_order_and_keep_up(tmp_path):

@@ -88,7 +88,7 @@ def test_streams_get_disjoint_slices_of_the_cpus_or_none_when_there_are_too_few(
     from types import SimpleNamespace
 
     places = {0: (0, 0), 1: (0, 1), 2: (0, 2), 3: (0, 3)}
-    layout = stream_cpus(SimpleNamespace(streams=2, threads=2), places)
+    layout = stream_cpus(SimpleNamespace(streams=2, threads=2, own_streams=False), places)
     assert len(layout) == 2 and all(len(s) == 2 for s in layout) and not set(layout[0]) & set(layout[1])
     assert stream_cpus(SimpleNamespace(streams=3, threads=2), places) is None
 

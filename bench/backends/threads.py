@@ -18,8 +18,9 @@ NOT_THREAD_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLE
 """What the worker's environment sets besides the thread pools."""
 
 
-def thread_settings(family: str, threads: int) -> dict:
-    """The settings a backend family applies in the worker for `threads` intra-op threads.
+def thread_settings(family: str, threads: int, streams: int = 1) -> dict:
+    """The settings a backend family applies in the worker for `threads` intra-op threads (OpenVINO: split into
+    `streams` streams of its own, as benchmark_app's -nstreams does, when more than one).
 
     Inter-op parallelism is always 1: a single inference request has no independent operators worth a second pool,
     and a second pool would compete with the intra-op threads for the same pinned CPUs.
@@ -34,6 +35,13 @@ def thread_settings(family: str, threads: int) -> dict:
             "inter_op_num_threads": 1,
             "execution_mode": "ORT_SEQUENTIAL",
             "intra_op_spinning": True,
+        }
+    if family == "openvino" and streams > 1:
+        return {
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": streams,
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "ENABLE_CPU_PINNING": True,
         }
     if family == "openvino":
         return {

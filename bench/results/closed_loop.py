@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.results.server import merged_generation, percentile_summary
+from bench.results.server import percentile_summary
 
 
 def is_closed_loop(row: dict) -> bool:
@@ -33,7 +33,6 @@ def merge_closed_loop(entries: list[dict], samples_ms: list[float]) -> dict:
         "service_ms": per_round("service_ms"),
         "steal_shares": per_round("steal_shares"),
         "records": per_round("records"),
-        **merged_generation(entries, "sent_ms"),
     }
 
 

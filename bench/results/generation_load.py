@@ -69,6 +69,15 @@ def entry(origin_ms: list[float], first_ms: list[float | None], done_ms: list[fl
     return found
 
 
+def merged_entry(scenario_entries: list[dict], origin_key: str) -> dict:
+    """A generation case's merged `generation` entry from its rounds' scenario entries (server or closed_loop), whose
+    records' `origin_key` are the requests' origins; nothing for another case."""
+    if not all(e.get("generation") for e in scenario_entries):
+        return {}
+    records = [r for e in scenario_entries for r in e.get("records") or []]
+    return {"generation": merge([e["generation"] for e in scenario_entries], records, origin_key)}
+
+
 def merge(entries: list[dict], records: list[dict], origin_key: str) -> dict:
     """The rounds' `generation` entries side by side, TTFT and TPOT pooled over every round's queries (`records`:
     each round's query records, `origin_key` the name of their origin times)."""

@@ -99,9 +99,11 @@ def split_ratios(rows: list[dict]) -> dict[str, Figure]:
 
 
 def split_text(row: dict) -> str:
+    """streams × threads per stream, and whose streams they are when the backend's own (one process)."""
     load = row.get("load") or {}
     streams = load.get("streams", row.get("streams", 1))
-    return f"{streams} × {load.get('threads_per_stream', row.get('threads'))}"
+    own = " (OpenVINO streams)" if streams > 1 and (row.get("backend_options") or {}).get("own_streams") else ""
+    return f"{streams} × {load.get('threads_per_stream', row.get('threads'))}{own}"
 
 
 def latency_percentile(row: dict, name: str) -> float | None:

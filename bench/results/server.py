@@ -98,18 +98,7 @@ def merge_server(entries: list[dict], samples_ms: list[float], bound_ms: float |
         "records": [r for e in entries for r in e.get("records") or []],
         "validity": validity(samples_ms, queries, bound_ms),
         **({"search": merge_searches([e["search"] for e in entries])} if all(e.get("search") for e in entries) else {}),
-        **merged_generation(entries, "scheduled_ms"),
     }
-
-
-def merged_generation(entries: list[dict], origin_key: str) -> dict:
-    """A generation case's merged `generation` entry (bench.results.generation_load), or nothing."""
-    from bench.results import generation_load
-
-    if not all(e.get("generation") for e in entries):
-        return {}
-    records = [r for e in entries for r in e.get("records") or []]
-    return {"generation": generation_load.merge([e["generation"] for e in entries], records, origin_key)}
 
 
 def merge_searches(searches: list[dict]) -> dict:

@@ -66,10 +66,13 @@ def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
 
 
 def stream_cpus(case: Case, run_cpus) -> list[list[int]] | None:
-    """Each stream's CPUs: `streams` slices of `threads` CPUs, chosen as a case of streams × threads would be."""
+    """Each stream process's CPUs: `streams` slices of `threads` CPUs, chosen as a case of streams × threads would
+    be; one slice of them all where the streams are the backend's own (one process)."""
     cpus = pick_cpus(case.streams * case.threads, run_cpus)
     if cpus is None:
         return None
+    if case.own_streams:
+        return [cpus]
     return [cpus[i * case.threads : (i + 1) * case.threads] for i in range(case.streams)]
 
 

@@ -44,8 +44,8 @@ class Resident:
         self.started = time.monotonic()
         self.server, self.proc = None, None
         args = ["--job", str(self.job_path), "--control", self.name, "--result", str(self.result_path)]
-        env = worker_environment(dict(os.environ), job.case.threads)
-        server = warm.server(python, job.case.threads) if warm is not None else None
+        env = worker_environment(dict(os.environ), job.case.process_threads)
+        server = warm.server(python, job.case.process_threads) if warm is not None else None
         if server is not None:
             try:
                 self.pid = server.start_worker(RESIDENT, args, self.cpus, log_path, env, detach=True)

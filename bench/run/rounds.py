@@ -23,6 +23,7 @@ from collections import defaultdict
 
 from bench.job import NOT_RUN_ON_PURPOSE
 from bench.measure.generation import merge_figures
+from bench.results import generation_load
 from bench.results.closed_loop import merge_closed_loop
 from bench.results.server import merge_server
 from bench.run.offline import merge_load, steal_warnings
@@ -178,9 +179,13 @@ def merge(rows: list[dict], pooled: dict | None = None) -> dict:
     if all(r.get("load") for r in rows):
         merged["load"] = merge_load([r["load"] for r in rows])
     if all(r.get("server") for r in rows):
-        merged["server"] = merge_server([r["server"] for r in rows], samples, rows[-1].get("p99_ms"))
+        entries = [r["server"] for r in rows]
+        merged["server"] = {**merge_server(entries, samples, rows[-1].get("p99_ms")),
+                            **generation_load.merged_entry(entries, "scheduled_ms")}  # fmt: skip
     if all(r.get("closed_loop") for r in rows):
-        merged["closed_loop"] = merge_closed_loop([r["closed_loop"] for r in rows], samples)
+        entries = [r["closed_loop"] for r in rows]
+        merged["closed_loop"] = {**merge_closed_loop(entries, samples),
+                                 **generation_load.merged_entry(entries, "sent_ms")}  # fmt: skip
     merged["timings_ms"] = rows[0].get("timings_ms")
     merged["provenance"] = rows[0].get("provenance")
     merged["wall_s"] = round(sum(r.get("wall_s") or 0.0 for r in rows), 3)

@@ -249,12 +249,12 @@ class Runner:
             source = self.source(case)
             if not env.built or isinstance(source, model_sources.SourceUnavailable):
                 continue
-            pythons = [env.python]
+            wanted = [(str(env.python), case.process_threads)]
             if not reference_path(case, source).exists():
-                pythons.append(environment(MAIN).python)
-            for python in pythons:
-                if (str(python), case.threads) not in keys:
-                    keys.append((str(python), case.threads))
+                wanted.append((str(environment(MAIN).python), case.threads))
+            for key in wanted:
+                if key not in keys:
+                    keys.append(key)
         return keys
 
     def wait_for_quiet(self, cpus: list[int]) -> dict:
@@ -296,7 +296,8 @@ class Runner:
             case=case,
             source=source,
             vocab=vocab_of(source, case.model_entry.get("config_overrides", {})),
-            thread_settings=thread_settings(BACKENDS[case.backend_type].thread_family, case.threads),
+            thread_settings=thread_settings(BACKENDS[case.backend_type].thread_family, case.process_threads,
+                                            case.streams if case.own_streams else 1),  # fmt: skip
             cpus=cpus,
             reference=str(reference or reference_path(case, source)),
             cache_dir=str(cache_root()),
@@ -397,8 +398,8 @@ def effect_warnings(case: Case, cpus, effective: dict | None) -> list[str]:
     if not effective:
         return []
     warnings = []
-    if effective.get("threads") is not None and effective["threads"] != case.threads:
-        warnings.append(f"asked for {case.threads} threads, the backend reports {effective['threads']}")
+    if effective.get("threads") is not None and effective["threads"] != case.process_threads:
+        warnings.append(f"asked for {case.process_threads} threads, the backend reports {effective['threads']}")
     if cpus is not None and effective.get("cpus") != cpus:
         warnings.append(f"pinned to CPUs {cpus}, the worker ran on {effective.get('cpus')}")
     return warnings

@@ -63,7 +63,8 @@ def serve(job: Job, control: str) -> dict:
         if command is None or command.get("finish"):
             break
         if "serve" in command:
-            served = serve_queries(call, command["serve"], query_stall(job.case.case_id), calls.token_times)
+            stall = query_stall(job.case.case_id)
+            served = in_streams(lambda c: serve_queries(c, command["serve"], stall, calls.token_times), call, calls)
             samples_ns += [end - start for start, end in sorted({(q[1], q[2]) for q in served["queries"]})]
             blocks.append({k: v for k, v in served.items() if k != "queries"})
             channel.send(served)
@@ -72,13 +73,14 @@ def serve(job: Job, control: str) -> dict:
             channel.send({"accuracy": calls.accuracy()})
             continue
         if "users" in command:
-            served = serve_users(call, command["users"], calls.token_times)
+            served = in_streams(lambda c: serve_users(c, command["users"], calls.token_times), call, calls)
             samples_ns += [q[3] - q[2] for q in served["queries"]]
             blocks.append({k: v for k, v in served.items() if k != "queries"})
             channel.send(served)
             continue
         if "window" in command:
-            window = measure_window(call, command["window"]["start_ns"], command["window"]["end_ns"])
+            start_ns, end_ns = command["window"]["start_ns"], command["window"]["end_ns"]
+            window = in_streams(lambda c: measure_window(c, start_ns, end_ns), call, calls)
             samples_ns += window["samples_ns"]
             blocks.append({k: v for k, v in window.items() if k not in ("samples_ns", "calls_ns")})
             channel.send(window)
@@ -92,6 +94,22 @@ def serve(job: Job, control: str) -> dict:
     result = calls.result(samples_ns, summarize(blocks))
     result["blocks"] = len(blocks)
     return result
+
+
+def in_streams(serve_with, call, calls) -> dict:
+    """`serve_with(call)`, or where the backend has streams of its own, `serve_with` on each stream's call at once, a
+    thread each (the infer calls release the GIL), their answers as one: every query and call together, the
+    interference meter's first contaminated verdict (else the first), the process's CPU time over the longest."""
+    if not calls.stream_calls:
+        return serve_with(call)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(calls.stream_calls)) as pool:
+        answers = list(pool.map(serve_with, calls.stream_calls))
+    merged = {key: [v for a in answers for v in a[key]] for key, value in answers[0].items() if isinstance(value, list)}
+    dirty = [a for a in answers if (a.get("interference") or {}).get("contaminated")]
+    return {**merged, "interference": (dirty or answers)[0]["interference"], "cpu_s": max(a["cpu_s"] for a in answers),
+            "streams_in_process": len(answers)}  # fmt: skip
 
 
 def call_estimate(warm_ms: list[float], case) -> float:

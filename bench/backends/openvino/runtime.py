@@ -1,4 +1,5 @@
-"""OpenVINO through optimum-intel: a cached IR, compiled with the settings a specialist sets for one latency stream.
+"""OpenVINO through optimum-intel: a cached IR, compiled with the settings a specialist sets for one latency stream
+(or, option `own_streams` under load, for the case's streams in one process, as benchmark_app -nstreams does).
 
 The execution precision is always set, never left to the device: on a CPU with AVX512_BF16 OpenVINO's default is
 bf16, so an fp32 case asks for f32. int8 runs its int8 IR with an f32 hint, so only the quantization differs from fp32.
@@ -35,7 +36,7 @@ READ_BACK = (
 
 
 class OpenvinoOptions(Options):
-    OMITTED_AT_DEFAULT = ("call",)
+    OMITTED_AT_DEFAULT = ("call", "own_streams")
 
     int8_mode: Literal["weights", "static"] = Field(
         "weights", description="int8: NNCF weight compression, or static quantization calibrated on synthetic inputs."
@@ -48,6 +49,12 @@ class OpenvinoOptions(Options):
         "optimum",
         description="The call measured: optimum-intel's OVModelFor<task>, or the bare openvino.CompiledModel it"
         " compiled, called on the IR's inputs.",
+    )
+    own_streams: bool = Field(
+        False,
+        description="Under load (offline, server, closed-loop) with more than one stream: OpenVINO's own streams"
+        " (NUM_STREAMS, the THROUGHPUT hint, an infer request per stream) in one process on all the streams' CPUs,"
+        " as benchmark_app -nstreams runs, instead of a worker process per stream.",
     )
 
 
@@ -79,6 +86,28 @@ class OpenvinoBackend(
         _, self.timings["compile_ms"] = timed(self.compile)
         self.reported = self.read_back()
         self.call = self.make_call(inputs)
+        self.stream_calls = self.make_stream_calls(inputs) if self.case.own_streams else None
+
+    def make_stream_calls(self, inputs) -> list:
+        """An infer request of the compiled model per stream, its input tensors set once to a private copy of the IR's
+        inputs (as benchmark_app fills them), each called from a thread of its own: an infer call releases the GIL.
+        Never `infer(feed)` on the case's arrays: optimum-intel's request shares their memory, and a copy into
+        another request's inputs was seen to overwrite them."""
+        import numpy as np
+
+        if self.case.generating or self.case.pipelined:
+            raise ValueError(
+                "option own_streams: true serves forward-pass calls on infer requests of one compiled model; a"
+                " generation or pipeline case calls optimum-intel's model class, one request (own_streams: false)"
+            )
+        compiled = self.compiled_model()
+        feed = graph_feed([i.get_any_name() for i in compiled.inputs], inputs, "the OpenVINO IR")
+        requests = [compiled.create_infer_request() for _ in range(self.case.streams)]
+        for request in requests:
+            for port in compiled.inputs:
+                request.set_tensor(port, self.openvino.Tensor(np.array(feed[port.get_any_name()], copy=True)))
+        self.details["own_streams"] = {"infer_requests": len(requests), "call": "compiled (an infer request each)"}
+        return [request.infer for request in requests]
 
     def make_call(self, inputs):
         if self.case.generating:

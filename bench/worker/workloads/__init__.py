@@ -31,13 +31,16 @@ def workload_name(case: Case) -> str:
 class ResidentCalls:
     """What a resident worker (bench.worker.resident) needs of a workload, after the case's warm-up: the timed call,
     the warm-up calls' durations (ms), the measured result from the samples and interference of every block, one
-    more call's accuracy, and when the last call's tokens came (ns before its end; None: no tokens)."""
+    more call's accuracy, when the last call's tokens came (ns before its end; None: no tokens), and the calls of
+    the backend's own streams."""
 
     call: Callable
     warm_ms: list[float]
     result: Callable[[list[int], dict], dict]
     accuracy: Callable[[], dict]
     token_times: Optional[Callable[[], list[int]]] = None
+    stream_calls: Optional[list[Callable]] = None
+    """The backend's own streams' calls, one per stream (OpenVINO's own_streams): served at once, a thread each."""
 
 
 def resident_calls(prepared) -> ResidentCalls:

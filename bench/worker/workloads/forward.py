@@ -65,9 +65,15 @@ def resident(case):
     """What a resident worker (bench.worker.resident) calls for a forward-pass case: the backend's own call."""
     from bench.worker.workloads import ResidentCalls
 
+    warm_ms = warm_up(case)
+    stream_calls = getattr(case.backend, "stream_calls", None)
+    for call in stream_calls or []:  # each infer request's first calls allocate what it keeps
+        for _ in range(max(1, case.job.case.measure["warmup"])):
+            call()
     return ResidentCalls(
         call=case.backend.run,
-        warm_ms=warm_up(case),
+        warm_ms=warm_ms,
         result=lambda samples_ns, interference: measured_result(case, samples_ns, interference),
         accuracy=lambda: checked_accuracy(case),
+        stream_calls=stream_calls,
     )
