@@ -3,6 +3,7 @@
 stalled call shows in the TTFT from the schedule and not in the TPOT."""
 
 import json
+import statistics
 
 import pytest
 
@@ -21,7 +22,7 @@ defaults:
   precisions: [fp32]
   generate: {{prompt_lens: [16], new_tokens: [{NEW_TOKENS}]}}
   slo: {{ttft_ms: 150, tpot_ms: 1000}}
-  measure: {{warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300, server_seconds: 4}}
+  measure: {{warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300, server_seconds: 3}}
 models:
   - name: tiny
     config: gpt2
@@ -97,7 +98,7 @@ def test_a_real_run_serves_generation_and_a_stall_shows_in_the_ttft_from_the_sch
     server = rows["served"]["server"]
     [records] = server["records"]
     generation = server["generation"]
-    assert server["queries"] == len(records["first_token_ms"]) == 80 and None not in records["done_ms"]
+    assert server["queries"] == len(records["first_token_ms"]) == 60 and None not in records["done_ms"]
     ttft = [first - due for due, first in zip(records["scheduled_ms"], records["first_token_ms"])]
     tpot = [(end - first) / (NEW_TOKENS - 1) for first, end in zip(records["first_token_ms"], records["done_ms"])]
     delay = [start - due for due, start in zip(records["scheduled_ms"], records["dispatch_ms"])]
@@ -108,17 +109,18 @@ def test_a_real_run_serves_generation_and_a_stall_shows_in_the_ttft_from_the_sch
     assert generation["pooled_ttft_ms"]["p99"] > STALL_MS / 2
     assert generation["pooled_tpot_ms"]["p99"] < STALL_MS / 20  # the stall is before the call: no token is slower
     met = sum(t <= 150 and p <= 1000 for t, p in zip(ttft, tpot))
-    assert generation["met_slo"] == [met] and 0 < met <= 80 - 5
+    assert generation["met_slo"] == [met] and 0 < met <= 60 - 5
     span_s = (max(records["done_ms"])) / 1000
     assert generation["goodput_per_s"][0] == pytest.approx(met / span_s, rel=0.01)
-    assert generation["output_tokens_per_s"][0] == pytest.approx(80 * NEW_TOKENS / span_s, rel=0.01)
+    assert generation["output_tokens_per_s"][0] == pytest.approx(60 * NEW_TOKENS / span_s, rel=0.01)
 
     closed = rows["users"]["closed_loop"]
     [records] = closed["records"]
     ttft = [first - sent for sent, first in zip(records["sent_ms"], records["first_token_ms"])]
     wait = [start - sent for sent, start in zip(records["sent_ms"], records["dispatch_ms"])]
     assert closed["generation"]["from"] == "send" and all(t >= w for t, w in zip(ttft, wait))
-    assert max(wait) > 0  # two users, one stream: a request waits for the other's call
+    calls = [end - start for start, end in zip(records["dispatch_ms"], records["done_ms"])]
+    assert statistics.median(wait) > 0.5 * statistics.median(calls)  # two users, one stream: each waits for a call
     tokens_per_s = closed["generation"]["output_tokens_per_s"][0]
     assert tokens_per_s == pytest.approx(closed["completed_per_s"] * NEW_TOKENS, rel=0.01)
 
