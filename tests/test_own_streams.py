@@ -63,3 +63,21 @@ def test_a_real_server_run_on_openvinos_own_streams_serves_two_queries_at_once_i
     assert overlapping > len(calls) / 10, (overlapping, len(calls))  # two infer requests at once, one process
     markdown = bench_cli("show", out, "--format", "md").stdout
     assert "| 2 × 1 (OpenVINO streams) |" in markdown
+
+
+def test_generation_on_own_streams_is_left_out_and_said_once(tmp_path):
+    from bench.plan.matrix import dropped_combinations
+
+    text = OWN.replace(TINY_MODEL, """\
+models:
+  - name: gen
+    config: gpt2
+    task: text-generation
+    config_overrides: {n_layer: 1, n_embd: 32, n_head: 2, vocab_size: 2048}
+    generate: {new_tokens: [4]}
+""").replace("streams: [2]", "streams: [1, 2]")
+    suite = load_suite(write_suite(tmp_path, text))[0]
+    assert [c.streams for c in expand(suite)] == [1]
+    notes = [n for n in dropped_combinations(suite) if "own_streams" in n]
+    assert notes == ["gen on ov-own: own_streams serves forward-pass calls; its generation cases of more than one"
+                     " stream are left out (each request calls the model class, one infer request)"]

@@ -117,6 +117,8 @@ def expand(suite: Suite) -> list[Case]:
         ):
             if precision not in info.precisions or (pad and batch == 1) or (pad and new_tokens):
                 continue
+            if (new_tokens or texts) and streams > 1 and backend.options.get("own_streams"):
+                continue  # said once by scenario_notes
             seq = NOMINAL_TOKENS[texts] if texts else seq
             params = {
                 "suite": suite.name,
@@ -252,6 +254,11 @@ def scenario_notes(backend, model, defaults) -> list[str]:
         streams = [s for s in _pick("streams", backend, model, defaults) if s != 1]
         return ignored + ([f"{where}: streams {streams} apply to the scenarios under load only; single-stream cases"
                            " run one stream"] if streams else [])  # fmt: skip
+    if (generating or pipelined) and backend.options.get("own_streams") and any(
+            s > 1 for s in _pick("streams", backend, model, defaults)):
+        ignored.append(f"{where}: own_streams serves forward-pass calls; its {'generation' if generating else 'pipeline'}"
+                       " cases of more than one stream are left out (each request calls the model class, one infer"
+                       " request)")  # fmt: skip
     if (generating or pipelined) and scenario == OFFLINE:
         return [f"{where}: scenario offline measures forward-pass cases only (generation and pipelines run under"
                 " server or closed-loop); its cases are left out"]  # fmt: skip
