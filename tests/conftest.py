@@ -88,6 +88,28 @@ defaults:
   threads: [1]
   measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120}
 """
+TINY_GENERATOR = """\
+models:
+  - name: gen
+    config: gpt2
+    task: text-generation
+    config_overrides: {n_layer: 1, n_embd: 32, n_head: 2, vocab_size: 2048}
+    generate: {new_tokens: [4]}
+"""
+"""A one-layer random GPT-2 generating 4 tokens: for plans that must hold a generation model."""
+SERVED_AND_USERS = """\
+backends:
+  - name: served
+    type: pytorch
+    scenario: server
+    rates: [20]
+    arrivals: constant
+  - name: users
+    type: pytorch
+    scenario: closed-loop
+    concurrency: [2]
+"""
+"""Eager PyTorch twice under load: at 20 queries a second on a constant schedule, and to 2 closed-loop users."""
 TINY_MODEL = """\
 models:
   - name: tiny

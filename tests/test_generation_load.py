@@ -10,7 +10,7 @@ import pytest
 from bench.plan.matrix import dropped_combinations, expand
 from bench.plan.suite import load_suite
 from bench.results.generation_load import entry, met_slo, query_figures
-from conftest import bench_cli, write_suite
+from conftest import SERVED_AND_USERS, bench_cli, write_suite
 
 NEW_TOKENS = 8
 LOADED = f"""\
@@ -28,17 +28,7 @@ models:
     config: gpt2
     task: text-generation
     config_overrides: {{n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128, vocab_size: 2048}}
-backends:
-  - name: served
-    type: pytorch
-    scenario: server
-    rates: [20]
-    arrivals: constant
-  - name: users
-    type: pytorch
-    scenario: closed-loop
-    concurrency: [2]
-"""
+""" + SERVED_AND_USERS
 STALL_MS, STALLED_QUERY = 600, 20
 """A request every 50 ms, each a generate call of some 10-20 ms: a 600 ms stall before one call queues a dozen
 requests behind it, whose TTFT from the schedule then runs far over the slo's 150 ms while their TPOT is as before."""

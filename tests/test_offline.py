@@ -11,7 +11,7 @@ from bench.plan.suite import load_suite
 from bench.results.folder import row_is_good
 from bench.measure.stats import percentiles
 from bench.run.offline import stream_cpus, window_work
-from conftest import TINY_MODEL, bench_cli, two_cpus, write_suite
+from conftest import TINY_GENERATOR, TINY_MODEL, bench_cli, two_cpus, write_suite
 
 OFFLINE = """\
 name: offline
@@ -51,14 +51,7 @@ def test_an_offline_suite_makes_a_case_per_split_and_single_stream_ids_do_not_ch
 
 
 def test_offline_leaves_generation_out_and_says_so(tmp_path):
-    text = OFFLINE.replace(TINY_MODEL, """\
-models:
-  - name: gen
-    config: gpt2
-    task: text-generation
-    config_overrides: {n_layer: 1, n_embd: 32, n_head: 2, vocab_size: 2048}
-    generate: {new_tokens: [4]}
-""")
+    text = OFFLINE.replace(TINY_MODEL, TINY_GENERATOR)
     suite, _ = load_suite(write_suite(tmp_path, text))
     assert expand(suite) == []
     assert any("offline measures forward-pass cases only" in n for n in dropped_combinations(suite))

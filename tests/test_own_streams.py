@@ -8,7 +8,7 @@ from bench.backends.threads import thread_settings
 from bench.plan.matrix import expand
 from bench.plan.suite import load_suite
 from bench.run.offline import stream_cpus
-from conftest import TINY_MODEL, bench_cli, two_cpus, write_suite
+from conftest import TINY_GENERATOR, TINY_MODEL, bench_cli, two_cpus, write_suite
 
 OWN = """\
 name: own
@@ -68,14 +68,7 @@ def test_a_real_server_run_on_openvinos_own_streams_serves_two_queries_at_once_i
 def test_generation_on_own_streams_is_left_out_and_said_once(tmp_path):
     from bench.plan.matrix import dropped_combinations
 
-    text = OWN.replace(TINY_MODEL, """\
-models:
-  - name: gen
-    config: gpt2
-    task: text-generation
-    config_overrides: {n_layer: 1, n_embd: 32, n_head: 2, vocab_size: 2048}
-    generate: {new_tokens: [4]}
-""").replace("streams: [2]", "streams: [1, 2]")
+    text = OWN.replace(TINY_MODEL, TINY_GENERATOR).replace("streams: [2]", "streams: [1, 2]")
     suite = load_suite(write_suite(tmp_path, text))[0]
     assert [c.streams for c in expand(suite)] == [1]
     notes = [n for n in dropped_combinations(suite) if "own_streams" in n]

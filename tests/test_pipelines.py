@@ -23,7 +23,7 @@ from bench.measure.pipeline import (
 from bench.measure.texts import NOMINAL_TOKENS, TEXT_SETS
 from bench.plan.matrix import case_id, dropped_combinations, expand
 from bench.plan.suite import load_suite
-from conftest import bench_cli, write_suite
+from conftest import SERVED_AND_USERS, bench_cli, write_suite
 
 TINY_BERT = "{num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}"
 SUITE = f"""\
@@ -376,17 +376,7 @@ UNDER_LOAD = SUITE.replace("  measure: {", """\
   measure: {server_seconds: 2, """).replace("""backends:
   - name: eager
     type: pytorch
-""", """backends:
-  - name: served
-    type: pytorch
-    scenario: server
-    rates: [20]
-    arrivals: constant
-  - name: users
-    type: pytorch
-    scenario: closed-loop
-    concurrency: [2]
-""")
+""", SERVED_AND_USERS)
 
 
 def test_pipelines_run_under_server_and_closed_loop_and_not_offline(tmp_path):

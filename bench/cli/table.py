@@ -197,25 +197,21 @@ GENERATION_LOAD_COLUMNS = (7, 8, 9, 10, 11, 12, 14, 16, 18)
 
 
 def generation_load_tables(rows: list[dict]) -> list[Table]:
-    """The generation rows under load, one table per model, backend, precision, environment and shape: each split
-    and load with its requests and tokens a second, TTFT, TPOT and goodput."""
+    """The generation rows under load, one table per model, backend, precision, environment, shape and slo: each
+    split and load with its requests and tokens a second, TTFT, TPOT and goodput."""
     from bench.report.tables import GENERATION_LOAD_HEADER, generation_load_cells
 
-    groups: dict[tuple, list[list[str]]] = {}
-    for row_cells in generation_load_cells(rows):
-        groups.setdefault((*row_cells[:7], row_cells[17]), []).append(row_cells)
-    tables = []
-    for (model, backend, precision, env, prompt, new_tokens, batch, slo), members in groups.items():
-        title = (f"generation under load: {model}  {backend} {precision} ({env})  prompt {prompt}  +{new_tokens}"
-                 f" tokens  batch {batch}" + (f"  goodput: {slo}" if slo != "-" else ""))  # fmt: skip
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
-        for index in GENERATION_LOAD_COLUMNS:
-            table.add_column(GENERATION_LOAD_HEADER[index], justify="left", overflow="fold")
-        for row_cells in members:
-            good = row_cells[-1].startswith("pass")
-            table.add_row(*(row_cells[i] for i in GENERATION_LOAD_COLUMNS), style=None if good else "yellow")
-        tables.append(table)
-    return tables
+    def title(cells: list[str]) -> str:
+        model, backend, precision, env, prompt, new_tokens, batch = cells[:7]
+        slo = f"  goodput: {cells[17]}" if cells[17] != "-" else ""
+        return (f"generation under load: {model}  {backend} {precision} ({env})  prompt {prompt}  +{new_tokens} tokens"
+                f"  batch {batch}{slo}")  # fmt: skip
+
+    def good(cells: list[str]) -> bool:
+        return cells[-1].startswith("pass")
+
+    return scenario_tables("", GENERATION_LOAD_HEADER, generation_load_cells(rows), GENERATION_LOAD_COLUMNS, good,
+                           key=lambda cells: (*cells[:7], cells[17]), title=title)  # fmt: skip
 
 
 TUNE_COLUMNS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
@@ -235,16 +231,21 @@ def tune_table(rows: list[dict]) -> Table:
     return table
 
 
-def scenario_tables(scenario: str, header: list[str], cells: list[list[str]], columns, good) -> list[Table]:
-    """One terminal table per model, backend, precision, environment and shape (the cells' first six, its title),
-    with `columns` of `header`; a row that is not `good` in yellow."""
+def scenario_tables(scenario: str, header: list[str], cells: list[list[str]], columns, good, key=None,
+                    title=None) -> list[Table]:  # fmt: skip
+    """One terminal table per model, backend, precision, environment and shape (the cells' first six, its title;
+    or per `key(cells)`, titled `title(cells)`), with `columns` of `header`; a row that is not `good` in yellow."""
     groups: dict[tuple, list[list[str]]] = {}
     for row_cells in cells:
-        groups.setdefault(tuple(row_cells[:6]), []).append(row_cells)
+        groups.setdefault(key(row_cells) if key else tuple(row_cells[:6]), []).append(row_cells)
     tables = []
-    for (model, backend, precision, env, seq, batch), members in groups.items():
-        title = f"{scenario}: {model}  {backend} {precision} ({env})  seq {seq}  batch {batch}"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    for members in groups.values():
+        if title:
+            heading = title(members[0])
+        else:
+            model, backend, precision, env, seq, batch = members[0][:6]
+            heading = f"{scenario}: {model}  {backend} {precision} ({env})  seq {seq}  batch {batch}"
+        table = Table(title=heading, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
         for index in columns:
             table.add_column(header[index], justify="left", overflow="fold")
         for row_cells in members:

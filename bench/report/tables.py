@@ -465,20 +465,18 @@ GENERATION_LOAD_LEGEND = (
 def generation_load_cells(rows: list[dict]) -> list[list[str]]:
     from bench.report.data import accuracy_text as entry_accuracy
     from bench.results.generation_load import median_of, slo_text
-    from bench.results.offline import split_text
 
     found = []
     for row in sorted(rows, key=lambda r: (*load_order(r), r.get("rate") or 0, r.get("concurrency") or 0)):
         entry = row.get("server") or row.get("closed_loop") or {}
         generation = entry.get("generation") or {}
         search = entry.get("search")
-        if row.get("closed_loop") is not None or row.get("scenario") == "closed-loop":
+        if row.get("scenario") == "closed-loop":
             load = f"{row.get('concurrency')} {plural('user', row.get('concurrency') or 0)}"
         else:
             load = f"search, p99 ≤ {search['p99_ms']:g} ms" if search else f"{row.get('rate') or 0:g}/s"
-        common = [str(row.get("model")), str(row.get("backend")), row_label(row), str(row.get("environment") or "main"),
-                  str(row.get("seq_len")), str(row.get("new_tokens")), str(row.get("batch_size")), split_text(row),
-                  load]  # fmt: skip
+        shape = load_cells(row)  # model to split, with the new tokens after the prompt
+        common = [*shape[:5], str(row.get("new_tokens")), *shape[5:], load]
         if row.get("status") != "ok" or not generation:
             found.append(common + [str(row.get("status"))] + ["-"] * 8 + [str(row.get("reason") or "-")])
             continue
