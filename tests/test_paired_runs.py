@@ -165,8 +165,10 @@ defaults:
   batch_sizes: [2]
   threads: [1]
   measure: {warmup: 2, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120,
-            rounds: 3, passes: 6, block_seconds: 0.1}
+            rounds: 3, passes: 6, block_seconds: 0.1, max_rounds: 5, resolve: 0.03}
 """ + TINY_MODEL + EAGER_AND_SDPA
+"""Calls of about a millisecond, whose pairs scatter widely when the machine is busy: a group still wider than ±3%
+after 3 processes gets more, up to 5."""
 
 
 @pytest.mark.slow
@@ -184,11 +186,14 @@ def test_an_ab_run_catches_a_10_percent_slowdown_and_a_cold_started_twin_stays_c
     cases = {c["backend"]: c for c in json.loads((tmp_path / "ab.json").read_text())["cases"]}
     slowed, cold = cases["sdpa"], cases["eager"]
     assert slowed["verdict"] == "slower" and 1.05 < slowed["ratio"] < 1.16, slowed
-    assert slowed["p_holm"] < 0.05 and slowed["processes"] == 3, slowed
+    assert slowed["p_holm"] < 0.05 and 3 <= slowed["processes"] <= 5, slowed
+    extra = max(slowed["processes"], cold["processes"]) - 3
+    assert (result.stdout + result.stderr).count("wider than measure.resolve") == extra, result.stderr
     # A fresh interpreter and a fork differ as processes do (heap layout), a few percent either way; what must hold is
-    # that the start never reads as a regression, and that the two stay close.
+    # that the start never reads as a regression, and that the two stay close: within 6% of each other, as far as
+    # the interval can tell (a busy machine widens it).
     assert cold["verdict"] != "slower", cold
-    assert abs(math.log(cold["ratio"])) < 0.06, cold
+    assert cold["interval"][0] < 1.06 and cold["interval"][1] > 1 / 1.06, cold
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     starts = {r["backend"]: r["effective"]["start"] for r in rows}
     assert starts["eager"] == "warm" and starts["eager@main"] == "cold", starts

@@ -175,3 +175,91 @@ def test_a_paired_speedup_stands_where_the_baseline_moved_between_rounds_and_an_
     assert best["case_id"] in ("base", "same") and {r["case_id"] for r in tied} == {"base", "same"} - {best["case_id"]}
     contaminated = {**rows[1], "interference": {"contaminated": True}}
     assert speedups([rows[0], contaminated])["slow"].refused == "contaminated"  # other reasons still refuse
+
+
+QUIET, NOISY = (0.01, 0.01), (0.035, 0.08)
+"""(process sd, block sd) of a shape: most shapes, and the few whose pairs scatter several times more and whose
+processes land further apart, as bert-tiny at 128 tokens and batch 8 did on the AMX VM (pairs' robust sd 0.04-0.065
+against 0.004-0.01, round means' sd 0.03-0.12 against 0.005-0.02)."""
+
+
+def ab_groups(rng, shapes, rounds, effect):
+    """{shape: per-round pass log speedups} of A/B pairs: B slower than A by `effect` (a log) at every shape."""
+    truth = np.array([0.0, effect])
+    return {i: simulate_shape(rng, truth, rounds, 6, *shape)[1] for i, shape in enumerate(shapes)}
+
+
+def scored(per_round: dict, effect: float, prior=None):
+    """{shape: (interval holds the truth, interval wholly below 1 (the slowdown found), half-width)}."""
+    comparisons = {i: paired.Rounds.of(r) for i, r in per_round.items()}
+    if prior == "one for all":
+        one = paired.fit_f_dist([c.var for c in comparisons.values()], [c.df for c in comparisons.values()])
+        found = {i: paired.paired_ratio(c, one) for i, c in comparisons.items()}
+    else:
+        found = paired.ratios(comparisons)
+    return {i: (r.interval[0] <= math.exp(-effect) <= r.interval[1], r.interval[1] < 1, r.half_width)
+            for i, r in found.items()}  # fmt: skip
+
+
+def test_a_few_shapes_far_noisier_than_the_rest_are_not_pulled_to_the_quiet_ones_variance():
+    """One prior for all pulls a noisy shape's variance to the quiet ones' and its intervals miss the truth; the
+    trend on the pairs' scatter within rounds holds it better, and keeps the quiet shapes' level."""
+    effect, shapes = math.log(1.05), [QUIET] * 14 + [NOISY] * 2
+    held = {"one for all": [], "trend": []}
+    rng = np.random.default_rng(11)
+    for _ in range(80):
+        per_round = ab_groups(rng, shapes, 3, effect)
+        for prior in held:
+            held[prior].append(scored(per_round, effect, prior))
+    noisy = {p: np.mean([s[i][0] for s in runs for i in (14, 15)]) for p, runs in held.items()}
+    quiet = {p: np.mean([s[i][0] for s in runs for i in range(14)]) for p, runs in held.items()}
+    assert noisy["one for all"] < 0.85 < noisy["trend"], noisy
+    assert 0.93 <= quiet["trend"] <= 0.975, quiet
+
+
+def test_groups_wider_than_asked_get_more_processes_and_find_a_5_percent_slowdown_more_often():
+    """bench.run.paired.more_rounds on simulated A/B groups (12 quiet, 4 noisy, B 5% slower everywhere), asked ±3% with
+    up to 6 processes: every group ends within its bounds, the noisy ones get the extra processes, the quiet shapes'
+    intervals keep their level and find the slowdown more often than 3 processes did."""
+    from types import SimpleNamespace
+
+    from bench.run.paired import more_rounds
+
+    effect, shapes = math.log(1.05), [QUIET] * 12 + [NOISY] * 4
+    measure = {"rounds": 3, "max_rounds": 6, "resolve": 0.03}
+    shape_of = {"model": "m", "seq_len": 128, "batch_size": 8, "threads": 1}
+    cases = []
+    for i in range(len(shapes)):
+        cases += [SimpleNamespace(case_id=f"a{i}", pair_of=None, measure=measure, **shape_of),
+                  SimpleNamespace(case_id=f"b{i}", pair_of=f"a{i}", measure=measure, **shape_of)]  # fmt: skip
+
+    def record(log_speedups):
+        role = "baseline" if log_speedups is None else "configuration"
+        return {"row": {"paired": {"role": role, "log_speedups": log_speedups}}}
+
+    rng = np.random.default_rng(12)
+    before, after, processes, said = [], [], [], []
+    for _ in range(30):
+        per_round = ab_groups(rng, shapes, 3, effect)
+        before.append(scored(per_round, effect))
+        done = {f"a{i}": [record(None) for _ in r] for i, r in per_round.items()}
+        done |= {f"b{i}": [record(list(p)) for p in r] for i, r in per_round.items()}
+        for index, group, needed in more_rounds(cases, done, set(), lambda count, why: said.append(why)):
+            assert needed == group and index == len(done[group[0].case_id]) < 6
+            shape = int(group[0].case_id[1:])
+            (new,) = ab_groups(rng, [shapes[shape]], 1, effect).values()
+            per_round[shape] += new
+            done[group[0].case_id].append(record(None))
+            done[group[1].case_id].append(record(list(new[0])))
+        after.append(scored(per_round, effect))
+        processes.append([len(per_round[i]) for i in range(len(shapes))])
+    counts = np.array(processes)
+    assert counts.min() >= 3 and counts.max() <= 6
+    assert counts[:, 12:].mean() > 5 > counts[:, :12].mean() + 1, counts.mean(axis=0)
+    assert said and "wider than measure.resolve" in said[0]
+    quiet = range(12)
+    held = np.mean([s[i][0] for s in after for i in quiet])
+    found_before = np.mean([s[i][1] for s in before for i in quiet])
+    found_after = np.mean([s[i][1] for s in after for i in quiet])
+    assert 0.93 <= held <= 0.975, held
+    assert found_after >= 0.95 > found_before, (found_before, found_after)

@@ -42,11 +42,17 @@ class Rounds:
 
     means: tuple[float, ...]
     pairs: tuple[int, ...]
+    within: float | None = None
+    """The variance a round's figure would have from its pairs' scatter alone (the robust variance of the pairs about
+    their round's median, over the pairs per round): what the prior's trend is fitted on (`priors`)."""
 
     @classmethod
     def of(cls, per_round: Sequence[Sequence[float]]) -> "Rounds":
         kept = [list(values) for values in per_round if len(values)]
-        return cls(tuple(statistics.median(v) for v in kept), tuple(len(v) for v in kept))
+        medians = [statistics.median(v) for v in kept]
+        residuals = [x - m for v, m in zip(kept, medians) for x in v if len(v) > 2]
+        within = mad_variance(residuals) / statistics.fmean(map(len, kept)) if len(residuals) > 2 else None
+        return cls(tuple(medians), tuple(len(v) for v in kept), within or None)
 
     @property
     def estimate(self) -> float:
@@ -60,6 +66,12 @@ class Rounds:
     def var(self) -> float | None:
         """The sample variance of the round means, or None with one round."""
         return statistics.variance(self.means) if len(self.means) > 1 else None
+
+
+def mad_variance(values: Sequence[float]) -> float:
+    """The variance a normal scatter with these values' median absolute deviation from 0 would have: pairs that a
+    switch of the machine's level splits do not count."""
+    return (1.4826 * statistics.median(abs(v) for v in values)) ** 2
 
 
 @dataclass(frozen=True)
@@ -116,27 +128,47 @@ def pass_log_speedup(baseline_before_ms: float, configuration_ms: float, baselin
     return statistics.fmean(logs) - math.log(configuration_ms)
 
 
-def fit_f_dist(variances: Iterable[float], dfs: Iterable[float]) -> Prior | None:
-    """limma's fitFDist without covariate: the scaled F (inverse χ²) prior that the comparisons' variances share.
+def fit_f_dist(variances: Iterable[float], dfs: Iterable[float], covariate: Iterable[float] | None = None):
+    """limma's fitFDist: the scaled F (inverse χ²) prior that the comparisons' variances share.
 
     With z = log s², e = z − ψ(d/2) + log(d/2): the prior's log variance is mean(e) + ψ(d0/2) − log(d0/2), and
     ψ'(d0/2) = var(e) − mean(ψ'(d/2)). Where that is not positive the variances scatter no more than sampling
     explains, and limma takes d0 as infinite; here d0 is at most the sum of the variances' own degrees of freedom.
-    None with fewer than two usable variances.
+    With a covariate (limma-trend, with a straight line), mean(e) becomes a least-squares line in it, var(e) the
+    residuals' variance, and the result one Prior per comparison (None for those it could not use). Without one, a
+    single Prior. None with too few usable variances.
     """
     from scipy.special import digamma, polygamma
 
-    kept = [(s2, d) for s2, d in zip(variances, dfs) if s2 is not None and s2 > 0 and d and d > 0]
-    if len(kept) < 2:
+    variances, dfs = list(variances), list(dfs)
+    xs = list(covariate) if covariate is not None else [0.0] * len(variances)
+    usable = [
+        i for i, (s2, d, x) in enumerate(zip(variances, dfs, xs))
+        if s2 is not None and s2 > 0 and d and d > 0 and x is not None and math.isfinite(x)
+    ]  # fmt: skip
+    parameters = 2 if covariate is not None else 1
+    if len(usable) < parameters + 1:
         return None
-    e = [math.log(s2) - float(digamma(d / 2)) + math.log(d / 2) for s2, d in kept]
-    e_mean = statistics.fmean(e)
-    e_var = statistics.variance(e) - statistics.fmean(float(polygamma(1, d / 2)) for _, d in kept)
+    e = {i: math.log(variances[i]) - float(digamma(dfs[i] / 2)) + math.log(dfs[i] / 2) for i in usable}
+    line = fitted_line({i: xs[i] for i in usable}, e)
+    residual = sum((e[i] - line(xs[i])) ** 2 for i in usable) / (len(usable) - parameters)
+    e_var = residual - statistics.fmean(float(polygamma(1, dfs[i] / 2)) for i in usable)
     # The prior carries no more degrees of freedom than the variances it was estimated from: with a few comparisons,
     # limma's estimate of d0 is often infinite by chance, and would pool a noisy shape with quiet ones.
-    most = sum(d for _, d in kept)
+    most = sum(dfs[i] for i in usable)
     d0 = most if e_var <= 0 else min(most, 2 * trigamma_inverse(e_var))
-    return Prior(d0, math.exp(e_mean + float(digamma(d0 / 2)) - math.log(d0 / 2)))
+    shift = float(digamma(d0 / 2)) - math.log(d0 / 2)
+    if covariate is None:
+        return Prior(d0, math.exp(line(0.0) + shift))
+    return [Prior(d0, math.exp(line(x) + shift)) if x is not None and math.isfinite(x) else None for x in xs]
+
+
+def fitted_line(xs: dict, ys: dict):
+    """The least-squares line of ys on xs (a flat one where xs do not vary), as a function."""
+    x_mean, y_mean = statistics.fmean(xs.values()), statistics.fmean(ys.values())
+    sxx = sum((x - x_mean) ** 2 for x in xs.values())
+    slope = sum((xs[i] - x_mean) * (ys[i] - y_mean) for i in xs) / sxx if sxx > 0 else 0.0
+    return lambda x: y_mean + slope * (x - x_mean)
 
 
 def trigamma_inverse(x: float) -> float:
@@ -177,9 +209,37 @@ def paired_ratio(rounds: Rounds, prior: Prior | None, confidence: float = CONFID
 
 
 def ratios(comparisons: dict[str, Rounds], confidence: float = CONFIDENCE) -> dict[str, PairedRatio]:
-    """Every comparison's ratio, each moderated towards the prior all of them give."""
-    prior = fit_f_dist([c.var for c in comparisons.values()], [c.df for c in comparisons.values()])
-    return {key: paired_ratio(c, prior, confidence) for key, c in comparisons.items()}
+    """Every comparison's ratio, each moderated towards the prior all of them give (`priors`)."""
+    return {key: paired_ratio(c, p, confidence) for (key, c), p in zip(comparisons.items(), priors(comparisons))}
+
+
+def priors(comparisons: dict[str, Rounds]) -> list[Prior | None]:
+    """Each comparison's prior: limma-trend on the log of its pairs' scatter within rounds (`Rounds.within`).
+
+    On these VMs some shapes are far noisier than others (bert-tiny at 128 tokens, batch 8: pairs scatter 3-4x more
+    and processes land on levels 5-10% apart), and one prior for all would pull such a shape's variance to the quiet
+    ones' and give it a tight, wrong interval. Its pairs' scatter within rounds, estimated from many pairs, says so;
+    the trend lets the prior follow it. Without that scatter for every comparison, one prior for all.
+    """
+    values = list(comparisons.values())
+    variances, dfs = [c.var for c in values], [c.df for c in values]
+    if values and all(c.within for c in values):
+        trend = fit_f_dist(variances, dfs, [math.log(c.within) for c in values])
+        if trend is not None:
+            return trend
+    return [fit_f_dist(variances, dfs)] * len(values)
+
+
+def unresolved(comparisons: dict, targets: dict, confidence: float = CONFIDENCE) -> dict:
+    """{key: half-width (None: no interval)} of the comparisons with a target (± a share) that their interval is
+    wider than. Only the intervals' widths decide, which come from the variances, never the estimates: giving a wide
+    comparison more processes does not steer where its estimate lands."""
+    found = {}
+    for key, ratio in ratios(comparisons, confidence).items():
+        half = ratio.half_width
+        if key in targets and (half is None or half > targets[key]):
+            found[key] = half
+    return found
 
 
 def difference(a: Rounds, b: Rounds) -> Rounds:

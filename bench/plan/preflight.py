@@ -57,28 +57,55 @@ def check_suite(path: str | Path, filters: list[str] = (), allow_large: bool = F
     return Checked(suite, path, cases, warnings)
 
 
+BOUNDS = (("min_seconds", "max_seconds"), ("rounds", "max_rounds"))
+"""Measure fields that must not be above their bound once the levels are merged (an unset bound is no bound)."""
+
+
 def measure_problems(suite: Suite) -> list[str]:
-    """min_seconds above max_seconds once the levels are merged, blamed on the more specific of the two settings."""
+    """Measure fields at odds once the levels are merged, blamed on the more specific of the two settings."""
     problems = []
     for (mi, model), (bi, backend) in itertools.product(enumerate(suite.models), enumerate(suite.backends)):
         levels = [("defaults.measure", suite.defaults), (f"models[{mi}].measure", model),
                   (f"backends[{bi}].measure", backend)]  # fmt: skip
-        found = {name: (DEFAULT_MEASURE[name], None, 0) for name in ("min_seconds", "max_seconds")}
+        found = {name: (DEFAULT_MEASURE.get(name), None, 0) for pair in BOUNDS for name in pair}
+        found["resolve"] = (None, None, 0)
         for rank, (where, level) in enumerate(levels, 1):
             for name in found:
                 value = getattr(level.measure, name, None) if level.measure else None
                 if value is not None:
                     found[name] = (value, where, rank)
-        (low, low_at, low_rank), (high, high_at, high_rank) = found["min_seconds"], found["max_seconds"]
-        if high >= low:
+        for problem in bound_problems(found) + resolve_problems(found):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def bound_problems(found: dict) -> list[str]:
+    problems = []
+    for low_name, high_name in BOUNDS:
+        (low, low_at, low_rank), (high, high_at, high_rank) = found[low_name], found[high_name]
+        if high is None or high >= low:
             continue
         if high_rank >= low_rank:
-            problem = f"{high_at}.max_seconds: expected at least min_seconds ({low:g}{_origin(low_at)}), got {high:g}"
+            problems.append(f"{high_at}.{high_name}: expected at least {low_name} ({low:g}{_origin(low_at)}), got {high:g}")
         else:
-            problem = f"{low_at}.min_seconds: expected at most max_seconds ({high:g}{_origin(high_at)}), got {low:g}"
-        if problem not in problems:
-            problems.append(problem)
+            problems.append(f"{low_at}.{low_name}: expected at most {high_name} ({high:g}{_origin(high_at)}), got {low:g}")
     return problems
+
+
+def resolve_problems(found: dict) -> list[str]:
+    """`resolve` asks paired groups (measure.paired, or an A/B run) for more processes, up to `max_rounds`: one
+    without the other does nothing."""
+    (resolve, resolve_at, _), (most, most_at, _) = found["resolve"], found["max_rounds"]
+    rounds = found["rounds"][0]
+    more = most is not None and most > rounds
+    if resolve is not None and not more:
+        got = "none" if most is None else f"max_rounds {most}"
+        return [f"{resolve_at}.resolve: expected max_rounds above rounds ({rounds}) beside it, got {got}"]
+    if resolve is None and more:
+        return [f"{most_at}.max_rounds: expected resolve beside it (the half-width that asks for more processes),"
+                " got none"]  # fmt: skip
+    return []
 
 
 def _origin(where: str | None) -> str:

@@ -65,6 +65,15 @@ class Measure(StrictModel):
         description="Paired: a process round starts no pass that would end past this many seconds of passes (at"
         " least 2 passes): long calls get fewer passes, not hours.",
     )
+    max_rounds: Optional[int] = Field(
+        None, ge=1, le=20,
+        description="Paired (or an A/B run): a group whose speedups are wider than `resolve` after `rounds` processes"
+        " gets another process round, again, up to this many processes.",
+    )
+    resolve: Optional[float] = Field(
+        None, gt=0, lt=1,
+        description="With max_rounds: the 95% half-width (0.03: ±3%) a paired group's speedups are measured to.",
+    )
     target_ci: Optional[float] = Field(
         None, gt=0, lt=1,
         description="After the minimums, stop once the median's 95% interval is within ± this share (0.01: ±1%).",

@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 
 from bench.job import Case
-from bench.measure.paired import pass_log_speedup
+from bench.measure.paired import Rounds, pass_log_speedup, unresolved
 from bench.run.resident import Resident, WorkerEnded
 
 BLOCK_SECONDS = 0.2
@@ -343,6 +343,41 @@ def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int, grouping
             ]
             if needed:
                 yield index, group, needed
+
+
+def more_rounds(cases: list[Case], done: dict, finished: set, announce):
+    """After the planned rounds: one more process round for each group with a speedup still wider than its
+    `measure.resolve`, and again, until every group resolves or has `measure.max_rounds` processes. Yields what
+    `schedule` yields; `done` must hold the rounds run so far when the next is asked for. Only the intervals' widths
+    decide (bench.measure.paired.unresolved), never where the speedups land."""
+    if not any(c.measure.get("resolve") for c in cases):
+        return
+    while True:
+        comparisons, targets = {}, {}
+        for case in cases:
+            entries = [record["row"].get("paired") or {} for record in done.get(case.case_id, [])]
+            if case.case_id in finished or not entries or entries[-1].get("role") != "configuration":
+                continue
+            comparisons[case.case_id] = Rounds.of([entry.get("log_speedups") or [] for entry in entries])
+            if case.measure.get("resolve") and len(entries) < case.measure.get("max_rounds", 0):
+                targets[case.case_id] = case.measure["resolve"]
+        wide = unresolved(comparisons, targets) if targets else {}
+        todo = [g for g in groups(cases) if any(c.case_id in wide for c in g) and not any(c.case_id in finished for c in g)]
+        if not todo:
+            return
+        announce(sum(map(len, todo)), wider_text(todo, wide, done))
+        for group in todo:
+            yield max(len(done.get(c.case_id, [])) for c in group), group, group
+
+
+def wider_text(todo: list[list[Case]], wide: dict, done: dict) -> str:
+    def shape(group: list[Case]) -> str:
+        first, widest = group[0], max((wide[c.case_id] or math.inf for c in group if c.case_id in wide))
+        width = "no interval" if math.isinf(widest) else f"±{widest:.1%}"
+        return (f"{first.model} s{first.seq_len} b{first.batch_size} t{first.threads} ({width} after"
+                f" {len(done.get(first.case_id, []))} processes, asked ±{first.measure['resolve']:.1%})")  # fmt: skip
+
+    return f"another process round for {len(todo)} group(s) wider than measure.resolve: " + "; ".join(map(shape, todo))
 
 
 def movable(case: Case) -> bool:

@@ -77,13 +77,21 @@ class Progress:
             + (f" x{case.streams} {case.scenario}" if case.under_load else "")
             + ((" rate search" if case.search else f" at {case.rate:g}/s") if case.server else "")
             + (f" {case.concurrency} users" if case.closed_loop else "")
-            + (f"  round {round_index + 1}/{rounds}" if rounds > 1 else "")
+            + (f"  round {round_index + 1}/{rounds}" if rounds > 1 and round_index < rounds else "")
+            + (f"  round {round_index + 1} (up to {case.measure.get('max_rounds')})" if round_index >= rounds else "")
         )
         self._label = label
         if self._bar is not None:
             self._bar.update(self._task, description=label)
         else:
             self._say(self.line(label))
+
+    def more(self, count: int, why: str) -> None:
+        """`count` more rounds than planned, and why."""
+        self.total += count
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+        self._say(why)
 
     def case_skipped(self) -> None:
         """A later round of a case whose earlier round failed: nothing to run."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import secrets
 import sys
@@ -109,7 +110,9 @@ class Runner:
                 self.progress.case_started(case, index)
                 started = self.provenance.at_start()
                 rows += self.record(case, index, {**self.run_case(case), "provenance": started}, done, finished)
-            for kind, index, group, needed in group_rounds:
+            more = paired.more_rounds(pairing, done, finished, self.progress.more)
+            more = ((paired.PairedRound, *entry) for entry in more)
+            for kind, index, group, needed in itertools.chain(group_rounds, more):
                 for _ in [c for c in needed if c.case_id in finished]:
                     self.progress.case_skipped()
                 group = [c for c in group if c.case_id not in finished]
