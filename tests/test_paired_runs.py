@@ -21,7 +21,7 @@ defaults:
   batch_sizes: [2]
   threads: [1]
   measure: {warmup: 2, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120,
-            rounds: 3, paired: true, passes: 6, block_seconds: 0.1}
+            rounds: 2, paired: true, passes: 6, block_seconds: 0.1, max_rounds: 3, resolve: 0.0001}
 """ + TINY_MODEL + """\
 backends:
   - name: eager
@@ -29,7 +29,7 @@ backends:
   - name: copy      # eager fp32 under another name (bf16 weights only apply to bf16): an A/A pair
     type: pytorch
     options: {attn_implementation: eager, bf16: weights}
-  - name: slowed    # the same, every call made 15% slower by the test's delay hook
+  - name: slowed    # the same, every call made 25% slower by the test's delay hook
     type: pytorch
     options: {attn_implementation: eager, bf16: weights}
 """
@@ -120,15 +120,16 @@ def test_a_group_without_a_baseline_keeps_the_round_budget_too(monkeypatch, budg
 def run(tmp_path, *extra, env=None):
     suite = write_suite(tmp_path, SUITE)
     out = tmp_path / "out"
-    result = bench_cli("run", suite, "--out", out, *extra, env=env or {"BENCH_DELAY_MS": "tiny-slowed-:15%"})
+    result = bench_cli("run", suite, "--out", out, *extra, env=env or {"BENCH_DELAY_MS": "tiny-slowed-:25%"})
     assert result.returncode in (0, 1), result.stderr  # 1: a case flagged (by the meter, on a busy machine)
     rows = {r["backend"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     return out, rows, result
 
 
 @pytest.mark.slow
-def test_a_paired_run_finds_a_15_percent_slowdown_and_reads_a_copy_of_the_baseline_as_the_same(tmp_path):
-    """With a memory budget of 1 MB the baseline stays resident and the two others are paired with it in turn."""
+def test_a_paired_run_finds_a_25_percent_slowdown_and_reads_a_copy_of_the_baseline_as_the_same(tmp_path):
+    """With a memory budget of 1 MB the baseline stays resident and the two others are paired with it in turn. Two
+    planned processes, and a third that `resolve` (±0.01%, which nothing reaches) asks for."""
     from bench.results.compare import speedups
 
     out, rows, result = run(tmp_path, "--memory-budget", "1")
@@ -137,7 +138,8 @@ def test_a_paired_run_finds_a_15_percent_slowdown_and_reads_a_copy_of_the_baseli
     found = speedups(list(rows.values()))
     slowed, copy = found[rows["slowed"]["case_id"]], found[rows["copy"]["case_id"]]
     assert slowed.paired["rounds"] == 3 and slowed.interval[1] < 1, slowed
-    assert 0.80 < slowed.ratio < 0.92, slowed
+    assert 0.72 < slowed.ratio < 0.88, slowed
+    assert (result.stdout + result.stderr).count("another process round for 1 group(s)") == 1, result.stderr
     assert abs(math.log(copy.ratio)) < 0.06, copy
     turns = {r["backend"]: r["paired"]["turns"] for r in rows.values() if r["paired"]["role"] == "configuration"}
     assert sorted(set(turns["copy"] + turns["slowed"])) == [0, 1], turns
@@ -165,19 +167,19 @@ defaults:
   batch_sizes: [2]
   threads: [1]
   measure: {warmup: 2, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 120,
-            rounds: 3, passes: 6, block_seconds: 0.1, max_rounds: 5, resolve: 0.03}
+            rounds: 3, passes: 6, block_seconds: 0.1, max_rounds: 4, resolve: 0.05}
 """ + TINY_MODEL + EAGER_AND_SDPA
-"""Calls of about a millisecond, whose pairs scatter widely when the machine is busy: a group still wider than ±3%
-after 3 processes gets more, up to 5."""
+"""Calls of about a millisecond, whose pairs scatter widely when the machine is busy: a group still wider than ±5%
+after 3 processes gets a fourth."""
 
 
 @pytest.mark.slow
-def test_an_ab_run_catches_a_10_percent_slowdown_and_a_cold_started_twin_stays_close_to_its_warm_one(tmp_path):
-    """Both cases run again in main (an A/A environment pair): sdpa's twin 10% slower by the delay hook, eager's twin
+def test_an_ab_run_catches_a_20_percent_slowdown_and_a_cold_started_twin_stays_close_to_its_warm_one(tmp_path):
+    """Both cases run again in main (an A/A environment pair): sdpa's twin 20% slower by the delay hook, eager's twin
     started as a fresh interpreter where its A side was forked from the warm server."""
     suite = write_suite(tmp_path, AB_SUITE)
     out = tmp_path / "out"
-    env = {"BENCH_DELAY_MS": "tiny-sdpa@main-:10%", "BENCH_COLD_START": "tiny-eager@main-"}
+    env = {"BENCH_DELAY_MS": "tiny-sdpa@main-:20%", "BENCH_COLD_START": "tiny-eager@main-"}
     result = bench_cli("run", suite, "--out", out, "--ab", "main", env=env)
     assert "A/B: each case in its environment (A) and in 'main' (B)" in result.stdout, result.stderr
     assert result.returncode == 1, result.stdout + result.stderr
@@ -185,15 +187,15 @@ def test_an_ab_run_catches_a_10_percent_slowdown_and_a_cold_started_twin_stays_c
     assert shown.returncode == 1 and shown.stdout.strip() in result.stdout
     cases = {c["backend"]: c for c in json.loads((tmp_path / "ab.json").read_text())["cases"]}
     slowed, cold = cases["sdpa"], cases["eager"]
-    assert slowed["verdict"] == "slower" and 1.05 < slowed["ratio"] < 1.16, slowed
-    assert slowed["p_holm"] < 0.05 and 3 <= slowed["processes"] <= 5, slowed
+    assert slowed["verdict"] == "slower" and 1.12 < slowed["ratio"] < 1.30, slowed
+    assert slowed["p_holm"] < 0.05 and 3 <= slowed["processes"] <= 4, slowed
     extra = max(slowed["processes"], cold["processes"]) - 3
     assert (result.stdout + result.stderr).count("wider than measure.resolve") == extra, result.stderr
-    # A fresh interpreter and a fork differ as processes do (heap layout), a few percent either way; what must hold is
-    # that the start never reads as a regression, and that the two stay close: within 6% of each other, as far as
-    # the interval can tell (a busy machine widens it).
+    # A fresh interpreter and a fork differ as processes do (heap layout): a few percent either way, and on a busy
+    # VM the fresh one up to 10% faster at these millisecond calls. What must hold is that the start never reads as
+    # a regression, and that the two stay within 10% of each other, as far as the interval can tell.
     assert cold["verdict"] != "slower", cold
-    assert cold["interval"][0] < 1.06 and cold["interval"][1] > 1 / 1.06, cold
+    assert cold["interval"][0] < 1.10 and cold["interval"][1] > 1 / 1.10, cold
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     starts = {r["backend"]: r["effective"]["start"] for r in rows}
     assert starts["eager"] == "warm" and starts["eager@main"] == "cold", starts

@@ -216,7 +216,7 @@ def ratios(comparisons: dict[str, Rounds], confidence: float = CONFIDENCE) -> di
 def priors(comparisons: dict[str, Rounds]) -> list[Prior | None]:
     """Each comparison's prior: limma-trend on the log of its pairs' scatter within rounds (`Rounds.within`).
 
-    On these VMs some shapes are far noisier than others (bert-tiny at 128 tokens, batch 8: pairs scatter 3-4x more
+    On these VMs some shapes are far noisier than others (bert-tiny at 128 tokens, batch 8: pairs scatter 5-10x more
     and processes land on levels 5-10% apart), and one prior for all would pull such a shape's variance to the quiet
     ones' and give it a tight, wrong interval. Its pairs' scatter within rounds, estimated from many pairs, says so;
     the trend lets the prior follow it. Without that scatter for every comparison, one prior for all.
