@@ -263,3 +263,22 @@ def test_groups_wider_than_asked_get_more_processes_and_find_a_5_percent_slowdow
     found_after = np.mean([s[i][1] for s in after for i in quiet])
     assert 0.93 <= held <= 0.975, held
     assert found_after >= 0.95 > found_before, (found_before, found_after)
+
+
+def test_a_case_that_already_has_its_row_leaves_the_rest_of_its_group_to_more_processes():
+    """An unsupported or failed case of a group is finished after its first round; the others still get more."""
+    from types import SimpleNamespace
+
+    from bench.run.paired import more_rounds
+
+    measure = {"rounds": 3, "max_rounds": 4, "resolve": 0.01}
+    shape = {"model": "m", "seq_len": 8, "batch_size": 1, "threads": 1, "measure": measure}
+    base, wide, gone = (SimpleNamespace(case_id=i, pair_of=None if i == "a" else "a", **shape) for i in "abc")
+    noisy = [[0.1, -0.1, 0.05, -0.05], [0.3, 0.2, 0.25, 0.2], [-0.2, -0.1, -0.15, -0.1]]
+    done = {"a": [{"row": {"paired": {"role": "baseline"}}}] * 3,
+            "b": [{"row": {"paired": {"role": "configuration", "log_speedups": r}}} for r in noisy],
+            "c": [{"row": {"status": "unsupported", "paired": None}}]}  # fmt: skip
+    said = []
+    index, group, needed = next(more_rounds([base, wide, gone], done, {"c"}, lambda count, why: said.append(count)))
+    assert index == 3 and [c.case_id for c in needed] == ["a", "b"] and group == needed and said == [2]
+    assert next(more_rounds([base, wide, gone], done, {"a", "c"}, print), None) is None  # no baseline: none

@@ -362,7 +362,12 @@ def more_rounds(cases: list[Case], done: dict, finished: set, announce):
             if case.measure.get("resolve") and len(entries) < case.measure.get("max_rounds", 0):
                 targets[case.case_id] = case.measure["resolve"]
         wide = unresolved(comparisons, targets) if targets else {}
-        todo = [g for g in groups(cases) if any(c.case_id in wide for c in g) and not any(c.case_id in finished for c in g)]
+        # A case that already has its row (it failed, or the CPU cannot run it) leaves the rest of its group paired.
+        todo = [
+            [c for c in g if c.case_id not in finished]
+            for g in groups(cases)
+            if any(c.case_id in wide for c in g) and getattr(baseline_of(g), "case_id", None) not in finished
+        ]
         if not todo:
             return
         announce(sum(map(len, todo)), wider_text(todo, wide, done))
@@ -372,7 +377,7 @@ def more_rounds(cases: list[Case], done: dict, finished: set, announce):
 
 def wider_text(todo: list[list[Case]], wide: dict, done: dict) -> str:
     def shape(group: list[Case]) -> str:
-        first, widest = group[0], max((wide[c.case_id] or math.inf for c in group if c.case_id in wide))
+        first, widest = group[0], max(wide[c.case_id] or math.inf for c in group if c.case_id in wide)
         width = "no interval" if math.isinf(widest) else f"±{widest:.1%}"
         return (f"{first.model} s{first.seq_len} b{first.batch_size} t{first.threads} ({width} after"
                 f" {len(done.get(first.case_id, []))} processes, asked ±{first.measure['resolve']:.1%})")  # fmt: skip
