@@ -177,7 +177,8 @@ class Source:
 
 @dataclass
 class Job:
-    """Everything one worker needs to measure one case (or, with mode "reference", to compute its reference)."""
+    """Everything one worker needs to measure one case (or, with mode "reference", to compute its reference, and
+    with mode "build", to build its artifacts into the cache)."""
 
     mode: str
     case: Case

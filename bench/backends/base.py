@@ -55,6 +55,9 @@ class Backend(ABC):
     """Whether it runs text generation cases (generate_model); a suite's generation cases on another are left out."""
     pipelines: ClassVar[bool] = False
     """Whether it runs pipeline cases (pipeline_model); a suite's pipeline cases on another are left out."""
+    builds_ahead: ClassVar[bool] = False
+    """Whether its prepare builds artifact cache entries (bench.backends.artifacts) that no shape or thread count
+    enters: a run with a cold cache builds them before it measures anything, on all its CPUs (bench.run.ahead)."""
 
     def __init_subclass__(cls, **declared) -> None:
         unknown = set(declared) - set(DECLARED)
@@ -134,7 +137,7 @@ class Backend(ABC):
 
 DECLARED = (
     "name", "options_model", "precisions", "thread_family", "environment", "requires", "records", "generates",
-    "pipelines",
+    "pipelines", "builds_ahead",
 )  # fmt: skip
 
 
@@ -152,6 +155,7 @@ class BackendInfo:
     records: tuple[str, ...]
     generates: bool
     pipelines: bool
+    builds_ahead: bool
 
     @classmethod
     def of(cls, backend: type[Backend]) -> BackendInfo:

@@ -102,6 +102,18 @@ def get_or_build(cache_dir: str | Path, name: str, parts: dict, build: Callable[
     return CacheEntry(folder, hit=False, rebuilt_reason=problem)
 
 
+def families(cache_dir: str | Path) -> set[tuple[str, str, str]]:
+    """(backend, model identity, task) of every entry with a readable record: what a case may find built. A case of
+    a family not in it surely has its artifacts still to build."""
+    root = artifacts_root(cache_dir)
+    found = set()
+    for folder in root.glob("*") if root.exists() else []:
+        parts = _read_record(folder).get("parts")
+        if isinstance(parts, dict):
+            found.add((str(parts.get("backend")), str(parts.get("model")), str(parts.get("task"))))
+    return found
+
+
 def entries(cache_dir: str | Path, digests: bool = True) -> list[dict]:
     """Every entry with its size, its record's name, parts and creation time (when readable) and any problem."""
     root = artifacts_root(cache_dir)

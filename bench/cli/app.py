@@ -95,14 +95,10 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"results: {run_dir.path}" + (f" (CPUs {args.cpus})" if args.cpus else ""), file=sys.stderr)
     try:
-        if not args.no_peak:
-            from bench.run.peak import record_peak, summary
-
-            print(f"matmul peak: {summary(record_peak(run_dir, cases, args.emulated))}", file=sys.stderr)
         started = time.monotonic()
         start = {
             "quiet_wait": args.quiet_wait, "warm_start": not args.cold_start, "emulated": args.emulated,
-            "memory_budget_mb": args.memory_budget,
+            "memory_budget_mb": args.memory_budget, "before_cases": None if args.no_peak else probe(run_dir, cases, args),
         }  # fmt: skip
         workflow.execute(run_dir, cases, suite_dir, **start)
         if not args.no_peak:
@@ -127,6 +123,17 @@ def run_claimed(args, run_dir, cases, suite_dir, notes) -> int:
 
         answer(run_dir)
     return code
+
+
+def probe(run_dir, cases, args):
+    """The matmul peak probe a run makes before its first case, forked from its fork servers where it has them."""
+
+    def probe_peak(warm) -> None:
+        from bench.run.peak import record_peak, summary
+
+        print(f"matmul peak: {summary(record_peak(run_dir, cases, args.emulated, warm))}", file=sys.stderr)
+
+    return probe_peak
 
 
 def peak_again(run_dir, cases, run_seconds: float) -> None:

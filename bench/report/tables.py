@@ -11,7 +11,7 @@ from bench.results.compare import main_baseline_label
 from bench.backends.precision_mode import row_label
 from bench.results.compare import machine_of
 from bench.report.data import Entry, accuracy_text, groups, sort_key
-from bench.results.rows import count_text
+from bench.results.rows import count_text, preparation_ms
 from bench.text import plural
 from bench.measure.stats import STATISTICS, UNITLESS
 
@@ -97,7 +97,7 @@ COLUMNS = (
     ("speedup [95% CI]", speedup_text),
     (VERSUS_MAIN, versus_main_text),
     ("accuracy", accuracy_text),
-    ("prepare ms", lambda e: number(_timing(e, "prepare"))),
+    ("prepare ms", lambda e: number(preparation_ms(e.row))),
     ("1st call ms", lambda e: number(_timing(e, "first_call"))),
     ("peak MB", lambda e: number(_peak_mb(e), 0)),
     ("loop peak MB", lambda e: number(_peak_mb(e, "peak_rss_loop_mb"), 0)),
@@ -198,7 +198,7 @@ def csv_record(entry: Entry) -> dict:
         **generation_record(entry),
         **pipelines.record(entry),
         load_ms=_timing(entry, "load"),
-        prepare_ms=_timing(entry, "prepare"),
+        prepare_ms=preparation_ms(entry.row),
         first_call_ms=_timing(entry, "first_call"),
         peak_rss_mb=_peak_mb(entry),
         rss_after_prepare_mb=_peak_mb(entry, "rss_after_prepare_mb"),

@@ -13,12 +13,21 @@ def median_or_last(row: dict) -> float:
     return row["latency_ms"]["median"] if row.get("status") == "ok" and row.get("latency_ms") else float("inf")
 
 
+def preparation_ms(row: dict) -> float | None:
+    """What preparing the row's case took: its worker's `prepare`, and what the run built ahead for it
+    (bench.run.ahead) when it did."""
+    timings = row.get("timings_ms") or {}
+    if timings.get("prepare") is None:
+        return None
+    return timings["prepare"] + (timings.get("ahead_prepare") or 0.0)
+
+
 SORT_KEYS = {
     "speed": median_or_last,
     "backend": lambda r: (str(r.get("backend")), str(r.get("precision"))),
     "precision": lambda r: (str(r.get("precision")), median_or_last(r)),
     "environment": lambda r: (str(r.get("environment")), median_or_last(r)),
-    "prepare": lambda r: (r.get("timings_ms") or {}).get("prepare") or float("inf"),
+    "prepare": lambda r: preparation_ms(r) or float("inf"),
     "memory": lambda r: (r.get("memory") or {}).get("peak_rss_mb") or float("inf"),
 }
 """--sort: the order of the rows within each shape."""

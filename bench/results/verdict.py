@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.results.compare import fastest_or_tied, shape_key, speedups
+from bench.results.rows import preparation_ms
 from bench.text import plural
 
 EXTRA_DEPENDENCIES = {
@@ -70,7 +71,7 @@ class Choice:
         return EXTRA_DEPENDENCIES.get(self.backend_type, f"whatever the {self.backend_type} backend imports")
 
     def prepare_ms(self) -> float | None:
-        values = [(r.get("timings_ms") or {}).get("prepare") for r in self.rows]
+        values = [preparation_ms(r) for r in self.rows]
         return max((v for v in values if v is not None), default=None)
 
     def peak_mb(self) -> float | None:

@@ -55,18 +55,24 @@ def probe_thread_counts(case_threads, cpus) -> list[int]:
 
 
 def run_probe(
-    python, threads: int, cpus: list[int], seconds: float, work_dir: Path | None = None, precisions=PRECISIONS
+    python, threads: int, cpus: list[int], seconds: float, work_dir: Path | None = None, precisions=PRECISIONS,
+    warm=None,
 ) -> dict:
-    """One pinned probe's answer, or {"error": ...}; its files in `work_dir` (a run's jobs folder) or a temporary one."""
+    """One pinned probe's answer, or {"error": ...}; its files in `work_dir` (a run's jobs folder) or a temporary one.
+    `warm` (the run's bench.run.warm.WarmStarts) forks it from a fork server of `python`, which spares it importing
+    torch (it sets its own thread count); without one it starts as a fresh interpreter."""
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
-            return run_probe(python, threads, cpus, seconds, Path(tmp) / "probes", precisions)
+            return run_probe(python, threads, cpus, seconds, Path(tmp) / "probes", precisions, warm)
     arguments = ["--threads", str(threads), "--seconds", str(seconds), "--precisions", ",".join(precisions)]
     with job_folder(work_dir / f"peak-{threads}") as folder:
-        outcome = run_child(
-            python, PROBE, arguments, Path(folder) / "result.json",
-            threads=threads, timeout=PROBE_TIMEOUT_S, output_path=Path(folder) / "output.log", cpus=cpus,
-        )  # fmt: skip
+        where = {"timeout": PROBE_TIMEOUT_S, "output_path": Path(folder) / "output.log", "cpus": cpus}
+        server_threads = warm.threads_of(python) if warm is not None else None
+        outcome = None
+        if server_threads is not None:
+            outcome = warm.run_child(python, PROBE, arguments, Path(folder) / "result.json", threads=server_threads, **where)
+        if outcome is None:
+            outcome = run_child(python, PROBE, arguments, Path(folder) / "result.json", threads=threads, **where)
     if outcome.status == "ok":
         return outcome.result
     if outcome.status in ("timeout", "unavailable"):
@@ -83,6 +89,7 @@ def measure_peak(
     work_dir=None,
     precisions=PRECISIONS,
     skipped: dict | None = None,
+    warm=None,
 ) -> dict:
     """The manifest's `peak`: {"gflops": {precision: {"threads": rate}}, "method", "torch", "errors", "skipped"...}.
 
@@ -94,6 +101,7 @@ def measure_peak(
 
     available = allowed if allowed else available_cpus()
     peak = {"measured": now(), "method": METHOD, "gflops": {}, "sizes": {}, "cpus": {}, "errors": [], "torch": None}
+    peak["start"] = None  # "warm": forked from the run's fork server, "cold": a new interpreter
     peak["skipped"] = dict(skipped or {})
     start = time.monotonic()
     for threads in thread_counts:
@@ -101,11 +109,11 @@ def measure_peak(
         if cpus is None:
             peak["errors"].append(f"{threads} threads: this run may use only {len(available)} CPUs")
             continue
-        result = run_probe(python, threads, cpus, seconds, work_dir, precisions)
+        result = run_probe(python, threads, cpus, seconds, work_dir, precisions, warm)
         if "error" in result:
             peak["errors"].append(f"{threads} threads: {result['error']}")
             continue
-        peak["torch"] = result["torch"]
+        peak["torch"], peak["start"] = result["torch"], result.get("start")
         peak["cpus"][str(threads)] = result["cpus"]
         for precision, rate in result["gflops"].items():
             peak["gflops"].setdefault(precision, {})[str(threads)] = round(rate, 1)
@@ -131,7 +139,7 @@ def busy_notes(gflops: dict) -> list[str]:
     return notes
 
 
-def record_peak(run_dir, cases, emulated: bool = False) -> dict:
+def record_peak(run_dir, cases, emulated: bool = False, warm=None) -> dict:
     """Store the peak as manifest["peak"] once per run folder (a resumed run keeps its first).
 
     The probe is remembered per machine and boot (remembered_peak): a second run on the same machine since the last
@@ -146,7 +154,7 @@ def record_peak(run_dir, cases, emulated: bool = False) -> dict:
         counts = probe_thread_counts({c.threads for c in cases}, places)
         precisions, skipped = probe_precisions(cases, cpu_flags(), emulated)
         manifest["peak"] = remembered_peak(
-            counts, allowed=places, work_dir=run_dir.jobs / "peak", precisions=precisions, skipped=skipped
+            counts, allowed=places, work_dir=run_dir.jobs / "peak", precisions=precisions, skipped=skipped, warm=warm
         )
         shutil.rmtree(run_dir.jobs, ignore_errors=True)  # the probes' result files; no case runs yet
         run_dir.write_manifest(manifest)
@@ -218,7 +226,8 @@ def memo_path(thread_counts: list[int], python=sys.executable, allowed=None, pre
 
 
 def remembered_peak(
-    thread_counts: list[int], python=sys.executable, allowed=None, work_dir=None, precisions=PRECISIONS, skipped=None
+    thread_counts: list[int], python=sys.executable, allowed=None, work_dir=None, precisions=PRECISIONS, skipped=None,
+    warm=None,
 ) -> dict:
     """The probe measured earlier in this boot for the same CPUs, thread counts and precisions, else a fresh one."""
     path = memo_path(thread_counts, python, allowed, precisions)
@@ -228,7 +237,7 @@ def remembered_peak(
     except (OSError, ValueError):
         pass
     measured = measure_peak(
-        thread_counts, python, allowed=allowed, work_dir=work_dir, precisions=precisions, skipped=skipped
+        thread_counts, python, allowed=allowed, work_dir=work_dir, precisions=precisions, skipped=skipped, warm=warm
     )
     return remember(measured, path)
 

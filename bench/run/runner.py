@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import secrets
 import sys
 from pathlib import Path
@@ -12,12 +10,13 @@ from pathlib import Path
 from bench import cpu
 from bench.plan import model_sources
 from bench.run import closed_loop, offline, paired, rounds, server
+from bench.run.ahead import Ahead, prepare_ahead
+from bench.run.references import reference_path
 from bench.backends import BACKENDS
 from bench.environments import environment
 from bench.errors import BenchError
 from bench.run.launch import Outcome, launch
 from bench.run.warm import WarmStarts
-from bench.machine import installed_versions
 from bench.job import MAIN, NOT_MEASURED, UNSUPPORTED, Case, Job, Source
 from bench.paths import cache_root
 from bench.run.progress import Progress
@@ -29,8 +28,6 @@ from bench.backends.threads import thread_settings
 from bench.run.cpus import core_sharing, pick_cpus
 from bench.topology import available_cpus
 
-REFERENCE_FORMAT = 2
-"""2: the last hidden state of models with a head, and the inputs digest."""
 LOAD_SCENARIOS = (
     (offline.OfflineRound, offline.offline_cases, offline.schedule),
     (server.ServerRound, server.server_cases, server.schedule),
@@ -52,8 +49,12 @@ class Runner:
         warm_start: bool = True,
         emulated: bool = False,
         memory_budget_mb: float | None = None,
+        before_cases=None,
     ):
+        """`before_cases(warm)`: what runs once the references and artifacts are made ahead and before the first
+        case, given the run's fork servers (the CLI's matmul peak probe)."""
         self.run_dir = run_dir
+        self.before_cases = before_cases
         self.suite_dir = suite_dir
         self.progress = progress or Progress(stream=sys.stderr)
         self.cpus = available_cpus(within=run_dir.cpus)
@@ -65,6 +66,7 @@ class Runner:
         self.views: dict[str, dict] = {}
         """each environment's library views as last written to the manifest: it is read and written only on news"""
         self.warm: WarmStarts | None = None
+        self.ahead = Ahead()
         manifest = run_dir.read_manifest() if run_dir.manifest_path.exists() else {}
         self.provenance = Provenance(manifest)
         self.order_seed = self.recorded_order_seed(manifest)
@@ -86,6 +88,9 @@ class Runner:
                 self.warm.prestart(keys)
                 if len(keys) < len(self.cpus):
                     import scipy.stats  # noqa: F401  (merging rows needs it: on a CPU the servers leave free)
+            self.ahead = prepare_ahead(self, cases)
+            if self.before_cases is not None:
+                self.before_cases(self.warm)
             return self.passes(cases)
         finally:
             if self.warm is not None:
@@ -137,6 +142,7 @@ class Runner:
 
     def record(self, case: Case, index: int, row: dict, done: dict, finished: set) -> list[dict]:
         """A round's row kept (rounds.jsonl when the case has several); the case's merged row when it is complete."""
+        row = self.ahead.attach(case, row)
         record = {"case_id": case.case_id, "round": index, "row": row}
         if case.measure.get("rounds", 1) > 1:
             self.run_dir.append_round(record)
@@ -229,6 +235,9 @@ class Runner:
         if cpus is None:
             reason = f"needs {case.threads} CPUs; this run may use {len(self.cpus)}"
             return make_row(case, Outcome("unavailable", reason, None, None, 0.0, ""))
+        hung = self.ahead.failure(case)
+        if hung is not None:
+            return make_row(case, hung, cpus)
         job = self.job(case, source, cpus, mode="measure")
         reference = Path(job.reference)
         if not reference.exists():
@@ -242,16 +251,10 @@ class Runner:
         references, for every case that will start a worker."""
         keys = []
         for case in cases:
-            support = cpu.support(case.backend_type, case.precision, self.flags, case.backend_options)
-            if self.decided_row(case, support) is not None:
+            startable = self.startable(case)
+            if startable is None:
                 continue
-            try:
-                env = environment(case.environment)
-            except BenchError:
-                continue
-            source = self.source(case)
-            if not env.built or isinstance(source, model_sources.SourceUnavailable):
-                continue
+            env, source = startable
             wanted = [(str(env.python), case.process_threads)]
             if not reference_path(case, source).exists():
                 wanted.append((str(environment(MAIN).python), case.threads))
@@ -259,6 +262,21 @@ class Runner:
                 if key not in keys:
                     keys.append(key)
         return keys
+
+    def startable(self, case: Case):
+        """(environment, model source) of a case that will start a worker, or None: the CPU decides its row, or its
+        environment or model is not there, or the run has too few CPUs for it."""
+        support = cpu.support(case.backend_type, case.precision, self.flags, case.backend_options)
+        if self.decided_row(case, support) is not None or pick_cpus(case.threads, self.cpus) is None:
+            return None
+        try:
+            env = environment(case.environment)
+        except BenchError:
+            return None
+        source = self.source(case)
+        if not env.built or isinstance(source, model_sources.SourceUnavailable):
+            return None
+        return env, source
 
     def wait_for_quiet(self, cpus: list[int]) -> dict:
         if self.warm is not None:
@@ -321,23 +339,6 @@ def complete(cases: list[Case], done: dict, finished: set) -> list[Case]:
         for case in cases
         if case.case_id not in finished and len(done.get(case.case_id, [])) >= case.measure.get("rounds", 1)
     ]
-
-
-def reference_path(case: Case, source: Source) -> Path:
-    """Keyed by everything that determines the reference outputs, including main's torch and transformers."""
-    versions = installed_versions(("torch", "transformers"), keep_missing=True)
-    key = {
-        "format": REFERENCE_FORMAT,
-        "model": source.identity,
-        "task": case.task,
-        "shape": [case.batch_size, case.seq_len, case.padding_ratio],
-        **({"new_tokens": case.new_tokens} if case.generating else {}),
-        **({"texts": case.texts} if case.pipelined else {}),
-        "seed": case.seed,
-        "versions": versions,
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return cache_root() / "references" / f"{case.model}-{digest}.npz"
 
 
 def vocab_of(source: Source, overrides: dict) -> dict:

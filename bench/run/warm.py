@@ -281,6 +281,10 @@ class WarmStarts:
         except (OSError, ValueError) as exc:
             self.unavailable(key, exc)
 
+    def threads_of(self, python: str | Path) -> int | None:
+        """The thread count of a fork server of `python` this run has started (the first), or None."""
+        return next((t for (p, t), server in self.servers.items() if p == str(python) and server is not None), None)
+
     def server(self, python: str | Path, threads: int) -> WarmServer | None:
         key = (str(python), threads)
         self.spawn(python, threads)

@@ -187,8 +187,10 @@ def execute(
     warm_start: bool = True,
     emulated: bool = False,
     memory_budget_mb: float | None = None,
+    before_cases=None,
 ) -> list[dict]:
-    rows = Runner(run_dir, suite_dir, progress, quiet_wait, warm_start, emulated, memory_budget_mb).run(cases)
+    runner = Runner(run_dir, suite_dir, progress, quiet_wait, warm_start, emulated, memory_budget_mb, before_cases)
+    rows = runner.run(cases)
     record_end(run_dir)
     return rows
 

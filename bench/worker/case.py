@@ -48,9 +48,16 @@ def read_job(parser: argparse.ArgumentParser, argv: list[str] | None):
 
 
 def run_job(job: Job) -> dict:
+    """Mode "measure" measures the case and "reference" computes its eager fp32 outputs; mode "build" stops once it
+    is prepared, its artifacts built into the cache for the case's own worker to find (bench.run.ahead)."""
     from bench.worker.workloads import workload
 
-    return workload(job.case).run(prepare_case(job))
+    prepared = prepare_case(job)
+    if job.mode == "build":
+        backend = prepared.backend
+        return {"timings_ms": {**prepared.timings, **backend.timings}, "details": backend.details,
+                "warnings": backend.warnings, "cpus": sorted(os.sched_getaffinity(0))}  # fmt: skip
+    return workload(job.case).run(prepared)
 
 
 class PreparedCase:

@@ -15,6 +15,7 @@ import statistics
 import time
 
 from bench.worker.answer import answer
+from bench.worker.case import START_VAR
 
 PRECISIONS = ("fp32", "bf16", "int8")
 SIZES = (512, 1024)
@@ -52,6 +53,7 @@ def probe(threads: int, seconds: float = SECONDS_PER_POINT, precisions=PRECISION
 
     torch.set_num_threads(threads)
     out = {"threads": torch.get_num_threads(), "cpus": sorted(os.sched_getaffinity(0)), "torch": torch.__version__}
+    out["start"] = os.environ.get(START_VAR, "cold")
     out.update(gflops={}, sizes={}, errors={})
     for precision in precisions:
         for n in SIZES:

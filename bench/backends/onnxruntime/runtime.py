@@ -73,6 +73,7 @@ class OnnxruntimeBackend(
     requires=("onnxruntime",), records=("optimum", "optimum-onnx", "onnxruntime"),
     generates=True,
     pipelines=True,
+    builds_ahead=True,
 ):
     def load(self) -> None:
         import onnxruntime

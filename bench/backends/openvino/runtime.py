@@ -67,6 +67,7 @@ class OpenvinoBackend(
     requires=("openvino",), records=("optimum", "optimum-intel", "openvino", "nncf"),
     generates=True,
     pipelines=True,
+    builds_ahead=True,
 ):
     def load(self) -> None:
         import openvino
