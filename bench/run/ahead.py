@@ -5,8 +5,9 @@ Nothing is timed while they are made, so they may use every CPU of the run: on t
 references take about half the time they took one after another in the cases' own workers, which then find them
 in the cache. The jobs of one backend, model and task run one after another on one CPU, since their artifacts
 share an export. A job that fails leaves its cases to make what it could not in their own workers, as without this
-step, except a job that hung: its cases fail with its timeout rather than hang again. A case's row says what was
-built ahead for it: the build's details (cache miss, export steps) and its preparation as `timings_ms.ahead_prepare`.
+step, except a job that hung: its cases fail with its timeout rather than hang again. The row of the first case of a
+configuration says what was built ahead for it: the build's details (cache miss, export steps) and its preparation
+as `timings_ms.ahead_prepare`; the configuration's other cases find it built, as they would have without this step.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Task:
     python: Path
     make_job: Callable[[list[int]], Job]
     cases: list[Case]
+    """The cases it is made for; the first one's row carries what a build found, as its own worker's would have."""
     log_path: Path
     work_dir: Path
 
@@ -95,7 +97,8 @@ def tasks(runner, cases: list[Case]) -> list[list[Task]]:
     artifact cache has no entry of, and one per missing reference."""
     cached = families(cache_root())
     chains: dict[tuple, list[Task]] = {}
-    configurations, references = set(), {}
+    configurations: dict[tuple, Task] = {}
+    references: dict[Path, Task] = {}
     for case in cases:
         startable = runner.startable(case)
         if startable is None:
@@ -111,10 +114,10 @@ def tasks(runner, cases: list[Case]) -> list[list[Task]]:
         options = json.dumps(case.backend_options, sort_keys=True)
         configuration = (case.environment, case.backend_type, options, case.precision, source.identity, task, case.seed)
         if configuration in configurations:
-            chains[family][-1].cases.append(case)
+            configurations[configuration].cases.append(case)
             continue
-        configurations.add(configuration)
-        chains.setdefault(family, []).append(build_task(runner, case, source, env.python))
+        configurations[configuration] = build_task(runner, case, source, env.python)
+        chains.setdefault(family, []).append(configurations[configuration])
     for chain in chains.values():  # fp32 first, in the run's order: the export others derive from is its own
         chain.sort(key=lambda task: task.cases[0].precision != "fp32")
     return [*chains.values(), *([task] for task in references.values())]
@@ -157,9 +160,8 @@ def prepare_ahead(runner, cases: list[Case]) -> Ahead:
     outcomes = run_chains(chains, lanes, runner.warm)
     failed = []
     for task, outcome in outcomes:
-        if outcome.status == "ok" and task.builds:
-            for case in task.cases:
-                ahead.built[case.case_id] = outcome.result
+        if outcome.status == "ok" and task.builds:  # its first case's row says it, as its own build would have
+            ahead.built[task.cases[0].case_id] = outcome.result
         elif outcome.status == "timeout":
             for case in task.cases:
                 ahead.timed_out[case.case_id] = outcome
