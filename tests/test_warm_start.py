@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from bench.run.warm import KEEP_VAR, WarmStarts
+from bench.run.warm import KEEP_VAR, ServerGone, WarmStarts
 from conftest import TINY_SUITE, bench_cli, live_processes, write_suite
 
 ANSWERS = """\
@@ -182,6 +182,35 @@ def test_a_kept_server_serves_the_next_run_and_ends_the_workers_of_a_run_that_di
         assert {r["effective"]["fork_server"] for r in rows_of(tmp_path / "third")} == {server}, third.stderr
     finally:
         os.kill(server, signal.SIGTERM)
+
+
+def test_a_run_that_dies_as_its_worker_is_forked_leaves_the_kept_server_free_for_the_next(tmp_path, monkeypatch):
+    import time
+
+    from bench.run.warm import KeptServer
+
+    warm_starts(tmp_path, monkeypatch, [])
+    monkeypatch.setenv(KEEP_VAR, "60")
+    monkeypatch.setenv("KEPT_SERVER_TEST", str(tmp_path))
+    first = KeptServer(sys.executable, 1, tmp_path / "server.log", None, idle_s=60)
+    server = first.proc
+    request = {"module": "sleeps", "argv": [], "cpus": None, "output": str(tmp_path / "sleeps.log"), "env": {}}
+    try:
+        for run in range(20):
+            kept = first if run == 0 else KeptServer(sys.executable, 1, tmp_path / "server.log", None, idle_s=60)
+            try:
+                kept.wait_ready()
+            except ServerGone as exc:
+                raise AssertionError(f"run {run}: the server still serves the run before it, which died") from exc
+            kept.send({**request, "env": dict(os.environ)})
+            kept.close()  # dies before it reads the pid: the server may not have seen the worker start its group
+        deadline = time.monotonic() + 30
+        while children(server.pid):
+            assert time.monotonic() < deadline, "a worker of a dead run outlived its connection"
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def children(pid: int) -> list[int]:

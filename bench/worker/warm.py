@@ -175,9 +175,14 @@ def serve(request: dict, conn=None) -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
+    leads_read, leads_write = os.pipe()
     pid = os.fork()
     if pid == 0:
-        become_worker(request)
+        os.close(leads_read)
+        become_worker(request, leads_write)
+    os.close(leads_write)
+    os.read(leads_read, 1)  # end of file once the worker leads its own group, so killing the group kills it
+    os.close(leads_read)
     FORKED[pid] = bool(request.get("detach"))
     reply({"pid": pid})
     if request.get("detach"):
@@ -217,15 +222,16 @@ def python_threads() -> int:
     return threading.active_count()
 
 
-def become_worker(request: dict) -> None:
-    """In the forked child: the setup a fresh worker gets from the launcher, then `python -m MODULE ARGV`. Never
-    returns."""
+def become_worker(request: dict, leads: int) -> None:
+    """In the forked child: the setup a fresh worker gets from the launcher, then `python -m MODULE ARGV`. Closing
+    `leads` tells the server this worker leads its own session and group. Never returns."""
     code = 1
     atexit._clear()  # the server's exit handlers are not the worker's; the worker's own run before it exits
     try:
         for fd in CLOSE_IN_WORKERS:
             os.close(fd)
         os.setsid()
+        os.close(leads)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         if request.get("cpus") is not None:
