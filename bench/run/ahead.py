@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -30,7 +28,8 @@ from bench.job import Case, Job
 from bench.paths import cache_root
 from bench.run.references import reference_path
 from bench.run.launch import (
-    WORKER, Outcome, child_command, kill_group, outcome_of, pin_and_tie, read_envelope, tail, worker_environment,
+    WORKER, Outcome, child_command, end_detached, outcome_of, pin_and_tie, read_envelope, remove_job_folder, tail,
+    worker_environment,
 )  # fmt: skip
 from bench.run.warm import ServerGone
 
@@ -152,9 +151,9 @@ def prepare_ahead(runner, cases: list[Case]) -> Ahead:
     ahead = Ahead()
     chains = tasks(runner, cases)
     lanes = sorted(runner.cpus)
-    if len(lanes) < 2 or sum(len(chain) for chain in chains) < 2:
-        return ahead
     count = sum(len(chain) for chain in chains)
+    if len(lanes) < 2 or count < 2:
+        return ahead
     runner.say(f"preparing ahead on CPUs {','.join(map(str, lanes))}: {count} job(s) (exports, conversions, references)")
     begun = time.monotonic()
     outcomes = run_chains(chains, lanes, runner.warm)
@@ -237,26 +236,10 @@ def next_end(running: dict[int, tuple[Started, list[Task]]]) -> tuple[int, Outco
 
 def end(started: Started, force: bool = False, timed_out: bool = False) -> Outcome:
     """The job's outcome once it has ended (killed first with `force`), its stragglers killed and its files gone."""
-    if force:
-        kill_group(started.pid, signal.SIGKILL)
-        select.select([started.pidfd], [], [], 10.0)
-    os.close(started.pidfd)
-    kill_group(started.pid, signal.SIGKILL)
-    returncode = None
-    if started.proc is not None:
-        returncode = started.proc.wait()
-    else:
-        try:
-            returncode = started.server.reap(started.pid)
-        except (ServerGone, OSError):
-            pass
+    returncode = end_detached(started.pid, started.pidfd, started.proc, started.server, force)
     task = started.task
     envelope = read_envelope(task.work_dir / "result.json")
     wall = time.monotonic() - started.started
     outcome = outcome_of(envelope, returncode, timed_out, started.timeout, wall, tail(task.log_path))
-    shutil.rmtree(task.work_dir, ignore_errors=True)
-    try:
-        task.work_dir.parent.rmdir()  # the jobs/ folder, once no job is left in it
-    except OSError:
-        pass
+    remove_job_folder(task.work_dir)
     return outcome

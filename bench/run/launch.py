@@ -66,11 +66,33 @@ def job_folder(path: Path):
     try:
         yield str(path)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
-        try:
-            path.parent.rmdir()  # the jobs/ folder, once no job is left in it
-        except OSError:
-            pass
+        remove_job_folder(path)
+
+
+def remove_job_folder(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        path.parent.rmdir()  # the jobs/ folder, once no job is left in it
+    except OSError:
+        pass
+
+
+def end_detached(pid: int, pidfd: int, proc: subprocess.Popen | None, server, force: bool = False) -> int | None:
+    """End a child started detached, as a Popen `proc` or forked by the fork server `server`: its group killed first
+    with `force` (and woken, if it was stopped), its end awaited on `pidfd` for up to 10 s, the stragglers it left
+    killed, and it reaped. Its return code, or None when the server could not say."""
+    if force:
+        kill_group(pid, signal.SIGKILL)
+    kill_group(pid, signal.SIGCONT)
+    select.select([pidfd], [], [], 10.0)
+    kill_group(pid, signal.SIGKILL)
+    os.close(pidfd)
+    if proc is not None:
+        return proc.wait()
+    try:
+        return server.reap(pid)
+    except Exception:  # the server is gone or answered nonsense: its end is unknown, and nothing is left to wait for
+        return None
 
 
 def launch(

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 from bench.job import Job
-from bench.run.launch import Outcome, kill_group, outcome_of, pin_and_tie, read_envelope, tail, worker_environment
+from bench.run.launch import (
+    Outcome, end_detached, kill_group, outcome_of, pin_and_tie, read_envelope, tail, worker_environment,
+)  # fmt: skip
 
 RESIDENT = "bench.worker.resident"
 _names = itertools.count()
@@ -142,21 +144,11 @@ class Resident:
         self.stopped = True
 
     def end(self, force: bool = False) -> int | None:
-        if force:
-            kill_group(self.pid, signal.SIGKILL)
-        kill_group(self.pid, signal.SIGCONT)
-        select.select([self.pidfd], [], [], 10.0)
-        kill_group(self.pid, signal.SIGKILL)  # stragglers the worker left behind
-        os.close(self.pidfd)
+        returncode = end_detached(self.pid, self.pidfd, self.proc, self.server, force)
         for handle in (self.conn, self.listener):
             if handle is not None:
                 handle.close()
-        if self.proc is not None:
-            return self.proc.wait()
-        try:
-            return self.server.reap(self.pid)
-        except Exception:
-            return None
+        return returncode
 
     def wait(self, handles: list, timeout: float) -> list:
         readable = select.select([*handles, self.pidfd], [], [], timeout)[0]
