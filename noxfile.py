@@ -96,27 +96,29 @@ def scheduled(session: nox.Session) -> None:
     `nox -s scheduled [-- SUITE [bench run options]]`, SUITE by default suites/smoke.yaml. The baseline is named
     `scheduled-<suite file name>` and kept for this kind of machine (`bench baseline list`); when there is none
     yet, this run becomes it. With `--ab ENV` among the options, the suite runs in its environments and in ENV,
-    paired, and the session fails when a case is slower in ENV (docs/paired.md); no baseline is used. The comparison goes beside the run's report: reports/<run>/comparison.md and .json.
-    The session fails when a case is significantly slower (or on bad input); see docs/scheduled.md.
+    paired, and is judged by `bench ab` instead (docs/paired.md); no baseline is used. The comparison goes beside
+    the run's report: reports/<run>/comparison.md and .json. The session fails when a case is significantly slower
+    (or on bad input); a case that failed or was flagged in the run is "can't tell" there, and does not fail it.
+    See docs/scheduled.md.
     """
     install_main(session)
     suite, *options = session.posargs or ["suites/smoke.yaml"]
     name = "scheduled-" + os.path.splitext(os.path.basename(suite))[0]
     run = os.path.join("results", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if "--ab" in options:  # a candidate environment: both sides paired in this run, no stored baseline involved
-        session.run("bench", "run", suite, "--out", run, *options)
-        return
+    report = os.path.join("reports", os.path.basename(run))
+    comparison = [
+        "--markdown", os.path.join(report, "comparison.md"), "--json", os.path.join(report, "comparison.json"),
+    ]
     session.run("bench", "run", suite, "--out", run, *options, success_codes=[0, 1])
+    if "--ab" in options:  # a candidate environment: both sides paired in this run, no stored baseline involved
+        session.run("bench", "ab", run, *comparison)
+        return
     listed = session.run("bench", "baseline", "list", "--run", run, "--json", silent=True, stderr=None)
     if not any(entry["name"] == name for entry in json.loads(listed)):
         session.log(f"no baseline {name!r} for this kind of machine yet: saving this run as it")
         session.run("bench", "baseline", "save", run, name)
         return
-    report = os.path.join("reports", os.path.basename(run))
-    session.run(
-        "bench", "compare", "--baseline", name, run,
-        "--markdown", os.path.join(report, "comparison.md"), "--json", os.path.join(report, "comparison.json"),
-    )  # fmt: skip
+    session.run("bench", "compare", "--baseline", name, run, *comparison)
 
 
 @nox.session(name="env-intel")

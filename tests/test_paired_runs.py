@@ -183,10 +183,13 @@ def test_an_ab_run_catches_a_20_percent_slowdown_and_a_cold_started_twin_stays_c
     result = bench_cli("run", suite, "--out", out, "--ab", "main", env=env)
     assert "A/B: each case in its environment (A) and in 'main' (B)" in result.stdout, result.stderr
     assert result.returncode == 1, result.stdout + result.stderr
-    shown = bench_cli("ab", out, "--json", tmp_path / "ab.json")
+    shown = bench_cli("ab", out, "--json", tmp_path / "ab.json", "--markdown", tmp_path / "ab.md")
     assert shown.returncode == 1 and shown.stdout.strip() in result.stdout
     cases = {c["backend"]: c for c in json.loads((tmp_path / "ab.json").read_text())["cases"]}
     slowed, cold = cases["sdpa"], cases["eager"]
+    md = (tmp_path / "ab.md").read_text().splitlines()
+    assert md[2] == f"**Slower in 'main': `{slowed['case_id']}`**", md
+    assert md[6].startswith(f"| slower | `{slowed['case_id']}` |") and "| +" in md[6], md
     assert slowed["verdict"] == "slower" and 1.12 < slowed["ratio"] < 1.30, slowed
     assert slowed["p_holm"] < 0.05 and 3 <= slowed["processes"] <= 4, slowed
     extra = max(slowed["processes"], cold["processes"]) - 3
