@@ -62,7 +62,8 @@ class Case:
     p99_ms: float = 0.0
     """Server: the latency bound a VALID result keeps its 99th percentile under (0: none; not part of the id)."""
     search: dict = field(default_factory=dict)
-    """Server: the rate search (`max_rate_under`: p99_ms, start, precision, max_probes), or {}: `rate` is measured."""
+    """Server: the rate search (`max_rate_under`: p99_ms, ttft_ms and tpot_ms as given, start, precision, max_probes),
+    or {}: `rate` is measured."""
     concurrency: int = 0
     """Closed loop: users, each sending its next query as soon as its last is answered (0: not closed loop)."""
     batching: dict = field(default_factory=dict)

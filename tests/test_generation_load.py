@@ -118,6 +118,47 @@ def test_a_real_run_serves_generation_and_a_stall_shows_in_the_ttft_from_the_sch
     assert "### Generation under load" in markdown and "| 2 users |" in markdown and "| TTFT ≤ 150 ms, TPOT ≤ 1000 ms |" in markdown
 
 
+SEARCHED = LOADED.replace("new_tokens: [8]", "new_tokens: [2]").replace(SERVED_AND_USERS, """\
+backends:
+  - name: searched
+    type: pytorch
+    scenario: server
+    max_rate_under: {ttft_ms: 200, tpot_ms: 50, start: 100, precision: 0.5, max_probes: 2}
+""")
+"""Generate calls of two tokens (a few ms): a request every 10 ms keeps TTFT far under 200 ms; the second probe doubles
+the rate."""
+
+
+@pytest.mark.slow
+def test_a_real_search_under_ttft_and_tpot_bounds_judges_each_from_the_requests_it_records(tmp_path):
+    from bench.measure.stats import percentiles
+    from bench.results.server import queries_needed
+
+    out = tmp_path / "out"
+    result = bench_cli("run", write_suite(tmp_path, SEARCHED), "--out", out)
+    [row] = map(json.loads, (out / "results.jsonl").read_text().splitlines())
+    assert row["status"] == "ok" and row["accuracy"]["passed"], result.stdout + result.stderr
+    server = row["server"]
+    search = server["search"]
+    assert (search["ttft_ms"], search["tpot_ms"], search["p99_ms"]) == (200, 50, None)
+    first = search["probes"][0]
+    assert first["rate"] == 100 and first["result"] == "VALID" and first["queries"] >= 600, first
+    assert set(first["bounds"]) == {"TTFT", "TPOT"} and first["ttft_ms"]["p99"] < 200
+    assert search["max_rate"] == server["rate"] >= 100  # the row shows its highest VALID probe
+    [records] = server["records"]
+    ttft = [f - due for due, f in zip(records["scheduled_ms"], records["first_token_ms"]) if f is not None]
+    tpot = [d - f for f, d in zip(records["first_token_ms"], records["done_ms"]) if f is not None]  # 2 tokens
+    validity = server["validity"]
+    assert validity["result"] == "VALID" and validity["queries"] == len(records["scheduled_ms"])
+    unserved = validity["queries"] - len(ttft)
+    assert validity["bounds"]["TTFT"]["over_bound"] == sum(t > 200 for t in ttft) + unserved
+    assert validity["bounds"]["TPOT"]["over_bound"] == sum(t > 50 for t in tpot) + unserved
+    assert validity["queries"] >= queries_needed(validity["bounds"]["TTFT"]["over_bound"])
+    assert server["generation"]["pooled_ttft_ms"]["p99"] == pytest.approx(percentiles(sorted(ttft))["p99"], abs=0.01)
+    shown = bench_cli("show", out, "--format", "md").stdout
+    assert "| search, TTFT ≤ 200 ms, TPOT ≤ 50 ms at p99 |" in shown, shown
+
+
 def loaded_row(backend: str, users: int, met: int, offered: int, goodput: float) -> dict:
     generation = {"slo": {"tpot_ms": 50, "ttft_ms": 500}, "met_slo": [met], "offered": [offered],
                   "goodput_per_s": [goodput]}  # fmt: skip

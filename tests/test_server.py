@@ -246,7 +246,12 @@ def test_a_search_suite_makes_one_case_per_split_and_needs_a_bound(tmp_path):
     assert len(cases) == 1 and "-x2-server-search-" in cases[0].case_id
     assert cases[0].search["p99_ms"] == 50 and cases[0].p99_ms == 50 and cases[0].search["max_probes"] == 8
     bad = bench_cli("validate", write_suite(tmp_path, SEARCH.replace("p99_ms: 50, ", "")))
-    assert bad.returncode == 2 and "defaults.max_rate_under.p99_ms: expected this required field" in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "defaults.max_rate_under: expected at least one of p99_ms, ttft_ms and tpot_ms, got none" in bad.stderr
+    tokens = bench_cli("validate", write_suite(tmp_path, SEARCH.replace("p99_ms: 50", "ttft_ms: 50")))
+    assert tokens.returncode == 2 and "Traceback" not in tokens.stderr
+    assert ("defaults.max_rate_under.ttft_ms: expected with text generation cases (generate), got model 'tiny',"
+            " which generates nothing: bound p99_ms instead") in tokens.stderr  # fmt: skip
 
 
 @two_cpus
@@ -297,13 +302,58 @@ def simulated_serve(service_ms: float, streams: int):
     return serve
 
 
-def search_case(**search):
+def simulated_generation(first_token_ms: float, per_token_ms: float, new_tokens: int):
+    """bench.run.server.serve with one stream simulated serving generate calls: first come first served, the first
+    token `first_token_ms` after the call's start, each next one `per_token_ms` later."""
+
+    def serve(load, offsets, counter):
+        free, queries, tokens = 0, {}, {}
+        for index, offset in enumerate(offsets):
+            begin = max(offset, free)
+            tokens[index] = [begin + round((first_token_ms + k * per_token_ms) * 1e6) for k in range(new_tokens)]
+            free = tokens[index][-1]
+            queries[index] = (begin, free)
+        return {"start_ns": 0, "queries": queries, "tokens": tokens, "answers": []}
+
+    return serve
+
+
+def search_case(new_tokens=0, **search):
     from types import SimpleNamespace
 
     return SimpleNamespace(
         streams=1, rate=0.0, arrivals="poisson", measure={"server_seconds": 1.0}, batch_size=1, batching={},
-        search={"p99_ms": 50.0, "start": None, "precision": 0.1, "max_probes": 15, **search},
+        new_tokens=new_tokens, search={"p99_ms": 50.0, "start": None, "precision": 0.1, "max_probes": 15, **search},
     )  # fmt: skip
+
+
+def test_a_generation_search_brackets_the_highest_rate_whose_ttft_p99_holds_and_names_the_bound_that_failed(
+    monkeypatch,
+):
+    from types import SimpleNamespace
+
+    import bench.run.server as server
+
+    # 3 ms to the first token, then 7 more 2 ms apart: a 17 ms call whose TPOT is 2 ms at any rate; only the queue
+    # before the call, in TTFT, grows with the rate
+    monkeypatch.setattr(server, "serve", simulated_generation(3.0, 2.0, 8))
+    case = search_case(new_tokens=8, p99_ms=None, ttft_ms=60.0, tpot_ms=5.0)
+    found, shown = server.search_rate(SimpleNamespace(call_ms=17.0), case, "seed", None)
+    low, high = found["max_rate"], found["lowest_failing_rate"]
+    assert low is not None and high is not None and (high - low) / low <= 0.1, found
+    assert (found["p99_ms"], found["ttft_ms"], found["tpot_ms"]) == (None, 60.0, 5.0)
+    assert 0.3 < low * 17.0 / 1000 < 0.95, found  # a p99 of 60 ms (3.5 calls) holds below full load only
+    for probe in found["probes"]:
+        assert probe["tpot_ms"]["p99"] == pytest.approx(2.0) and probe["bounds"]["TPOT"] == "VALID", probe
+        assert probe["bounds"]["TTFT"] == probe["result"] or probe["result"] == "unresolved", probe
+        assert probe["result"] != "VALID" or probe["ttft_ms"]["p99"] <= 60.0
+    failed = next(p for p in found["probes"] if p["rate"] == high)
+    assert failed["reason"].startswith("TTFT: ") and "TPOT" not in failed["reason"], failed
+
+    monkeypatch.setattr(server, "serve", simulated_generation(3.0, 6.0, 8))  # every token slower than the bound
+    found, _ = server.search_rate(SimpleNamespace(call_ms=45.0), case, "seed", None)
+    assert found["max_rate"] is None and found["stopped"] == "no rate down to 1/32 of the first was VALID", found
+    assert all(p["bounds"]["TPOT"] == "INVALID" and "TPOT: " in p["reason"] for p in found["probes"])
 
 
 @pytest.mark.parametrize("service_ms", [5.0, 10.0])

@@ -255,8 +255,9 @@ def scenario_tables(scenario: str, header: list[str], cells: list[list[str]], co
 
 
 SERVER_LEGEND = (
-    "server: latency from each query's scheduled time (queueing included); VALID: p99 under the suite's p99_ms with"
-    " 99% confidence (LoadGen's early stopping, its 600 s minimum waived)"
+    "server: latency from each query's scheduled time (queueing included); VALID: p99 under the suite's p99_ms (a"
+    " generation search's: TTFT's and TPOT's p99 under its bounds) with 99% confidence (LoadGen's early stopping, its"
+    " 600 s minimum waived)"
 )
 CLOSED_LOOP_LEGEND = (
     "closed loop: each user sends when answered; latency from each query's send (queue wait included), not"

@@ -151,8 +151,9 @@ def expand(suite: Suite) -> list[Case]:
                 batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
                 if batching is not None and not new_tokens and not texts:
                     params["batching"] = batching.model_dump()
-                if search is not None:
-                    params.update(search=search.model_dump(), p99_ms=search.p99_ms)
+                if search is not None:  # a bound not given leaves the case id as it was before TTFT and TPOT could be
+                    unbounded = {key for key in ("ttft_ms", "tpot_ms") if getattr(search, key) is None}
+                    params.update(search=search.model_dump(exclude=unbounded), p99_ms=search.p99_ms or 0.0)
             if scenario == CLOSED_LOOP:
                 params["concurrency"] = users
             if new_tokens and scenario in (SERVER, CLOSED_LOOP) and slo is not None:

@@ -121,15 +121,29 @@ DEFAULT_TOLERANCES = {
 
 
 class RateSearch(StrictModel):
-    """Server: the highest rate whose result is VALID under a p99 bound, found by doubling then bisecting."""
+    """Server: the highest rate whose result is VALID under its p99 bounds, found by doubling then bisecting."""
 
-    p99_ms: float = Field(gt=0, description="The latency bound (ms, from the scheduled time) every VALID probe keeps.")
+    p99_ms: Optional[float] = Field(
+        None, gt=0, description="The latency bound (ms, from the scheduled time) every VALID probe keeps at p99."
+    )
+    ttft_ms: Optional[float] = Field(
+        None, gt=0, description="Text generation: the bound on time to first token (ms, from the scheduled time) at p99."
+    )
+    tpot_ms: Optional[float] = Field(
+        None, gt=0, description="Text generation: the bound on the time per output token after the first (ms) at p99."
+    )
     start: Optional[float] = Field(
         None, gt=0, le=100_000,
         description="The first rate probed (default: half what the streams' warm-up calls say they serve).",
     )
     precision: float = Field(0.1, gt=0, lt=1, description="Stop once the highest VALID and lowest failing rate are this close.")
     max_probes: int = Field(15, ge=2, le=50, description="Stop after this many probes, and say so.")
+
+    @model_validator(mode="after")
+    def _some_bound(self):
+        if self.p99_ms is None and self.ttft_ms is None and self.tpot_ms is None:
+            raise ValueError("expected at least one of p99_ms, ttft_ms and tpot_ms, got none")
+        return self
 
 
 class DynamicBatching(StrictModel):
@@ -460,7 +474,25 @@ def server_problems(suite: Suite) -> list[str]:
                            " got nothing")  # fmt: skip
             if not given and problem not in problems:
                 problems.append(problem)
+            problem = token_bounds_problem(levels, model)
+            if problem and problem not in problems:
+                problems.append(problem)
     return problems
+
+
+def token_bounds_problem(levels, model) -> str | None:
+    """A rate search bounding TTFT or TPOT needs a text generation case: tokens to time."""
+    found = next(((s, i, lv.max_rate_under) for s, i, lv in levels if lv.max_rate_under is not None), None)
+    if found is None or not any(getattr(found[2], key) for key in ("ttft_ms", "tpot_ms")):
+        return None
+    defaults = levels[-1][2]
+    if model.task == "text-generation" and (model.generate or defaults.generate) is not None:
+        return None
+    section, index, search = found
+    key = "ttft_ms" if search.ttft_ms else "tpot_ms"
+    where = section if index is None else f"{section}[{index}]"
+    return (f"{where}.max_rate_under.{key}: expected with text generation cases (generate), got model"
+            f" {model.name!r}, which generates nothing: bound p99_ms instead")  # fmt: skip
 
 
 def _duplicates(section: str, names: list[str]) -> list[str]:

@@ -75,13 +75,83 @@ def validity(samples_ms: list[float], queries: int, bound_ms: float | None) -> d
 
 RULE = "bench's rule adapted from LoadGen: early stopping at p99, 99% confidence; LoadGen's 600 s minimum waived"
 
+BOUNDS = {"p99_ms": "latency", "ttft_ms": "TTFT", "tpot_ms": "TPOT"}
+"""What a rate search may bound at p99, as said: each query's latency from its scheduled time, and for a generation
+case its time to first token (from the scheduled time) and its time per output token after the first."""
+
+
+def search_bounds(search: dict | None) -> dict[str, float]:
+    """A rate search's bounds, in BOUNDS' order."""
+    return {key: search[key] for key in BOUNDS if (search or {}).get(key)}
+
+
+def bounds_text(search: dict) -> str:
+    """`p99 ≤ 100 ms`, or for a generation search `TTFT ≤ 500 ms, TPOT ≤ 50 ms at p99`."""
+    bounds = search_bounds(search)
+    if list(bounds) == ["p99_ms"]:
+        return f"p99 ≤ {bounds['p99_ms']:g} ms"
+    return ", ".join(f"{BOUNDS[key]} ≤ {value:g} ms" for key, value in bounds.items()) + " at p99"
+
+
+def judge(bounds: dict[str, float], served: dict[str, list[float]], queries: int) -> dict:
+    """`validity` of each bounded figure (BOUNDS: its values over the queries served) and the result of all: VALID when
+    every one is, INVALID when one is shown over its bound, else too few queries to know. One bound is `validity`'s
+    answer itself; several are each judged as LoadGen judges TTFT and TPOT, and the answer has them in `bounds`."""
+    if list(bounds) == ["p99_ms"]:
+        return validity(served["p99_ms"], queries, bounds["p99_ms"])
+    each = {BOUNDS[key]: validity(served[key], queries, bound) for key, bound in bounds.items()}
+    shown = {label: v for label, v in each.items() if v["result"] == "INVALID" and not too_few(v)}
+    if all(v["result"] == "VALID" for v in each.values()):
+        result, short, parts = "VALID", "VALID", each
+    elif shown:
+        label, first = next(iter(shown.items()))
+        result, short, parts = "INVALID", f"INVALID: {label} {first['short'].removeprefix('INVALID: ')}", shown
+    else:
+        needed = max(queries_needed(v["over_bound"]) for v in each.values() if too_few(v))
+        result, short = "INVALID", f"INVALID: too few queries ({needed} needed)"
+        parts = {label: v for label, v in each.items() if too_few(v)}
+    reason = "; ".join(f"{label}: {v['reason']}" for label, v in parts.items())
+    return {"result": result, "short": short, "reason": reason, "rule": RULE, "queries": queries,
+            "bounds": {label: {k: v[k] for k in ("result", "bound_ms", "over_bound", "unserved")}
+                       for label, v in each.items()}}  # fmt: skip
+
+
+def too_few(judged: dict) -> bool:
+    return judged["short"].startswith("INVALID: too few")
+
+
+def bounded_figures(bounds: dict[str, float], latencies_ms: list[float], records: list[dict], new_tokens: int):
+    """Each bounded figure's values over the queries served (math.inf for a latency never served is left out): the
+    latency from the scheduled time, and from the records (bench.run.server.query_records) TTFT and TPOT."""
+    from bench.results.generation_load import query_figures
+
+    found = {"p99_ms": [v for v in latencies_ms if math.isfinite(v)]}
+    if "ttft_ms" in bounds or "tpot_ms" in bounds:
+        found["ttft_ms"], found["tpot_ms"] = [], []
+        for record in records:
+            ttft, tpot, _ = query_figures(
+                record["scheduled_ms"], record.get("first_token_ms") or [None] * len(record["scheduled_ms"]),
+                record["done_ms"], new_tokens,
+            )  # fmt: skip
+            found["ttft_ms"] += ttft
+            found["tpot_ms"] += tpot
+    return found
+
 
 def merge_server(entries: list[dict], samples_ms: list[float], bound_ms: float | None) -> dict:
-    """The merged row's `server`: the rounds' figures side by side, validity judged on every query of every round."""
+    """The merged row's `server`: the rounds' figures side by side, validity judged on every query of every round
+    (a rate search's rows against the search's bounds)."""
     last = entries[-1]
     queries = sum(e["queries"] for e in entries)
     served = sum(e["served"] for e in entries)
     unserved = [math.inf] * (queries - served)
+    records = [r for e in entries for r in e.get("records") or []]
+    bounds = search_bounds(last.get("search"))
+    if set(bounds) - {"p99_ms"}:
+        new_tokens = (last.get("generation") or {}).get("new_tokens") or 0
+        judged = judge(bounds, bounded_figures(bounds, samples_ms, records, new_tokens), queries)
+    else:
+        judged = validity(samples_ms, queries, bound_ms)
     return {
         **last,
         "seed": [e.get("seed") for e in entries],
@@ -95,8 +165,8 @@ def merge_server(entries: list[dict], samples_ms: list[float], bound_ms: float |
         "queue_depth": [d for e in entries for d in e.get("queue_depth") or []],
         "max_queue_depth": max((max(d, default=0) for e in entries for d in e.get("queue_depth") or []), default=0),
         "steal_shares": [s for e in entries for s in e.get("steal_shares") or []],
-        "records": [r for e in entries for r in e.get("records") or []],
-        "validity": validity(samples_ms, queries, bound_ms),
+        "records": records,
+        "validity": judged,
         **({"search": merge_searches([e["search"] for e in entries])} if all(e.get("search") for e in entries) else {}),
     }
 

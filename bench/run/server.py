@@ -270,23 +270,27 @@ def probe_seconds(case: Case, rate: float) -> float:
 def run_probe(load: Load, case: Case, rate: float, probe_seed: str, counter) -> tuple[dict, tuple] | None:
     """One probe of a rate search: a schedule at `rate` long enough to decide, served and judged; its record and the
     (offsets, served, seed) a row can show; None when a stream ended."""
-    from bench.results.server import validity
+    from bench.results.server import BOUNDS, bounded_figures, judge, search_bounds, too_few
 
-    bound = case.search["p99_ms"]
+    bounds = search_bounds(case.search)
     offsets = arrival_offsets(rate, case.arrivals, probe_seconds(case, rate), random.Random(probe_seed))
     served = serve(load, offsets, counter)
     if served is None:
         return None
     latencies = latencies_ms(offsets, served)
-    judged = validity([v for v in latencies if math.isfinite(v)], len(offsets), bound)
-    unresolved = judged["result"] != "VALID" and judged["short"].startswith("INVALID: too few")
+    figures = bounded_figures(bounds, latencies, [query_records(offsets, served)], case.new_tokens)
+    judged = judge(bounds, figures, len(offsets))
     record = {
-        "rate": rate, "result": "unresolved" if unresolved else judged["result"], "reason": judged["reason"],
+        "rate": rate, "result": "unresolved" if too_few(judged) else judged["result"], "reason": judged["reason"],
         "queries": len(offsets), "served": len(served["queries"]),
         "achieved_per_s": round(len(served["queries"]) / max(offsets[-1] / 1e9, 1e-9), 3),
         "latency_ms": percentile_summary(latencies),
         "service_ms": percentile_summary([(end - begin) / 1e6 for begin, end in served["queries"].values()]),
     }  # fmt: skip
+    for key in [k for k in bounds if k != "p99_ms"]:  # a generation search's: over the queries served
+        record[key] = percentile_summary(figures[key])
+    if "bounds" in judged:
+        record["bounds"] = {BOUNDS[key]: judged["bounds"][BOUNDS[key]]["result"] for key in bounds}
     return record, (offsets, served, probe_seed)
 
 
@@ -297,7 +301,7 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
     rate (default: the suite's, else half what the warm-up calls say the streams serve); `challenge`: stop at once
     when that first rate is not VALID (bench tune asks whether a configuration beats the best so far)."""
     search = case.search
-    bound = search["p99_ms"]
+    bound = search.get("p99_ms")
     capacity = case.streams * queries_per_call(case) * 1000.0 / max(load.call_ms, 1e-3)
     rate = start or search.get("start") or max(0.1, round(capacity / 2, 1))
     seconds = case.measure.get("server_seconds", 10.0)
@@ -319,7 +323,7 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
         if challenge and not probes[1:] and not valid:
             stopped = f"{record['result']} at {rate:g}/s, the rate it had to beat: {record['reason']}"
             break
-        if low is None and not valid and service and service["p99"] > bound:
+        if bound and low is None and not valid and service and service["p99"] > bound:
             # a query's latency is at least its call's: no rate can bring p99 under the bound
             stopped = f"the calls alone take {service['p99']:.1f} ms at p99, over the {bound:g} ms bound: no rate is VALID"
             break
@@ -342,7 +346,8 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
     else:
         stopped = f"{search['max_probes']} probes (max_probes) ran before the rates were within {search['precision']:.0%}"
     found = {
-        "p99_ms": bound, "max_rate": low, "lowest_failing_rate": high, "stopped": stopped, "probes": probes,
+        "p99_ms": bound, **{k: search[k] for k in ("ttft_ms", "tpot_ms") if search.get(k)},
+        "max_rate": low, "lowest_failing_rate": high, "stopped": stopped, "probes": probes,
         "rule": "doubling from the start rate, then bisection (GuideLLM's search); an unresolved probe counts as not VALID",
     }  # fmt: skip
     if best is None and probes:
