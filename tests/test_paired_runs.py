@@ -190,6 +190,9 @@ def test_an_ab_run_catches_a_20_percent_slowdown_and_a_cold_started_twin_stays_c
     md = (tmp_path / "ab.md").read_text().splitlines()
     assert md[2] == f"**Slower in 'main': `{slowed['case_id']}`**", md
     assert md[6].startswith(f"| slower | `{slowed['case_id']}` |") and "| +" in md[6], md
+    unwritable = bench_cli("ab", out, "--markdown", tmp_path / "ab.json" / "ab.md")  # under a file
+    assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
+    assert unwritable.stderr.strip() == f"error: {tmp_path / 'ab.json' / 'ab.md'}: cannot write it here (File exists)"
     assert slowed["verdict"] == "slower" and 1.12 < slowed["ratio"] < 1.30, slowed
     assert slowed["p_holm"] < 0.05 and 3 <= slowed["processes"] <= 4, slowed
     extra = max(slowed["processes"], cold["processes"]) - 3

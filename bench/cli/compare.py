@@ -61,8 +61,12 @@ def runs_to_compare(paths: list[str], baseline: str | None) -> tuple[Run, Run]:
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n", encoding="utf-8")
+    """An output the user asked for (--markdown, --json); one that cannot be written is bad input, said in a line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot write it here ({exc.strerror or exc})") from None
 
 
 def change_text(case: CaseResult) -> str:
