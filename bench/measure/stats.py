@@ -30,6 +30,12 @@ def percentiles(values: list[float]) -> dict | None:
     return {name: values[min(len(values) - 1, math.ceil(q * len(values)) - 1)] for name, q in at.items()}
 
 
+def percentile_summary(values: list[float]) -> dict | None:
+    """p50, p90, p99 and p99.9 (nearest rank), rounded; None for one that falls on an unserved query (math.inf)."""
+    found = percentiles(sorted(values))
+    return {k: round(v, 4) if math.isfinite(v) else None for k, v in found.items()} if found else None
+
+
 def spread(values: list[float]) -> dict:
     """median, p90, min and max of some timings (None each when there are none)."""
     if not values:

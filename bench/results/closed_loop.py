@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.results.server import percentile_summary
+from bench.measure.stats import percentile_summary
 
 
 def is_closed_loop(row: dict) -> bool:

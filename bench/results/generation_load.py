@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from bench.results.server import percentile_summary
+from bench.measure.stats import percentile_summary
 
 
 SLO_BOUNDS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "e2e"}

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from bench.measure.stats import percentile_summary
+
 PERCENTILE = 0.99
 CONFIDENCE = 0.99
 
@@ -177,14 +179,6 @@ def merge_searches(searches: list[dict]) -> dict:
         return searches[0]
     rates = [s.get("max_rate") for s in searches]
     return {**searches[-1], "rounds": searches, "max_rate": None if None in rates else min(rates)}
-
-
-def percentile_summary(values: list[float]) -> dict | None:
-    """p50, p90, p99 and p99.9 (nearest rank); None for one that falls on an unserved query (math.inf)."""
-    from bench.measure.stats import percentiles
-
-    found = percentiles(sorted(values))
-    return {k: round(v, 4) if math.isfinite(v) else None for k, v in found.items()} if found else None
 
 
 def pooled(row: dict, name: str) -> float | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 import time
 
-from bench.results.server import percentile_summary
+from bench.measure.stats import percentile_summary
 from bench.run.offline import Load
 from bench.run.paired import schedule as paired_schedule
 from bench.run.server import START_AFTER_S, ServerRound

@@ -26,7 +26,7 @@ import random
 import time
 
 from bench.job import Case
-from bench.results.server import percentile_summary
+from bench.measure.stats import percentile_summary
 from bench.run.offline import Load, OfflineRound
 from bench.run.paired import schedule as paired_schedule
 

@@ -249,7 +249,8 @@ class TuneRound(ServerRound):
         winner's, pair by pair, with a t interval of their log ratios."""
         from scipy import stats
 
-        from bench.results.server import percentile_summary, validity
+        from bench.measure.stats import percentile_summary
+        from bench.results.server import validity
 
         winner = next(t for t in tried if t.load.case.case_id == best.case_id)
         others = [t for t in tried if t is not winner and t.passed and t.load.failure is None]
