@@ -142,7 +142,7 @@ def test_a_real_search_under_ttft_and_tpot_bounds_judges_each_from_the_requests_
     search = server["search"]
     assert (search["ttft_ms"], search["tpot_ms"], search["p99_ms"]) == (200, 50, None)
     first = search["probes"][0]
-    assert first["rate"] == 100 and first["result"] == "VALID" and first["queries"] >= 600, first
+    assert first["rate"] == 100 and first["result"] == "VALID" and first["queries"] > 500, first  # Poisson: about 600
     assert set(first["bounds"]) == {"TTFT", "TPOT"} and first["ttft_ms"]["p99"] < 200
     assert search["max_rate"] == server["rate"] >= 100  # the row shows its highest VALID probe
     [records] = server["records"]
