@@ -13,6 +13,12 @@ AXES = ("seq_lens", "batch_sizes", "threads", "precisions", "padding_ratios", "s
 """A suite level's axes: a tuned suite sets the winner's in its defaults, and no model or backend overrides them."""
 
 
+CLOSE = "not ahead by more than the precision"
+"""A candidate that cannot beat the best by more than the search's precision: by its bound, or not VALID at the
+best × (1 + precision). A probe at the best rate itself cannot tell it tied from behind on a drifting machine (the
+knee moves with the machine's speed); the duel's paired test can, and takes the closest of them."""
+
+
 def tuned_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("tune")]
 
@@ -86,6 +92,15 @@ class ShapeOutcome:
                    + (r["tune"].get("duel") or {}).get("seconds", 0.0) for r in self.rows)  # fmt: skip
 
     @property
+    def close(self) -> list[dict]:
+        """Candidates that cannot beat the winner by more than the search's precision (bench.run.tune's CLOSE)."""
+        return [r for r in self.rows if r is not self.winner and str(r["tune"].get("decision", "")).startswith(CLOSE)]
+
+    @property
+    def precision(self) -> float:
+        return next((r["search"]["precision"] for r in self.rows if (r.get("search") or {}).get("precision")), 0.1)
+
+    @property
     def duel(self) -> dict | None:
         return next((r["tune"]["duel"] for r in self.rows if r["tune"].get("duel")), None)
 
@@ -116,7 +131,8 @@ class ShapeOutcome:
         if self.winner is None:
             return "no configuration had a VALID rate within the accuracy gate"
         if self.runner_up is None:
-            said = "no other configuration showed a VALID rate (each was pruned, behind or outside the accuracy gate)"
+            said = ("no other configuration showed a VALID rate (each was pruned, not ahead by more than the search's"
+                    " precision, or outside the accuracy gate)")  # fmt: skip
             bounds = [r["tune"].get("upper_bound_per_s") or 0.0 for r in self.rows
                       if str(r["tune"].get("decision", "")).startswith("pruned")]  # fmt: skip
             if bounds and max(bounds) > 0:
@@ -180,6 +196,9 @@ def summary_lines(rows: list[dict]) -> list[str]:
         low, high = bracket(outcome.winner)
         within = f" (not VALID at {high:.4g}/s)" if high else ""
         tied = "; tied with it: " + ", ".join(configuration(r) for r in outcome.tied) if outcome.tied else ""
+        if outcome.close:
+            tied += (f"; not ahead of it by more than {outcome.precision:.0%} (by bound or one probe): "
+                     + ", ".join(configuration(r) for r in outcome.close))  # fmt: skip
         duel = f"; {outcome.duel_text()}" if outcome.duel else ""
         lines.append(
             f"{head} ship {configuration(outcome.winner)}: {low:.4g} queries/s VALID{within}; {outcome.margin_text()}"

@@ -38,6 +38,10 @@ LONGEST_PROBE_S = 60.0
 """... or this long (or `server_seconds`, when longer), whichever is shorter."""
 START_AFTER_S = 0.05
 """The schedule starts this long after the streams are told (each must be resumed first)."""
+CLOSE_MOVES = 3
+"""A search with a `step` moves by it this many times the same way, then by its square each time (galloping)."""
+PRECISION_SLACK = 0.002
+"""Rates are rounded to 1/1000 per second: a bracket this much over the precision is within it."""
 OVERRUN = 2.0
 """Queries are served until the schedule's length times this has passed; later ones are left unserved."""
 
@@ -295,11 +299,13 @@ def run_probe(load: Load, case: Case, rate: float, probe_seed: str, counter) -> 
 
 
 def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | None = None,
-                challenge: bool = False) -> tuple[dict, tuple | None]:  # fmt: skip
+                challenge: bool = False, step: float | None = None) -> tuple[dict, tuple | None]:  # fmt: skip
     """A rate search with the prepared streams (this module's docstring): what it found (every probe included), and
     the (offsets, served, seed) of the probe the row shows: the highest VALID one, else the last. `start`: the first
     rate (default: the suite's, else half what the warm-up calls say the streams serve); `challenge`: stop at once
-    when that first rate is not VALID (bench tune asks whether a configuration beats the best so far)."""
+    when that first rate is not VALID (bench tune asks whether a configuration beats the best so far); `step`: for a
+    start already close to the answer, move by this factor instead of doubling or halving, and by its square after
+    CLOSE_MOVES moves the same way (bench tune starts from a measured bound)."""
     search = case.search
     bound = search.get("p99_ms")
     capacity = case.streams * queries_per_call(case) * 1000.0 / max(load.call_ms, 1e-3)
@@ -307,6 +313,7 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
     seconds = case.measure.get("server_seconds", 10.0)
     probes: list[dict] = []
     best, last, low, high, stopped = None, None, None, None, None
+    factor, moves = step or 2.0, 0
     while len(probes) < search["max_probes"]:
         probed = run_probe(load, case, rate, f"{seed_key}:{len(probes)}", counter)
         if probed is None:
@@ -331,14 +338,17 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
             stopped = (f"unresolved at {rate:g}/s: {record['queries']} queries in the longest probe allowed, and lower"
                        " rates would have fewer; a longer measure.server_seconds can decide them")  # fmt: skip
             break
+        if step and (high is None or low is None):
+            moves += 1
+            factor = factor**2 if moves > CLOSE_MOVES else factor
         if high is None:
-            rate = rate * 2
+            rate = round(rate * factor, 3)
         elif low is None:
-            if rate / 2 < probes[0]["rate"] / LOWEST_SHARE:
+            if rate / factor < probes[0]["rate"] / LOWEST_SHARE:
                 stopped = f"no rate down to 1/{LOWEST_SHARE} of the first was VALID"
                 break
-            rate = rate / 2
-        elif (high - low) / low <= search["precision"]:
+            rate = round(rate / factor, 3)
+        elif (high - low) / low <= search["precision"] + PRECISION_SLACK:
             stopped = f"the highest VALID rate and the lowest not are within {search['precision']:.0%}"
             break
         else:
@@ -348,7 +358,9 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
     found = {
         "p99_ms": bound, **{k: search[k] for k in ("ttft_ms", "tpot_ms") if search.get(k)},
         "max_rate": low, "lowest_failing_rate": high, "stopped": stopped, "probes": probes,
-        "rule": "doubling from the start rate, then bisection (GuideLLM's search); an unresolved probe counts as not VALID",
+        "rule": (f"steps of x{step:g} from a start near the answer (squared after {CLOSE_MOVES} the same way)" if step
+                 else "doubling from the start rate") + ", then bisection (GuideLLM's search); an unresolved probe counts"
+                " as not VALID",
     }  # fmt: skip
     if best is None and probes:
         found["why_none"] = f"no probe was VALID, down to {probes[-1]['rate']:g}/s: {probes[-1]['reason']}"

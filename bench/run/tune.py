@@ -8,13 +8,15 @@ The candidates of a shape (model, task, sequence length, batch) are the suite's 
    (BOUND_SECONDS, at least BOUND_CALLS calls): its fastest call gives the candidate an *upper bound*, since no split
    serves more than streams × 1000 / that call's ms queries a second. (The warm-up calls do not: a few calls after
    the first ran up to 1.6× slower than the same backend's calls under load on an AMX Xeon.)
-2. In order of that bound, highest first, the first candidate gets a full rate search (bench.run.server). Its
-   highest VALID rate is the best so far.
-3. Each next candidate is **pruned** when its bound is under the best so far: it cannot serve that rate. Otherwise
-   it is **challenged**: one probe at the best rate × (1 + precision). Not VALID there, it cannot beat the best by
-   more than the search's precision; one more probe at the best rate itself says whether it is **tied** with it
-   (VALID there too) or **behind**. VALID, it becomes the best and its search goes on from there. A candidate whose
-   bound is under the challenge's rate only gets the probe at the best rate.
+2. In order of that bound, highest first, the first candidate gets a rate search (bench.run.server) that starts at
+   the rate a queueing model gives its streams and fastest call (`first_guess`), and moves in steps of
+   (1 + precision): near the answer, two or three probes bracket it.
+   Its highest VALID rate is the best so far.
+3. Each next candidate is **pruned** when its bound is under the best so far: it cannot serve that rate. When its
+   bound is under the best × (1 + precision), it cannot beat the best by more than the search's precision, and costs
+   no probe either (CLOSE). Otherwise it is **challenged**: one probe at the best × (1 + precision). VALID, it becomes
+   the best and its search goes on from there; not VALID, it is CLOSE too. Which of the close ones is ahead, no probe
+   of one at a time can say on a drifting machine: the duel asks the closest.
 4. A candidate whose outputs fail the accuracy gate is never the best (each is checked before the next is tried).
 5. The **duel**: the winner and the runner-up, both still running, serve the same seeded schedules at the winner's
    rate by turns, `bench tune --duel-pairs` pairs (4), the first alternating. The ratio of their p99s, pair by pair,
@@ -41,6 +43,7 @@ import statistics
 import time
 
 from bench.job import Case
+from bench.results.tune import CLOSE
 from bench.run.offline import Load
 from bench.run.paired import schedule as paired_schedule
 from bench.run import server
@@ -74,7 +77,41 @@ def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
     return paired_schedule(cases, done_rounds, seed, by_shape, "tune")
 
 
-TIE_RULE = "bench tune: probed at the best rate so far only, its upper bound being under the best rate × (1 + precision)"
+
+
+def erlang_c(servers: int, offered: float) -> float:
+    """The chance that a query waits in an M/M/c queue (Erlang's C formula), `offered` = rate × service time."""
+    term, below = 1.0, 0.0
+    for k in range(servers):
+        below += term
+        term *= offered / (k + 1)
+    waiting = term * servers / (servers - offered)
+    return waiting / (below + waiting)
+
+
+def modelled_rate(servers: int, service_ms: float, budget_ms: float, tail: float = 0.01) -> float | None:
+    """The highest rate at which a queue of `servers` with calls of `service_ms` keeps its (1 - tail) quantile of
+    latency under `budget_ms`: the call plus the M/M/c wait's quantile, halved for calls of a fixed length (an M/D/c
+    queue waits about half as long); None when the call alone exceeds the budget."""
+    if service_ms >= budget_ms:
+        return None
+    low, high = 0.0, 1.0  # utilisation
+    for _ in range(40):
+        load = (low + high) / 2
+        offered = load * servers
+        spare_per_ms = servers * (1 - load) / service_ms
+        waits = erlang_c(servers, offered)
+        wait_ms = max(0.0, math.log(waits / tail) / spare_per_ms) / 2 if waits > tail else 0.0
+        low, high = (load, high) if service_ms + wait_ms <= budget_ms else (low, load)
+    return low * servers * 1000.0 / service_ms
+
+
+def first_guess(load: Load) -> float:
+    """Where the first candidate's search starts: the modelled rate (`modelled_rate`) of its streams with their fastest
+    call, within its upper bound; half the bound when the call alone exceeds the budget."""
+    case, bound = load.case, upper_bound(load)
+    modelled = modelled_rate(case.streams, max(load.fastest_ms or load.call_ms, 1e-3), case.search["p99_ms"])
+    return round(min(bound, modelled * queries_per_call(case)) if modelled else bound / 2, 3)
 
 
 BOUND_SECONDS = 0.25
@@ -313,34 +350,24 @@ class TuneRound(ServerRound):
         case = load.case
         seed_key = f"{self.runner.order_seed}:{self.SALT}:{self.index}:{case.case_id}"
         counter = self.runner.job_dir(case) / "queries.counter"
-        if self.exhaustive or best is None:
+        precision = case.search["precision"]
+        if self.exhaustive:
             found, shown = search_rate(load, case, seed_key, counter)
+            return "searched", found, self.figures(case, found, shown)
+        if best is None:
+            found, shown = search_rate(load, case, seed_key, counter, start=first_guess(load), step=1 + precision)
             return "searched", found, self.figures(case, found, shown)
         if upper_bound(load) < best.rate:
             reason = f"pruned: at most {upper_bound(load):.3g}/s by its fastest call, under the best's {best.rate:g}/s"
             return reason, None, None
-        challenge = round(best.rate * (1 + case.search["precision"]), 3)
-        if upper_bound(load) >= challenge:
-            found, shown = search_rate(load, case, seed_key, counter, start=challenge, challenge=True)
-            if found.get("max_rate") is not None:
-                return "beat the best", found, self.figures(case, found, shown)
-        else:  # it cannot serve the challenge's rate: only whether it ties
-            found = {"p99_ms": case.search["p99_ms"], "max_rate": None, "lowest_failing_rate": None, "probes": [],
-                     "rule": TIE_RULE}  # fmt: skip
-            shown = None
-        probed = run_probe(load, case, best.rate, f"{seed_key}:tie", counter)
-        if probed is None:
-            found["stopped"] = "a stream ended"
-            return "behind", found, self.figures(case, found, shown)
-        record, shown = probed
-        found["probes"].append(record)
-        if record["result"] == "VALID":
-            found["max_rate"] = best.rate
-            found["stopped"] = f"VALID at the best's {best.rate:g}/s, and not shown VALID at {challenge:g}/s"
-            return "tied", found, self.figures(case, found, shown)
-        found["lowest_failing_rate"] = best.rate
-        found["stopped"] = f"not VALID at the best's {best.rate:g}/s: {record['reason']}"
-        return "behind", found, self.figures(case, found, shown)
+        challenge = round(best.rate * (1 + precision), 3)
+        if upper_bound(load) < challenge:
+            return (f"{CLOSE}: at most {upper_bound(load):.3g}/s by its fastest call, under the best's {best.rate:g}/s"
+                    f" x {1 + precision:g}"), None, None  # fmt: skip
+        found, shown = search_rate(load, case, seed_key, counter, start=challenge, challenge=True, step=1 + precision)
+        if found.get("max_rate") is not None:
+            return "beat the best", found, self.figures(case, found, shown)
+        return f"{CLOSE}: not VALID at the best's {best.rate:g}/s x {1 + precision:g}", found, self.figures(case, found, shown)
 
     def figures(self, case: Case, found: dict, shown):
         """What finish_with adds to the row: the shown probe's figures and the search, as a server row has them."""
