@@ -385,10 +385,12 @@ def test_pipelines_run_under_server_and_closed_loop_and_not_offline(tmp_path):
         (m, b, s) for m in ("qa", "cls") for b, s in (("served", "server"), ("users", "closed-loop"))
     }
     assert all(c.texts == "short" and c.seq_len == NOMINAL_TOKENS["short"] for c in cases)
-    batched = UNDER_LOAD.replace("    arrivals: constant\n", "    arrivals: constant\n    dynamic_batching: {max_wait_ms: 2}\n")
+    batched = UNDER_LOAD.replace("    arrivals: constant\n", "    arrivals: constant\n    dynamic_batching: {max_wait_ms: 2}\n"
+                                 "    batch_sizes: [4]\n")  # fmt: skip
     suite = load_suite(write_suite(tmp_path, batched, "batched.yaml"))[0]
-    assert all(not c.batching for c in expand(suite))
-    assert "cls on served: dynamic_batching applies to forward-pass cases only; each pipeline request is a call of its own" in dropped_combinations(suite)
+    served = [c for c in expand(suite) if c.scenario == "server"]
+    assert {(c.batch_size, c.batching["max_wait_ms"], c.seq_len) for c in served} == {(4, 2.0, NOMINAL_TOKENS["short"])}
+    assert not any("dynamic_batching" in note for note in dropped_combinations(suite))
     offline = UNDER_LOAD.replace("scenario: server\n    rates: [20]\n    arrivals: constant", "scenario: offline")
     suite = load_suite(write_suite(tmp_path, offline, "offline.yaml"))[0]
     assert {c.backend for c in expand(suite)} == {"users"}
@@ -413,3 +415,59 @@ def test_a_real_server_run_serves_the_shipped_texts_one_pipeline_call_per_query(
     markdown = bench_cli("show", out, "--format", "md").stdout
     assert "### Server latency" in markdown and "### Closed-loop latency" in markdown
     assert "| cls | served | fp32 | main | short texts | 1 | 1 × 1 | 20 |" in markdown
+
+
+BATCHED_TEXTS = """\
+name: batched-texts
+defaults:
+  threads: [1]
+  precisions: [fp32]
+  pipeline: {texts: [short]}
+  scenario: server
+  streams: [1]
+  rates: [400]
+  arrivals: constant
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300, server_seconds: 1}
+models:
+  - name: cls
+    config: roberta-base
+    task: text-classification
+    config_overrides: {num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64,
+                       vocab_size: 3000}
+  - name: emb
+    config: bert-base-uncased
+    task: feature-extraction
+    config_overrides: {num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}
+backends:
+  - name: single
+    type: pytorch
+  - name: batched
+    type: pytorch
+    batch_sizes: [4]
+    dynamic_batching: {max_wait_ms: 3}
+"""
+
+
+@pytest.mark.slow
+def test_a_batched_server_gathers_texts_into_one_pipeline_call_padded_to_the_longest_and_answers_as_one_at_a_time(
+    tmp_path,
+):
+    """400 queries a second of the short texts, one stream on one CPU: batched, the calls carry several texts each,
+    and each text's answer is still its own, checked against eager fp32's text by text (feature extraction's too,
+    whose batched embeddings come back at the batch's padded length); one query per call, each call is one text."""
+    out = tmp_path / "out"
+    result = bench_cli("run", write_suite(tmp_path, BATCHED_TEXTS), "--out", out)
+    found = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(found) == 4 and all(r["status"] == "ok" and r["accuracy"]["passed"] for r in found), result.stdout + result.stderr
+    embedded = next(r for r in found if r["model"] == "emb" and r["backend"] == "batched")
+    assert embedded["server"]["batching"]["mean_batch"] > 1 and embedded["accuracy"]["answer_agreement"] == 1.0
+    rows = {r["backend"]: r for r in found if r["model"] == "cls"}
+    batched, single = rows["batched"], rows["single"]
+    batching = batched["server"]["batching"]
+    assert batching["padded_to"] == "each call's longest text" and batching["max_batch"] == 4
+    assert 1 < batching["mean_batch"] <= 4 and batching["calls"] < batched["server"]["served"], batching
+    assert batched["pipeline"]["calls"] == batching["calls"]  # one pipeline call per batch, not per query
+    assert single["pipeline"]["calls"] == single["server"]["served"] and "batching" not in single["server"]
+    assert batched["accuracy"]["answer_agreement"] == 1.0
+    markdown = bench_cli("show", out, "--format", "md").stdout
+    assert "≤4 dynamic (wait 3 ms, padded to its longest text)" in markdown, markdown

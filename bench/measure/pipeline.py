@@ -116,6 +116,7 @@ class PipelineCall:
         self.records: list[CallRecord] = []
         self.outputs: dict[int, object] = {}
         self.calls = 0
+        self.lengths: list[int] | None = None
 
     def __call__(self):
         index = self.calls % len(self.texts)
@@ -130,6 +131,37 @@ class PipelineCall:
         self.records.append(record)
         self.outputs[index] = output
         return output
+
+    def batch(self, queries: list[int]):
+        """One pipeline call on several queries' texts at once (query i asks text i modulo their count), batched by
+        the pipeline and padded to the longest of them: a dynamically batched server's call."""
+        chosen = [query % len(self.texts) for query in queries]
+        record = CallRecord(chosen[0])
+        self.clock.current = record.stages_ns
+        asked = [arguments(self.task, self.texts[index]) for index in chosen]
+        kwargs = {key: [a[key] for a in asked] for key in asked[0]}
+        record.start_ns = time.perf_counter_ns()
+        with self.context():
+            outputs = self.pipe(**kwargs, batch_size=len(asked))
+        record.end_ns = time.perf_counter_ns()
+        self.calls += 1
+        self.records.append(record)
+        if len(asked) == 1 and self.task == "question-answering":
+            outputs = [outputs]  # the question-answering pipeline unwraps a single answer
+        for index, output in zip(chosen, outputs):
+            self.outputs[index] = self.unpadded(index, output)
+        return outputs
+
+    def unpadded(self, index: int, output):
+        """A text's answer from a batched call as a call on it alone gives it: feature extraction's embeddings come
+        back for every position of the batch's padded length, and only the text's own tokens are its answer."""
+        if self.task != "feature-extraction":
+            return output
+        if self.lengths is None:
+            self.lengths = self.token_counts()
+        own = self.lengths[index]
+        left = getattr(self.pipe.tokenizer, "padding_side", "right") == "left"
+        return [rows[-own:] if left else rows[:own] for rows in output]
 
     def answers(self) -> dict:
         """Every text's answer, in order, as arrays (what the reference keeps and a case is compared on): the timed

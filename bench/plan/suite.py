@@ -152,7 +152,8 @@ class DynamicBatching(StrictModel):
     max_wait_ms: float = Field(
         ge=0, le=10_000,
         description="How long a batch waits after its first query's scheduled time for more to arrive before it runs"
-        " (it runs at once when full). Every batch runs at the case's batch size, padded.",
+        " (it runs at once when full). Every batch runs at the case's batch size, padded; a pipeline case's batch is"
+        " the texts gathered, padded to the longest of them.",
     )  # fmt: skip
 
 

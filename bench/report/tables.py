@@ -335,7 +335,8 @@ def batch_text(row: dict) -> str:
     batching = row.get("batching")
     if not batching:
         return str(row.get("batch_size"))
-    return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms, padded)"
+    padded = "padded to its longest text" if row.get("texts") else "padded"
+    return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms, {padded})"
 
 
 def ms(value) -> str:

@@ -110,7 +110,8 @@ def batching_entry(case: Case, served: dict) -> dict:
         return {}
     sizes = [b for a in served["answers"] for b in a.get("batches") or []]
     return {"batching": {
-        "max_batch": case.batch_size, "max_wait_ms": case.batching["max_wait_ms"], "padded": True,
+        "max_batch": case.batch_size, "max_wait_ms": case.batching["max_wait_ms"],
+        "padded": True, "padded_to": "each call's longest text" if case.pipelined else "the batch size",
         "calls": len(sizes), "mean_batch": round(sum(sizes) / len(sizes), 3) if sizes else None,
         "full_share": round(sum(b == case.batch_size for b in sizes) / len(sizes), 4) if sizes else None,
     }}  # fmt: skip

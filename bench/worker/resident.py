@@ -64,7 +64,8 @@ def serve(job: Job, control: str) -> dict:
             break
         if "serve" in command:
             stall = query_stall(job.case.case_id)
-            served = in_streams(lambda c: serve_queries(c, command["serve"], stall, calls.token_times), call, calls)
+            served = in_streams(lambda c: serve_queries(c, command["serve"], stall, calls.token_times, calls.batch_call),
+                                call, calls)  # fmt: skip
             samples_ns += [end - start for start, end in sorted({(q[1], q[2]) for q in served["queries"]})]
             blocks.append({k: v for k, v in served.items() if k != "queries"})
             channel.send(served)
@@ -170,16 +171,17 @@ def measure_window(call, start_ns: int, end_ns: int) -> dict:
     }
 
 
-def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None, token_times=None) -> dict:
+def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None, token_times=None,
+                  batch_call=None) -> dict:  # fmt: skip
     """The server scenario (bench.run.server): whenever this stream is free it takes the next query from the counter
     all streams share, waits for the query's scheduled time and calls. With identical streams that is one queue
     served first come first served by whichever stream frees first, and nothing generates load while they serve.
     Each query's [index, start, end] on CLOCK_MONOTONIC; queries taken past `deadline_ns` are left unserved.
     `stall`: (query index, seconds) to sleep after dispatching that query (a test hook, bench.worker.case);
     `token_times`: when the last call's tokens came, ns before its end (a generation case's): each query's record
-    then ends with its tokens' times on CLOCK_MONOTONIC."""
+    then ends with its tokens' times on CLOCK_MONOTONIC. `batch_call`: see serve_batches."""
     if schedule.get("max_batch"):
-        return serve_batches(call, schedule, stall)
+        return serve_batches(call, schedule, stall, batch_call)
     start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
     served = []
     with metered(steal_contaminates=False) as report, SharedFile(schedule["counter"]) as counter:
@@ -199,12 +201,13 @@ def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None, 
     return {"queries": served, **report}
 
 
-def serve_batches(call, schedule: dict, stall: tuple[int, float] | None = None) -> dict:
+def serve_batches(call, schedule: dict, stall: tuple[int, float] | None = None, batch_call=None) -> dict:
     """serve_queries with dynamic batching: one stream at a time gathers (a lock file beside the counter, so the
     streams act as one batcher handing batches to whichever stream is free, as Triton's dynamic batcher does). It
     takes the next query, waits until `max_batch` queries have arrived or `max_wait_ns` has passed since the first's
-    scheduled time, takes every query arrived by then (up to `max_batch`), and calls once: the call always runs the
-    whole prepared batch, padded. Each query's [index, start, end]; "batches" the number of queries in each call."""
+    scheduled time, takes every query arrived by then (up to `max_batch`), and calls once: the call runs the whole
+    prepared batch, padded, or with `batch_call` (a pipeline's), `batch_call(queries taken)` on just those queries.
+    Each query's [index, start, end]; "batches" the number of queries in each call."""
     start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
     max_batch, max_wait_ns = schedule["max_batch"], schedule["max_wait_ns"]
     served, batches = [], []
@@ -227,7 +230,7 @@ def serve_batches(call, schedule: dict, stall: tuple[int, float] | None = None) 
             t0 = time.monotonic_ns()
             if stall and stall[0] in taken:
                 time.sleep(stall[1])
-            call()
+            batch_call(taken) if batch_call else call()
             t1 = time.monotonic_ns()
             served += [[index, t0, t1] for index in taken]
             batches.append(len(taken))

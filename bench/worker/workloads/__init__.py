@@ -39,6 +39,9 @@ class ResidentCalls:
     result: Callable[[list[int], dict], dict]
     accuracy: Callable[[], dict]
     token_times: Optional[Callable[[], list[int]]] = None
+    batch_call: Optional[Callable[[list[int]], object]] = None
+    """One call on the given queries together (a pipeline's texts, padded to the longest of them), for dynamic
+    batching; None: every batched call runs the case's prepared batch."""
     stream_calls: Optional[list[Callable]] = None
     """The backend's own streams' calls, one per stream (OpenVINO's own_streams): served at once, a thread each."""
 

@@ -99,13 +99,22 @@ def checked_answers(prepared, call) -> dict:
 
 def resident(prepared):
     """What a resident worker (bench.worker.resident) calls for a pipeline case under load: each query one pipeline
-    call on the next of the case's texts, at its own length (each stream takes the texts in turn)."""
+    call on the next of the case's texts, at its own length (each stream takes the texts in turn); batched
+    dynamically, one call on the texts of the queries gathered, padded to the longest (then the warm-up's calls
+    are full batches, as a full call is what the run's estimates divide by the batch)."""
+    from bench.measure.timing import timed
     from bench.worker.workloads import ResidentCalls
 
     call = pipeline_call(prepared)
+    warm_ms = warm_up(prepared, call)
+    case = prepared.job.case
+    if case.batching:
+        full = list(range(case.batch_size))
+        warm_ms = [timed(lambda: call.batch(full))[1] for _ in range(max(1, case.measure["warmup"]))]
     return ResidentCalls(
         call=call,
-        warm_ms=warm_up(prepared, call),
+        warm_ms=warm_ms,
         result=lambda samples_ns, interference: measured_result(prepared, call, samples_ns, interference),
         accuracy=lambda: checked_answers(prepared, call),
+        batch_call=call.batch if case.batching else None,
     )
