@@ -311,17 +311,42 @@ backends:
 
 def test_the_tuning_suite_makes_every_case_a_rate_search_under_the_budget(tmp_path):
     suite, _ = load_suite(write_suite(tmp_path, SPACE.replace("  max_rate_under", "  scenario: offline\n  max_rate_under")))
-    cases = expand(tuning_suite(suite, 50.0))
+    cases = expand(tuning_suite(suite, {"p99_ms": 50.0}))
     assert len(cases) == 4 and all(c.server and c.search["p99_ms"] == 50.0 for c in cases)
     assert all(c.search["precision"] == 0.5 and c.measure["rounds"] == 1 for c in cases)
 
 
-def test_a_budget_that_is_not_a_p99_is_refused_in_one_line(tmp_path):
-    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "p95_ms=20")
+@pytest.mark.parametrize("budget", ["p95_ms=20", "p99_ms=100,ttft_ms=500", "ttft_ms=-1", "ttft_ms=5,ttft_ms=6",
+                                    "tpot_ms=50,"])  # fmt: skip
+def test_a_budget_that_is_not_a_p99_or_generation_bounds_is_refused_in_one_line(tmp_path, budget):
+    from bench.cli.tune import EXPECTED
+
+    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", budget)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: tune: --budget: expected {EXPECTED}") and repr(budget) in result.stderr
+    assert not list(tmp_path.glob("results*")) and not (tmp_path / "out").exists()
+
+
+def test_generation_budgets_need_a_generating_model_and_the_rate_objective(tmp_path):
+    from bench.cli.tune import parse_budget
+
+    from bench.errors import BenchError
+
+    assert parse_budget("ttft_ms=500, tpot_ms=50") == {"ttft_ms": 500.0, "tpot_ms": 50.0}
+    suite, _ = load_suite(write_suite(tmp_path, GENERATION_SPACE))
+    assert tuning_suite(suite, {"ttft_ms": 500.0}).defaults.max_rate_under.model_dump(exclude_none=True) == {
+        "ttft_ms": 500.0, "precision": 0.5, "max_probes": 3
+    }
+    with pytest.raises(BenchError, match="model 'tiny' generates nothing"):
+        tuning_suite(load_suite(write_suite(tmp_path, SPACE))[0], {"tpot_ms": 50.0})
+    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "ttft_ms=500")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "ttft_ms bounds the tokens of text generation cases" in result.stderr and "'tiny'" in result.stderr
+    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "ttft_ms=500", "--objective", "latency",
+                       "--rate", "10")  # fmt: skip
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: tune: --budget: expected p99_ms=MS with MS a positive number of milliseconds, got 'p95_ms=20'"
-    ]
+    assert result.stderr.strip() == ("error: tune: --budget: expected p99_ms=MS with --objective latency (it ranks the"
+                                     " p99 at the rate), got 'ttft_ms=500'")  # fmt: skip
 
 
 @two_cpus
@@ -356,6 +381,50 @@ def test_a_real_tuning_run_prunes_what_cannot_win_and_writes_a_suite_for_the_win
     assert resumed.stdout.count("ship eager fp32 2 × 1") == 1, resumed.stdout
     markdown = bench_cli("show", out, "--format", "md").stdout
     assert "### Tuning for a latency budget" in markdown and "ship eager fp32 2 × 1" in markdown
+
+
+GENERATION_SPACE = """\
+name: generation-space
+defaults:
+  threads: [1]
+  streams: [1, 2]
+  precisions: [fp32]
+  generate: {prompt_lens: [16], new_tokens: [2]}
+  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300, server_seconds: 1}
+  max_rate_under: {p99_ms: 1000, precision: 0.5, max_probes: 3}
+models:
+  - name: tiny
+    config: gpt2
+    task: text-generation
+    config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128, vocab_size: 2048}
+backends:
+  - name: eager
+    type: pytorch
+"""
+
+
+@two_cpus
+@pytest.mark.slow
+def test_a_real_tuning_run_of_a_generator_searches_under_ttft_and_tpot_and_duels_on_the_ttft(tmp_path):
+    """bench tune --budget ttft_ms=...,tpot_ms=...: the generation cases' searches hold both bounds at p99 (the
+    suite's own p99_ms replaced), the duel compares the TTFT's p99, and the suite written for the winner searches
+    under the same bounds."""
+    out = tmp_path / "out"
+    result = bench_cli("tune", write_suite(tmp_path, GENERATION_SPACE), "--budget", "ttft_ms=200,tpot_ms=50", "--out",
+                       out, "--duel-pairs", "2")  # fmt: skip
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    rows = sorted(map(json.loads, (out / "results.jsonl").read_text().splitlines()), key=lambda r: r["tune"]["order"])
+    assert [r["streams"] for r in rows] == [2, 1] and all(r["status"] == "ok" for r in rows)
+    search = rows[0]["server"]["search"]
+    assert (search["ttft_ms"], search["tpot_ms"], search["p99_ms"]) == (200, 50, None) and search["max_rate"]
+    assert all(set(p["bounds"]) == {"TTFT", "TPOT"} for p in search["probes"])
+    assert "TTFT ≤ 200 ms, TPOT ≤ 50 ms at p99 (tuned): ship eager fp32" in result.stdout, result.stdout
+    duel = rows[0]["tune"].get("duel")
+    if duel and "interval" in duel:  # the other split was not pruned: its TTFT p99 against the winner's
+        assert duel["figure"] == "TTFT" and "its TTFT p99 is" in result.stdout
+    tuned = yaml.safe_load((out / "tuned-1.yaml").read_text())
+    assert tuned["defaults"]["max_rate_under"]["ttft_ms"] == 200 and "p99_ms" not in tuned["defaults"]["max_rate_under"]
+    assert bench_cli("validate", out / "tuned-1.yaml").returncode == 0
 
 
 def md_c_p99_ms(servers: int, service_ms: float, rate: float, queries: int = 200_000) -> float:

@@ -328,7 +328,10 @@ def cmd_tune(args) -> int:
     if (args.objective == "rate") != (args.rate is None):
         raise BenchError(f"tune: --rate: expected a rate (queries a second) with --objective latency or memory, and"
                          f" none with --objective rate; got --objective {args.objective} and --rate {args.rate}")  # fmt: skip
-    tune = {"mode": "exhaustive" if args.exhaustive else "tune", "budget_p99_ms": budget, "objective": args.objective,
+    if args.objective != "rate" and "p99_ms" not in budget:
+        raise BenchError(f"tune: --budget: expected p99_ms=MS with --objective {args.objective} (it ranks the p99 at"
+                         f" the rate), got {args.budget!r}")  # fmt: skip
+    tune = {"mode": "exhaustive" if args.exhaustive else "tune", "budget": budget, "objective": args.objective,
             "duel_pairs": args.duel_pairs, **({"rate": args.rate} if args.rate is not None else {})}  # fmt: skip
     run_dir, cases, suite_dir, notes = workflow.start_run(
         args.suite, args.out, args.filter, args.cpus, args.allow_large, tune=tune
@@ -364,10 +367,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 def add_tune_parser(sub) -> None:
     p = sub.add_parser(
-        "tune", help="find the configuration that serves the most queries a second within a p99 budget (server scenario)"
+        "tune", help="find the configuration that serves the most queries a second within a p99 budget (server"
+        " scenario), or for generation within TTFT and TPOT budgets"
     )
     p.add_argument("suite", help="a suite file: its backends, precisions, threads, streams and batch sizes are the space")
-    p.add_argument("--budget", required=True, metavar="p99_ms=MS", help="the latency budget: p99 from the scheduled time")
+    p.add_argument(
+        "--budget", required=True, metavar="p99_ms=MS",
+        help="the latency budget: p99 from the scheduled time; for generation, ttft_ms=MS and/or tpot_ms=MS"
+        " (comma-separated), time to first token and time per output token at p99",
+    )  # fmt: skip
     p.add_argument(
         "--objective", choices=("rate", "latency", "memory"), default="rate",
         help="what the winner is best at: the highest VALID rate under the budget (rate), or, at --rate R, the lowest"

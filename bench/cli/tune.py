@@ -13,18 +13,26 @@ import yaml
 
 from bench.errors import BenchError
 
-BUDGETS = ("p99_ms",)
+BUDGETS = ("p99_ms", "ttft_ms", "tpot_ms")
+EXPECTED = ("p99_ms=MS, or for generation ttft_ms=MS and/or tpot_ms=MS (comma-separated), each a positive number of"
+            " milliseconds")  # fmt: skip
 
 
-def parse_budget(text: str) -> float:
-    name, sep, value = text.partition("=")
-    try:
-        bound = float(value)
-    except ValueError:
-        bound = 0.0
-    if name not in BUDGETS or not sep or not 0 < bound < float("inf"):
-        raise BenchError(f"tune: --budget: expected p99_ms=MS with MS a positive number of milliseconds, got {text!r}")
-    return bound
+def parse_budget(text: str) -> dict[str, float]:
+    """`p99_ms=50` or `ttft_ms=500,tpot_ms=50`: the bounds a rate search holds at p99 (bench.results.server.BOUNDS)."""
+    budget: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        try:
+            bound = float(value)
+        except ValueError:
+            bound = 0.0
+        if name not in BUDGETS or name in budget or not sep or not 0 < bound < float("inf"):
+            raise BenchError(f"tune: --budget: expected {EXPECTED}, got {text!r}")
+        budget[name] = bound
+    if "p99_ms" in budget and len(budget) > 1:
+        raise BenchError(f"tune: --budget: expected {EXPECTED}, not both, got {text!r}")
+    return budget
 
 
 def answer(run_dir) -> None:

@@ -66,11 +66,18 @@ def at_rate_key(row: dict, objective: str) -> tuple:
     return objective_key(p99_at_rate(row), row["tune"].get("rss_mb"), objective)
 
 
+def p99_of(duel: dict) -> str:
+    """What the duel compared: the p99 of the latency from the scheduled time, or of a generation search's TTFT or
+    TPOT (bench.run.tune's duel)."""
+    return f"{duel['figure']} p99" if duel.get("figure") else "p99"
+
+
 @dataclass
 class ShapeOutcome:
     shape: tuple
     rows: list[dict]
     budget_ms: float | None
+    """The p99 budget; None for a generation search's TTFT and TPOT budgets (`budget` says them)."""
     exhaustive: bool
     objective: str = "rate"
     rate: float | None = None
@@ -90,6 +97,13 @@ class ShapeOutcome:
     def seconds(self) -> float:
         return sum(r["tune"].get("prepare_s", 0.0) + r["tune"].get("probe_s", 0.0)
                    + (r["tune"].get("duel") or {}).get("seconds", 0.0) for r in self.rows)  # fmt: skip
+
+    @property
+    def budget(self) -> str:
+        """`p99 ≤ 100 ms`, or `TTFT ≤ 500 ms, TPOT ≤ 50 ms at p99`."""
+        from bench.results.server import bounds_text
+
+        return bounds_text(next(((r.get("search") or {}) for r in self.rows if r.get("search")), {}))
 
     @property
     def close(self) -> list[dict]:
@@ -120,11 +134,11 @@ class ShapeOutcome:
             own = "its own search's rate" if self.objective == "rate" else "its own probe's p99"
             worse = "lower" if self.objective == "rate" else "higher"
             return (f"paired with {leader} ({first}) at {duel['rate']:.4g}/s, {len(duel['pairs'])} pairs of the same"
-                    f" schedule: its p99 is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the"
+                    f" schedule: its {p99_of(duel)} is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the"
                     f" paired test puts it ahead, and it is shipped though {own} came out {worse}")  # fmt: skip
         said = {"ahead": "the winner is ahead", "tied": "tied by the paired test",
                 "behind": "lower than the winner's, though it showed no VALID rate of its own"}[duel["verdict"]]  # fmt: skip
-        return f"{head}: its p99 is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
+        return f"{head}: its {p99_of(duel)} is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
 
     def margin_text(self) -> str:
         """The winner against the runner-up: their rates' ratio, and what their brackets allow it to be."""
@@ -186,7 +200,7 @@ def summary_lines(rows: list[dict]) -> list[str]:
     for outcome in outcomes(rows):
         model, _, seq, batch, _ = outcome.shape
         how = "every candidate searched fully (--exhaustive)" if outcome.exhaustive else "tuned"
-        head = f"{model} seq {seq} batch {batch}, p99 ≤ {outcome.budget_ms:g} ms ({how}):"
+        head = f"{model} seq {seq} batch {batch}, {outcome.budget} ({how}):"
         if outcome.objective != "rate":
             lines.append(at_rate_line(outcome, model, seq, batch))
             continue
@@ -244,6 +258,8 @@ def tuned_suites(manifest: dict, rows: list[dict]) -> list[dict]:
                     model[key] = str((suite_dir / model[key]).resolve())
         backends = [b for b in suite["backends"] if (b.get("name") or b.get("type")) == winner["backend"]]
         defaults = {k: v for k, v in suite["defaults"].items() if v is not None}
+        if isinstance(defaults.get("max_rate_under"), dict):  # unset bounds left out, as a user writes it
+            defaults["max_rate_under"] = {k: v for k, v in defaults["max_rate_under"].items() if v is not None}
         defaults.update(
             scenario="server", seq_lens=[winner["seq_len"]], batch_sizes=[winner["batch_size"]],
             threads=[winner["threads"]], streams=[winner["streams"]], precisions=[winner["precision"]],
@@ -255,7 +271,7 @@ def tuned_suites(manifest: dict, rows: list[dict]) -> list[dict]:
         found.append({
             "name": f"{suite.get('name') or 'suite'}-tuned-{len(found) + 1}",
             "description": f"What bench tune chose for {winner['model']} seq {winner['seq_len']} batch"
-            f" {winner['batch_size']}, p99 ≤ {outcome.budget_ms:g} ms: {configuration(winner)}",
+            f" {winner['batch_size']}, {outcome.budget}: {configuration(winner)}",
             "defaults": defaults,
             "models": [{k: v for k, v in m.items() if v not in (None, {}, []) and k not in AXES} for m in models],
             "backends": [{k: v for k, v in b.items() if v not in (None, {}, []) and k not in AXES} for b in backends],

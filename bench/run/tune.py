@@ -48,7 +48,8 @@ from bench.run.offline import Load
 from bench.run.paired import schedule as paired_schedule
 from bench.run import server
 from bench.run.server import (
-    ServerRound, arrival_offsets, latencies_ms, probe_seconds, queries_per_call, round_entry, run_probe, search_rate,
+    ServerRound, arrival_offsets, latencies_ms, probe_seconds, query_records, queries_per_call, round_entry, run_probe,
+    search_rate,
 )  # fmt: skip
 
 SHAPE = ("model", "task", "seq_len", "batch_size", "padding_ratio")
@@ -108,10 +109,23 @@ def modelled_rate(servers: int, service_ms: float, budget_ms: float, tail: float
 
 def first_guess(load: Load) -> float:
     """Where the first candidate's search starts: the modelled rate (`modelled_rate`) of its streams with their fastest
-    call, within its upper bound; half the bound when the call alone exceeds the budget."""
+    call, within its upper bound; half the bound when the call alone exceeds the budget. A generation search's
+    budget for the whole request is its TTFT bound plus the call (what follows the first token is part of a call);
+    with a TPOT bound alone, which queueing does not move, the search starts at FIRST_SHARE of the bound."""
     case, bound = load.case, upper_bound(load)
-    modelled = modelled_rate(case.streams, max(load.fastest_ms or load.call_ms, 1e-3), case.search["p99_ms"])
+    call_ms = max(load.fastest_ms or load.call_ms, 1e-3)
+    search = case.search
+    if search.get("p99_ms"):
+        budget_ms = search["p99_ms"]
+    elif search.get("ttft_ms"):
+        budget_ms = search["ttft_ms"] + call_ms
+    else:
+        return round(bound * FIRST_SHARE, 3)
+    modelled = modelled_rate(case.streams, call_ms, budget_ms)
     return round(min(bound, modelled * queries_per_call(case)) if modelled else bound / 2, 3)
+
+
+FIRST_SHARE = 0.9
 
 
 BOUND_SECONDS = 0.25
@@ -283,11 +297,12 @@ class TuneRound(ServerRound):
     def duel(self, tried: list[Tried], best: Best, runner_up: Tried | None = None) -> dict | None:
         """The winner against the runner-up (the other candidate within the gate with the highest VALID rate, else the
         highest bound), on the same schedules at the winner's rate, taking turns: the runner-up's p99 over the
-        winner's, pair by pair, with a t interval of their log ratios."""
+        winner's, pair by pair, with a t interval of their log ratios. The p99 is the first figure the search bounds:
+        the latency from the scheduled time, else (a generation search) the TTFT, else the TPOT."""
         from scipy import stats
 
         from bench.measure.stats import percentile_summary
-        from bench.results.server import validity
+        from bench.results.server import BOUNDS, bounded_figures, judge, search_bounds
 
         winner = next(t for t in tried if t.load.case.case_id == best.case_id)
         others = [t for t in tried if t is not winner and t.passed and t.load.failure is None]
@@ -295,10 +310,14 @@ class TuneRound(ServerRound):
             return None
         other = runner_up or max(others, key=lambda t: (t.rate or 0.0, upper_bound(t.load)))
         case, started = winner.load.case, time.monotonic()
+        bounds = search_bounds(case.search)
+        compared = next(iter(bounds))
         seed_key = f"{self.runner.order_seed}:{self.SALT}:{self.index}:duel"
         entry = {"against": other.load.case.case_id, "rate": best.rate, "pairs": [], "trials": 0,
                  "rule": "the same seeded schedule served by each in turn, the first alternating; p99 from the scheduled"
                          " time; the interval a t interval of the pairs' log ratios"}  # fmt: skip
+        if compared != "p99_ms":
+            entry["figure"] = BOUNDS[compared]
         for number in range(self.runner.duel_pairs):
             offsets = arrival_offsets(best.rate, case.arrivals, probe_seconds(case, best.rate),
                                       random.Random(f"{seed_key}:{number}"))  # fmt: skip
@@ -311,8 +330,10 @@ class TuneRound(ServerRound):
                     entry["stopped"] = f"a stream of the {side} ended"
                     break
                 latencies = latencies_ms(offsets, served)
-                judged = validity([v for v in latencies if math.isfinite(v)], len(offsets), case.search["p99_ms"])
-                pair[side] = {"p99_ms": (percentile_summary(latencies) or {}).get("p99"), "result": judged["result"]}
+                figures = bounded_figures(bounds, latencies, [query_records(offsets, served)], case.new_tokens)
+                judged = judge(bounds, figures, len(offsets))
+                values = latencies if compared == "p99_ms" else figures[compared]
+                pair[side] = {"p99_ms": (percentile_summary(values) or {}).get("p99"), "result": judged["result"]}
             if "stopped" in entry:
                 break
             entry["pairs"].append(pair)
@@ -390,13 +411,20 @@ class ExhaustiveRound(TuneRound):
     exhaustive = True
 
 
-def tuning_suite(suite, budget_ms: float):
-    """The suite as `bench tune` runs it: every case a server rate search under p99 `budget_ms` (the suite's search
-    precision and probe budget kept), in one round."""
+def tuning_suite(suite, budget: dict[str, float]):
+    """The suite as `bench tune` runs it: every case a server rate search under the `budget` (bench.cli.tune: p99_ms,
+    or ttft_ms and tpot_ms; the suite's search precision and probe budget kept), in one round."""
+    from bench.errors import BenchError
     from bench.plan.suite import Measure, RateSearch
 
+    bounded = [key for key in ("ttft_ms", "tpot_ms") if key in budget]
+    for model in suite.models if bounded else []:
+        if not (model.task == "text-generation" and (model.generate or suite.defaults.generate) is not None):
+            raise BenchError(f"tune: --budget: {bounded[0]} bounds the tokens of text generation cases (generate), and"
+                             f" model {model.name!r} generates nothing: give p99_ms=MS for it")  # fmt: skip
     given = next((lv.max_rate_under for lv in (suite.defaults, *suite.models, *suite.backends) if lv.max_rate_under), None)
-    search = RateSearch(p99_ms=budget_ms, **(given.model_dump(exclude={"p99_ms", "start"}) if given else {}))
+    kept = given.model_dump(exclude={"p99_ms", "ttft_ms", "tpot_ms", "start"}) if given else {}
+    search = RateSearch(**budget, **kept)
     cleared = {"scenario": None, "rates": None, "p99_ms": None, "max_rate_under": None, "concurrency": None}
     measure = (suite.defaults.measure or Measure()).model_copy(update={"rounds": 1})
     defaults = suite.defaults.model_copy(update={**cleared, "scenario": "server", "max_rate_under": search,

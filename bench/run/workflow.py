@@ -35,13 +35,13 @@ def plan(suite: Suite, filters: list[str]):
 def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: str | None = None,
               allow_large: bool = False, shard=None, costs_run=None, ab: str | None = None, tune: dict | None = None):
     """A new run folder, created and locked by this process, and the CPUs it may use locked machine-wide; `tune`:
-    bench tune's {"mode", "budget_p99_ms"} (bench.run.tune), recorded in the manifest."""
+    bench tune's {"mode", "budget", ...} (bench.run.tune), recorded in the manifest."""
     adjust = None
     if tune is not None:
         from bench.run.tune import tuning_suite
 
         def adjust(suite):
-            return tuning_suite(suite, tune["budget_p99_ms"])
+            return tuning_suite(suite, tune.get("budget") or {"p99_ms": tune["budget_p99_ms"]})  # older runs' resume
 
     checked = check_suite(suite_path, filters, allow_large, adjust)
     suite, path, cases = checked.suite, checked.path, checked.cases
