@@ -137,6 +137,26 @@ def test_where_every_other_candidate_is_pruned_the_margin_is_the_highest_pruned_
     assert f"the highest bound of those pruned, 20/s, is {rate / 20:.2f}x under its VALID rate" in summary_lines(named)[0]
 
 
+def test_where_every_search_stopped_unresolved_the_answer_says_how_long_a_probe_would_decide():
+    """A slow generator serves a few requests a second: a probe of a minute holds too few to show p99 under a bound
+    (459 with none over), and the answer says so, with the probe length that decides the fastest candidate."""
+    from bench.results.tune import summary_lines
+
+    def row(name, order, rate):
+        search = {"max_rate": None, "lowest_failing_rate": rate, "probes": [{"rate": rate, "result": "unresolved"}],
+                  "stopped": f"unresolved at {rate:g}/s: 120 queries in the longest probe allowed"}  # fmt: skip
+        return {"case_id": name, "model": "gpt2", "task": "text-generation", "seq_len": 32, "batch_size": 1,
+                "backend": name, "precision": "fp32", "threads": 1, "streams": 2, "status": "ok",
+                "accuracy": {"passed": True}, "search": {"ttft_ms": 500.0}, "server": {"search": search},
+                "tune": {"order": order, "decision": "searched", "trials": 1}}  # fmt: skip
+
+    [line] = summary_lines([row("ort", 0, 2.0), row("openvino", 1, 1.5)])
+    assert line.endswith("nothing to ship: no configuration had a VALID rate within the accuracy gate; 2 of 2 searches"
+                         " stopped unresolved: at 1.5-2 queries/s a probe holds too few to show p99 under a bound (at"
+                         " least 459, none over it); measure.server_seconds of 230 s or more can decide the fastest of"
+                         " them"), line  # fmt: skip
+
+
 def test_a_duel_that_puts_the_runner_up_ahead_makes_it_the_winner_and_its_suite():
     from bench.results.tune import outcomes, summary_lines, tuned_suites
 

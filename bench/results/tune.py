@@ -140,10 +140,25 @@ class ShapeOutcome:
                 "behind": "lower than the winner's, though it showed no VALID rate of its own"}[duel["verdict"]]  # fmt: skip
         return f"{head}: its {p99_of(duel)} is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
 
+    def undecided_text(self) -> str:
+        """Why searches could not show a rate VALID: their probes held too few queries at the rates tried (a slow
+        generator's few requests a second in probes of a minute), with the probe length that could decide."""
+        from bench.results.server import queries_needed
+
+        rates = [((r.get("server") or {}).get("search") or {}).get("probes", [{}])[-1].get("rate") for r in self.rows
+                 if str(((r.get("server") or {}).get("search") or {}).get("stopped", "")).startswith("unresolved")]  # fmt: skip
+        rates = [rate for rate in rates if rate]
+        if not rates:
+            return ""
+        needed = queries_needed(0)
+        return (f"; {len(rates)} of {len(self.rows)} searches stopped unresolved: at {min(rates):.3g}-{max(rates):.3g}"
+                f" queries/s a probe holds too few to show p99 under a bound (at least {needed}, none over it);"
+                f" measure.server_seconds of {needed / max(rates):.0f} s or more can decide the fastest of them")
+
     def margin_text(self) -> str:
         """The winner against the runner-up: their rates' ratio, and what their brackets allow it to be."""
         if self.winner is None:
-            return "no configuration had a VALID rate within the accuracy gate"
+            return "no configuration had a VALID rate within the accuracy gate" + self.undecided_text()
         if self.runner_up is None:
             said = ("no other configuration showed a VALID rate (each was pruned, not ahead by more than the search's"
                     " precision, or outside the accuracy gate)")  # fmt: skip

@@ -335,6 +335,13 @@ def search_rate(load: Load, case: Case, seed_key: str, counter, start: float | N
             # a query's latency is at least its call's: no rate can bring p99 under the bound
             stopped = f"the calls alone take {service['p99']:.1f} ms at p99, over the {bound:g} ms bound: no rate is VALID"
             break
+        tpot = (record.get("tpot_ms") or {}).get("p99")
+        if search.get("tpot_ms") and low is None and (record.get("bounds") or {}).get("TPOT") == "INVALID" \
+                and tpot and tpot > search["tpot_ms"]:  # fmt: skip
+            # a request's time per token is its own call's pace: no queue, so no lower rate, changes it
+            stopped = (f"the calls' own time per output token is {tpot:.1f} ms at p99, over the {search['tpot_ms']:g} ms"
+                       " bound, and a lower rate does not change it: no rate is VALID")  # fmt: skip
+            break
         if low is None and record["result"] == "unresolved" and DECIDING_QUERIES / rate > max(seconds, LONGEST_PROBE_S):
             stopped = (f"unresolved at {rate:g}/s: {record['queries']} queries in the longest probe allowed, and lower"
                        " rates would have fewer; a longer measure.server_seconds can decide them")  # fmt: skip
