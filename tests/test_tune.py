@@ -463,7 +463,7 @@ def test_the_first_guess_of_a_search_is_a_rate_whose_p99_sits_just_under_the_bud
     """The queueing model the first search starts from (M/M/c's wait halved for calls of a fixed length), against a
     simulated M/D/c queue: at the modelled rate the p99 is under the budget, and within 15% of it, so two or three
     probes in steps of 10% bracket the answer."""
-    from bench.run.tune import erlang_c, modelled_rate
+    from bench.run.queueing import erlang_c, modelled_rate
 
     assert erlang_c(1, 0.7) == pytest.approx(0.7) and erlang_c(2, 1.2) == pytest.approx(1.2**2 / 3.2)
     rate = modelled_rate(servers, service_ms, budget_ms)

@@ -46,6 +46,7 @@ from bench.job import Case
 from bench.results.tune import CLOSE
 from bench.run.offline import Load
 from bench.run.paired import schedule as paired_schedule
+from bench.run.queueing import modelled_rate
 from bench.run import server
 from bench.run.server import (
     ServerRound, arrival_offsets, latencies_ms, probe_seconds, query_records, queries_per_call, round_entry, run_probe,
@@ -78,40 +79,15 @@ def schedule(cases: list[Case], done_rounds: dict[str, int], seed: int):
     return paired_schedule(cases, done_rounds, seed, by_shape, "tune")
 
 
-
-
-def erlang_c(servers: int, offered: float) -> float:
-    """The chance that a query waits in an M/M/c queue (Erlang's C formula), `offered` = rate × service time."""
-    term, below = 1.0, 0.0
-    for k in range(servers):
-        below += term
-        term *= offered / (k + 1)
-    waiting = term * servers / (servers - offered)
-    return waiting / (below + waiting)
-
-
-def modelled_rate(servers: int, service_ms: float, budget_ms: float, tail: float = 0.01) -> float | None:
-    """The highest rate at which a queue of `servers` with calls of `service_ms` keeps its (1 - tail) quantile of
-    latency under `budget_ms`: the call plus the M/M/c wait's quantile, halved for calls of a fixed length (an M/D/c
-    queue waits about half as long); None when the call alone exceeds the budget."""
-    if service_ms >= budget_ms:
-        return None
-    low, high = 0.0, 1.0  # utilisation
-    for _ in range(40):
-        load = (low + high) / 2
-        offered = load * servers
-        spare_per_ms = servers * (1 - load) / service_ms
-        waits = erlang_c(servers, offered)
-        wait_ms = max(0.0, math.log(waits / tail) / spare_per_ms) / 2 if waits > tail else 0.0
-        low, high = (load, high) if service_ms + wait_ms <= budget_ms else (low, load)
-    return low * servers * 1000.0 / service_ms
+FIRST_SHARE = 0.9
+"""With a TPOT bound alone, which no queue moves, the first search starts at this share of the upper bound."""
 
 
 def first_guess(load: Load) -> float:
     """Where the first candidate's search starts: the modelled rate (`modelled_rate`) of its streams with their fastest
     call, within its upper bound; half the bound when the call alone exceeds the budget. A generation search's
     budget for the whole request is its TTFT bound plus the call (what follows the first token is part of a call);
-    with a TPOT bound alone, which queueing does not move, the search starts at FIRST_SHARE of the bound."""
+    with a TPOT bound alone, at FIRST_SHARE of the bound."""
     case, bound = load.case, upper_bound(load)
     call_ms = max(load.fastest_ms or load.call_ms, 1e-3)
     search = case.search
@@ -123,9 +99,6 @@ def first_guess(load: Load) -> float:
         return round(bound * FIRST_SHARE, 3)
     modelled = modelled_rate(case.streams, call_ms, budget_ms)
     return round(min(bound, modelled * queries_per_call(case)) if modelled else bound / 2, 3)
-
-
-FIRST_SHARE = 0.9
 
 
 BOUND_SECONDS = 0.25
