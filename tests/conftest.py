@@ -116,14 +116,15 @@ models:
     config: bert-tiny
     task: text-classification
 """
-TINY_GENERATOR = """\
+TINY_GPT2 = """\
 models:
   - name: tiny
     config: gpt2
     task: text-generation
     config_overrides: {n_layer: 2, n_embd: 64, n_head: 2, n_positions: 128, vocab_size: 2048}
 """
-"""A GPT-2 of 2 layers and 64 wide, random weights: generate calls of a few ms."""
+"""A GPT-2 of 2 layers and 64 wide, random weights, named tiny, its generation axes left to the suite's defaults:
+generate calls of a few ms."""
 EAGER_AND_SDPA = """\
 backends:
   - name: eager

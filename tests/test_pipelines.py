@@ -471,3 +471,21 @@ def test_a_batched_server_gathers_texts_into_one_pipeline_call_padded_to_the_lon
     assert batched["accuracy"]["answer_agreement"] == 1.0
     markdown = bench_cli("show", out, "--format", "md").stdout
     assert "≤4 dynamic (wait 3 ms, padded to its longest text)" in markdown, markdown
+
+
+@pytest.mark.slow
+def test_bench_tune_weighs_batching_a_pipelines_texts_against_one_text_per_call(tmp_path):
+    """A pipeline suite is a tuning space too: one text per call and batches of up to 4 texts serve the same shape,
+    so they are candidates against each other; the answer ships one, and the suite written for it runs."""
+    out = tmp_path / "out"
+    text = BATCHED_TEXTS.replace("  rates: [400]\n", "  max_rate_under: {p99_ms: 50, precision: 0.5, max_probes: 3}\n")
+    text = text[: text.index("  - name: emb")] + text[text.index("backends:") :]
+    result = bench_cli("tune", write_suite(tmp_path, text), "--budget", "p99_ms=50", "--out", out, "--duel-pairs", "2")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    rows = {r["backend"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert set(rows) == {"single", "batched"} and all(r["status"] == "ok" for r in rows.values())
+    first = min(rows.values(), key=lambda r: r["tune"]["order"])
+    assert first["tune"]["decision"] == "searched" and first["server"]["search"]["probes"]
+    assert rows["batched"]["server"]["batching"]["padded_to"] == "each call's longest text"
+    assert "(tuned): ship " in result.stdout, result.stdout
+    assert bench_cli("validate", out / "tuned-1.yaml").returncode == 0

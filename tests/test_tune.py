@@ -14,7 +14,7 @@ from bench.plan.suite import load_suite
 from bench.run import server
 from bench.results.tune import CLOSE
 from bench.run.tune import ExhaustiveRound, TuneRound, tuning_suite
-from conftest import TINY_GENERATOR, TINY_MODEL, bench_cli, two_cpus, write_suite
+from conftest import TINY_GPT2, TINY_MODEL, bench_cli, two_cpus, write_suite
 from test_paired_stats import DRIFT, drift_trace
 
 
@@ -412,7 +412,7 @@ defaults:
   generate: {prompt_lens: [16], new_tokens: [2]}
   measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300, server_seconds: 1}
   max_rate_under: {p99_ms: 1000, precision: 0.5, max_probes: 3}
-""" + TINY_GENERATOR + """\
+""" + TINY_GPT2 + """\
 backends:
   - name: eager
     type: pytorch
