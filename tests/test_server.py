@@ -382,3 +382,21 @@ def test_the_search_stops_when_the_calls_alone_are_over_the_bound(monkeypatch):
     found, _ = server.search_rate(SimpleNamespace(call_ms=60.0), search_case(), "seed", None)
     assert found["max_rate"] is None and len(found["probes"]) == 1
     assert "the calls alone take 60.0 ms at p99, over the 50 ms bound" in found["stopped"]
+
+
+def test_an_unresolved_probe_records_how_many_queries_would_decide_it(monkeypatch):
+    """3 queries over the bound among about 100: too few to know, and the probe says early stopping needs 1001 (the
+    figure the tuning answer turns into a probe length)."""
+    from types import SimpleNamespace
+
+    import bench.run.server as server
+    from bench.results.server import queries_needed
+
+    def serve(load, offsets, counter):
+        queries = {i: (o, o + round((80.0 if i in (10, 20, 30) else 1.0) * 1e6)) for i, o in enumerate(offsets)}
+        return {"start_ns": 0, "queries": queries, "answers": []}
+
+    monkeypatch.setattr(server, "serve", serve)
+    record, _ = server.run_probe(SimpleNamespace(), search_case(), 100.0, "seed", None)
+    assert record["result"] == "unresolved" and record["queries"] < 1001, record
+    assert record["queries_needed"] == queries_needed(3) == 1001

@@ -142,18 +142,20 @@ class ShapeOutcome:
 
     def undecided_text(self) -> str:
         """Why searches could not show a rate VALID: their probes held too few queries at the rates tried (a slow
-        generator's few requests a second in probes of a minute), with the probe length that could decide."""
+        generator's few requests a second in probes of a minute), with the probe length that could decide one."""
         from bench.results.server import queries_needed
 
-        rates = [((r.get("server") or {}).get("search") or {}).get("probes", [{}])[-1].get("rate") for r in self.rows
-                 if str(((r.get("server") or {}).get("search") or {}).get("stopped", "")).startswith("unresolved")]  # fmt: skip
-        rates = [rate for rate in rates if rate]
-        if not rates:
+        last = [((r.get("server") or {}).get("search") or {}) for r in self.rows]
+        last = [s["probes"][-1] for s in last if str(s.get("stopped", "")).startswith("unresolved") and s.get("probes")]
+        last = [p for p in last if p.get("rate")]
+        if not last:
             return ""
-        needed = queries_needed(0)
-        return (f"; {len(rates)} of {len(self.rows)} searches stopped unresolved: at {min(rates):.3g}-{max(rates):.3g}"
-                f" queries/s a probe holds too few to show p99 under a bound (at least {needed}, none over it);"
-                f" measure.server_seconds of {needed / max(rates):.0f} s or more can decide the fastest of them")
+        seconds = min((p.get("queries_needed") or queries_needed(0)) / p["rate"] for p in last)
+        rates = [p["rate"] for p in last]
+        return (f"; {len(last)} of {len(self.rows)} searches stopped unresolved: at {min(rates):.3g}-{max(rates):.3g}"
+                f" queries/s a probe holds too few to show p99 under a bound (at least {queries_needed(0)} with none"
+                f" over it, more with some over); measure.server_seconds of {seconds:.0f} s or more could decide the"
+                " first of them")
 
     def margin_text(self) -> str:
         """The winner against the runner-up: their rates' ratio, and what their brackets allow it to be."""

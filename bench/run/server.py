@@ -275,7 +275,7 @@ def probe_seconds(case: Case, rate: float) -> float:
 def run_probe(load: Load, case: Case, rate: float, probe_seed: str, counter) -> tuple[dict, tuple] | None:
     """One probe of a rate search: a schedule at `rate` long enough to decide, served and judged; its record and the
     (offsets, served, seed) a row can show; None when a stream ended."""
-    from bench.results.server import BOUNDS, bounded_figures, judge, search_bounds, too_few
+    from bench.results.server import BOUNDS, bounded_figures, judge, queries_needed, search_bounds, too_few
 
     bounds = search_bounds(case.search)
     offsets = arrival_offsets(rate, case.arrivals, probe_seconds(case, rate), random.Random(probe_seed))
@@ -296,6 +296,9 @@ def run_probe(load: Load, case: Case, rate: float, probe_seed: str, counter) -> 
         record[key] = percentile_summary(figures[key])
     if "bounds" in judged:
         record["bounds"] = {BOUNDS[key]: judged["bounds"][BOUNDS[key]]["result"] for key in bounds}
+    if record["result"] == "unresolved":  # what a probe at this count over the bound would need to decide
+        over = max([b["over_bound"] for b in judged.get("bounds", {}).values()] or [judged.get("over_bound", 0)])
+        record["queries_needed"] = queries_needed(over)
     return record, (offsets, served, probe_seed)
 
 
