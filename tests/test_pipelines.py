@@ -390,7 +390,7 @@ def test_pipelines_run_under_server_and_closed_loop_and_not_offline(tmp_path):
     suite = load_suite(write_suite(tmp_path, batched, "batched.yaml"))[0]
     served = [c for c in expand(suite) if c.scenario == "server"]
     assert {(c.batch_size, c.batching["max_wait_ms"], c.seq_len) for c in served} == {(4, 2.0, NOMINAL_TOKENS["short"])}
-    assert not any("dynamic_batching" in note for note in dropped_combinations(suite))
+    assert not any("dynamic_batching" in note or "batch sizes" in note for note in dropped_combinations(suite))
     offline = UNDER_LOAD.replace("scenario: server\n    rates: [20]\n    arrivals: constant", "scenario: offline")
     suite = load_suite(write_suite(tmp_path, offline, "offline.yaml"))[0]
     assert {c.backend for c in expand(suite)} == {"users"}

@@ -208,7 +208,7 @@ def baseline_notes(cases: list[Case]) -> list[str]:
 
 def dropped_combinations(suite: Suite) -> list[str]:
     """Backends asked for a precision, generation or pipelines they do not support, pipeline batch sizes other than 1
-    (said once, not silently dropped)."""
+    where no server batches the texts (said once, not silently dropped)."""
     notes = []
     for backend in suite.backends:
         info = BACKENDS[backend.type]
@@ -268,14 +268,17 @@ def scenario_notes(backend, model, defaults) -> list[str]:
 
 
 def pipeline_notes(backend, model, defaults) -> list[str]:
-    """A pipeline model's cases left out: on a backend without a pipeline path, at batch sizes other than 1."""
+    """A pipeline model's cases left out: on a backend without a pipeline path, at batch sizes other than 1 (unless
+    a server batches its texts dynamically: then the batch size is the largest batch)."""
     if pipeline_texts(model, defaults) == [""]:
         return []
     if not BACKENDS[backend.type].pipelines:
         return [f"{backend.label} ({backend.type}) does not run pipelines (unsupported: no model class that"
                 f" transformers' pipeline takes); its pipeline cases are left out"]  # fmt: skip
     batches = [b for b in _pick("batch_sizes", backend, model, defaults) if b != 1]
-    if batches:
+    batched = _pick_scenario(backend, model, defaults) == SERVER and any(
+        lv.dynamic_batching for lv in (backend, model, defaults))  # fmt: skip
+    if batches and not batched:
         return [f"{model.name}: pipeline cases run one text per call; batch sizes {batches} are left out (batch 1)"]
     return []
 
