@@ -117,6 +117,19 @@ def test_a_group_without_a_baseline_keeps_the_round_budget_too(monkeypatch, budg
     assert {m.case.case_id: len(m.blocks) for m in members} == {"x": expected, "y": expected}
 
 
+def test_each_round_makes_its_configurations_in_a_fresh_order_so_no_one_is_always_paired_in_the_same_turn():
+    """When the memory budget splits a group, the first workers made are paired in its first turn. Over the rounds
+    every configuration is made at every place about equally often, the baseline always first or second (it must be
+    resident before any pair), and the order follows the round's seed."""
+    entries = ["B", "a", "b", "c", "d", "e"]
+    orders = [paired.creation_order(entries, lambda e: e == "B", random.Random(f"7:pairs:{r}:g")) for r in range(600)]
+    for order in orders:
+        assert sorted(order) == sorted(entries) and "B" in order[:2]
+    places = Counter((x, [y for y in order if y != "B"].index(x)) for order in orders for x in "abcde")
+    assert len(places) == 25 and all(80 < n < 160 for n in places.values()), places  # 120 each: 600 over 5 places
+    assert Counter(order[0] == "B" for order in orders)[True] / 600 > 0.4
+    assert orders[0] == paired.creation_order(entries, lambda e: e == "B", random.Random("7:pairs:0:g"))
+
 def run(tmp_path, *extra, env=None):
     suite = write_suite(tmp_path, SUITE)
     out = tmp_path / "out"
