@@ -174,3 +174,47 @@ def test_the_goodput_answer_names_the_most_goodput_first_with_the_share_met_and_
     assert line.startswith("gpt2 (prompt 32, +16 tokens), most goodput under TTFT ≤ 500 ms, TPOT ≤ 50 ms: openvino")
     low = 0.025 ** (1 / 26)  # Clopper-Pearson's lower end when every request met it
     assert f"(26 of 26, 100% [{low:.0%}, 100%]); next, ort fp32 2 × 1 at 2 users: 2.38 requests/s" in line
+
+
+BATCHED = LOADED.replace(SERVED_AND_USERS, """\
+backends:
+  - name: batched
+    type: pytorch
+    scenario: server
+    rates: [100]
+    arrivals: constant
+    batch_sizes: [4]
+    dynamic_batching: {max_wait_ms: 40}
+""")
+"""A request every 10 ms, gathered for up to 40 ms into calls of up to 4 sequences: a call's first request waits for
+the fourth (30 ms) unless the stream is still busy, and then the queue fills the batch."""
+
+
+@pytest.mark.slow
+def test_a_generator_batches_its_requests_a_sequence_each_and_the_wait_is_in_the_ttft(tmp_path):
+    out = tmp_path / "out"
+    result = bench_cli("run", write_suite(tmp_path, BATCHED), "--out", out)
+    [row] = map(json.loads, (out / "results.jsonl").read_text().splitlines())
+    assert row["status"] == "ok" and row["accuracy"]["passed"], result.stdout + result.stderr
+    server = row["server"]
+    batching = server["batching"]
+    assert batching["max_batch"] == 4 and batching["padded"] is False and batching["mean_batch"] >= 2, batching
+    [records] = server["records"]
+    assert None not in records["done_ms"] and None not in records["first_token_ms"]
+    calls = {}
+    for index, call in enumerate(zip(records["dispatch_ms"], records["first_token_ms"], records["done_ms"])):
+        calls.setdefault(call, []).append(index)
+    sizes = sorted(len(queries) for queries in calls.values())
+    assert sum(sizes) == server["queries"] and max(sizes) == 4  # the queries of a call share its start, first token, end
+    assert len(calls) == batching["calls"] and statistics.fmean(sizes) == pytest.approx(batching["mean_batch"], abs=1e-3)
+    for (start, first, _), queries in calls.items():
+        assert queries == list(range(queries[0], queries[0] + len(queries)))  # in arrival order
+        waited = start - records["scheduled_ms"][queries[0]]
+        assert len(queries) == 4 or waited >= 39  # a short batch only once the wait was over
+        ttft = first - records["scheduled_ms"][queries[0]]
+        assert ttft >= waited >= 0  # the first token after the gathering wait
+    span_s = max(records["done_ms"]) / 1000
+    tokens_per_s = server["generation"]["output_tokens_per_s"][0]
+    assert tokens_per_s == pytest.approx(server["queries"] * NEW_TOKENS / span_s, rel=0.01)  # a sequence a request
+    shown = bench_cli("show", out, "--format", "md").stdout
+    assert "≤4 dynamic (wait 40 ms, a sequence each)" in shown, shown

@@ -422,6 +422,22 @@ backends:
 """
 
 
+def test_a_generator_that_batches_its_requests_is_a_candidate_beside_one_request_per_call(tmp_path):
+    from bench.run.tune import shape_of
+
+    text = GENERATION_SPACE + """\
+  - name: batched
+    type: pytorch
+    batch_sizes: [4]
+    dynamic_batching: {max_wait_ms: 20}
+"""
+    suite, _ = load_suite(write_suite(tmp_path, text))
+    cases = expand(tuning_suite(suite, {"ttft_ms": 200.0, "tpot_ms": 50.0}))
+    assert sorted((c.backend, c.streams, c.batch_size, bool(c.batching)) for c in cases) == [
+        ("batched", 1, 4, True), ("batched", 2, 4, True), ("eager", 1, 1, False), ("eager", 2, 1, False)]
+    assert len({shape_of(c) for c in cases}) == 1  # one shape: batching is weighed against one request per call
+    assert all(c.search["ttft_ms"] == 200.0 for c in cases)
+
 @two_cpus
 @pytest.mark.slow
 def test_a_real_tuning_run_of_a_generator_searches_under_ttft_and_tpot_and_duels_on_the_ttft(tmp_path):

@@ -140,11 +140,19 @@ class GenerationCall:
         self.last = None
 
     def __call__(self):
+        return self.generate(self.tensors)
+
+    def batch(self, queries: list[int]):
+        """One generate call on as many of the prepared prompts as there are queries, one sequence each: a dynamically
+        batched server's call (no padding: every prompt has the case's length)."""
+        return self.generate({name: tensor[: len(queries)] for name, tensor in self.tensors.items()})
+
+    def generate(self, tensors: dict):
         record = CallRecord(0)
         self.clock.stamps = record.stamps_ns
         record.start_ns = time.perf_counter_ns()
         with self.context():
-            output = self.model.generate(**self.tensors, **self.kwargs)
+            output = self.model.generate(**tensors, **self.kwargs)
         record.end_ns = time.perf_counter_ns()
         self.records.append(record)
         self.last = output

@@ -116,7 +116,8 @@ class PipelineCall:
         self.records: list[CallRecord] = []
         self.outputs: dict[int, object] = {}
         self.calls = 0
-        self.lengths: list[int] | None = None
+        self.lengths = self.token_counts() if task == "feature-extraction" else None
+        """Each text's tokens (feature extraction's), counted before any call is timed: see unpadded."""
 
     def __call__(self):
         index = self.calls % len(self.texts)
@@ -155,10 +156,8 @@ class PipelineCall:
     def unpadded(self, index: int, output):
         """A text's answer from a batched call as a call on it alone gives it: feature extraction's embeddings come
         back for every position of the batch's padded length, and only the text's own tokens are its answer."""
-        if self.task != "feature-extraction":
-            return output
         if self.lengths is None:
-            self.lengths = self.token_counts()
+            return output
         own = self.lengths[index]
         left = getattr(self.pipe.tokenizer, "padding_side", "right") == "left"
         return [rows[-own:] if left else rows[:own] for rows in output]

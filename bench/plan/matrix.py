@@ -150,7 +150,7 @@ def expand(suite: Suite) -> list[Case]:
                 bound = next((lv.p99_ms for lv in (backend, model, defaults) if lv.p99_ms is not None), 0.0)
                 params.update(rate=float(rate), arrivals=arrivals, p99_ms=float(bound))
                 batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
-                if batching is not None and not new_tokens:
+                if batching is not None:
                     params["batching"] = batching.model_dump()
                 if search is not None:  # a bound not given leaves the case id as it was before TTFT and TPOT could be
                     unbounded = {key for key in ("ttft_ms", "tpot_ms") if getattr(search, key) is None}
@@ -246,9 +246,6 @@ def scenario_notes(backend, model, defaults) -> list[str]:
     batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
     if batching is not None and scenario != SERVER:
         ignored.append(f"{where}: dynamic_batching applies to scenario server only")
-    elif batching is not None and generating:
-        ignored.append(f"{where}: dynamic_batching applies to forward-pass and pipeline cases only; each generation"
-                       " request is a call of its own")  # fmt: skip
     slo = next((lv.slo for lv in (backend, model, defaults) if lv.slo is not None), None)
     if slo is not None and not (generating and scenario in (SERVER, CLOSED_LOOP)):
         ignored.append(f"{where}: slo applies to generation cases under scenario server or closed-loop only")

@@ -335,6 +335,8 @@ def batch_text(row: dict) -> str:
     batching = row.get("batching")
     if not batching:
         return str(row.get("batch_size"))
+    if row.get("new_tokens"):
+        return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms, a sequence each)"
     padded = "padded to its longest text" if row.get("texts") else "padded"
     return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms, {padded})"
 

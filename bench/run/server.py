@@ -111,10 +111,18 @@ def batching_entry(case: Case, served: dict) -> dict:
     sizes = [b for a in served["answers"] for b in a.get("batches") or []]
     return {"batching": {
         "max_batch": case.batch_size, "max_wait_ms": case.batching["max_wait_ms"],
-        "padded": True, "padded_to": "each call's longest text" if case.pipelined else "the batch size",
+        **padding_of(case),
         "calls": len(sizes), "mean_batch": round(sum(sizes) / len(sizes), 3) if sizes else None,
         "full_share": round(sum(b == case.batch_size for b in sizes) / len(sizes), 4) if sizes else None,
     }}  # fmt: skip
+
+
+def padding_of(case: Case) -> dict:
+    """What a batched call is padded to: the prepared batch, its longest text (a pipeline's), or nothing (a
+    generator's prompts all have the case's length, and a call generates just the sequences gathered)."""
+    if case.generating:
+        return {"padded": False, "padded_to": None}
+    return {"padded": True, "padded_to": "each call's longest text" if case.pipelined else "the batch size"}
 
 
 def latencies_ms(offsets: list[int], served: dict) -> list[float]:
@@ -183,7 +191,7 @@ def generation_entry(case: Case, offsets: list[int], served: dict, span_s: float
     gaps = generation_load.token_gaps_ms(list(served["tokens"].values()))
     return {"generation": generation_load.entry(
         records["scheduled_ms"], records["first_token_ms"], records["done_ms"], gaps, case.new_tokens,
-        case.batch_size, span_s, case.slo, "scheduled time",
+        1 if case.batching else case.batch_size, span_s, case.slo, "scheduled time",
     )}  # fmt: skip
 
 

@@ -181,7 +181,7 @@ def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None, 
     `token_times`: when the last call's tokens came, ns before its end (a generation case's): each query's record
     then ends with its tokens' times on CLOCK_MONOTONIC. `batch_call`: see serve_batches."""
     if schedule.get("max_batch"):
-        return serve_batches(call, schedule, stall, batch_call)
+        return serve_batches(call, schedule, stall, batch_call, token_times)
     start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
     served = []
     with metered(steal_contaminates=False) as report, SharedFile(schedule["counter"]) as counter:
@@ -201,13 +201,15 @@ def serve_queries(call, schedule: dict, stall: tuple[int, float] | None = None, 
     return {"queries": served, **report}
 
 
-def serve_batches(call, schedule: dict, stall: tuple[int, float] | None = None, batch_call=None) -> dict:
+def serve_batches(call, schedule: dict, stall: tuple[int, float] | None = None, batch_call=None,
+                  token_times=None) -> dict:  # fmt: skip
     """serve_queries with dynamic batching: one stream at a time gathers (a lock file beside the counter, so the
     streams act as one batcher handing batches to whichever stream is free, as Triton's dynamic batcher does). It
     takes the next query, waits until `max_batch` queries have arrived or `max_wait_ns` has passed since the first's
     scheduled time, takes every query arrived by then (up to `max_batch`), and calls once: the call runs the whole
-    prepared batch, padded, or with `batch_call` (a pipeline's), `batch_call(queries taken)` on just those queries.
-    Each query's [index, start, end]; "batches" the number of queries in each call."""
+    prepared batch, padded, or with `batch_call` (a pipeline's or a generator's), `batch_call(queries taken)` on just
+    those queries. Each query's [index, start, end] (with `token_times`, its call's tokens' times, as serve_queries
+    gives them); "batches" the number of queries in each call."""
     start_ns, offsets, deadline_ns = schedule["start_ns"], schedule["offsets_ns"], schedule["deadline_ns"]
     max_batch, max_wait_ns = schedule["max_batch"], schedule["max_wait_ns"]
     served, batches = [], []
@@ -232,7 +234,8 @@ def serve_batches(call, schedule: dict, stall: tuple[int, float] | None = None, 
                 time.sleep(stall[1])
             batch_call(taken) if batch_call else call()
             t1 = time.monotonic_ns()
-            served += [[index, t0, t1] for index in taken]
+            tokens = [[t1 - ns for ns in token_times()]] if token_times else []
+            served += [[index, t0, t1, *tokens] for index in taken]
             batches.append(len(taken))
     return {"queries": served, "batches": batches, **report}
 

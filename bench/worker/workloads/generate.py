@@ -72,7 +72,8 @@ def checked_accuracy(prepared, call) -> dict:
 
 def resident(prepared):
     """What a resident worker (bench.worker.resident) calls for a generation case: each query one whole generate
-    call, which reports when each of its tokens came (ns before the call's end, bench.results.generation_load)."""
+    call, which reports when each of its tokens came (ns before the call's end, bench.results.generation_load); with
+    dynamic batching, one generate call on the queries gathered, a sequence each."""
     from bench.worker.workloads import ResidentCalls
 
     call = generation_call(prepared)
@@ -87,6 +88,7 @@ def resident(prepared):
         result=lambda samples_ns, interference: measured_result(prepared, call, samples_ns, interference),
         accuracy=lambda: checked_accuracy(prepared, call),
         token_times=token_times,
+        batch_call=call.batch if prepared.job.case.batching else None,
     )
 
 
