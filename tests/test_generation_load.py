@@ -213,6 +213,11 @@ def test_a_generator_batches_its_requests_a_sequence_each_and_the_wait_is_in_the
         assert len(queries) == 4 or waited >= 39  # a short batch only once the wait was over
         ttft = first - records["scheduled_ms"][queries[0]]
         assert ttft >= waited >= 0  # the first token after the gathering wait
+    own = row["generation"]  # the calls' own figures: a call's tokens/s counts the sequences it carried
+    if len(set(sizes)) > 1:
+        assert own["tokens_per_s"] is None and own["decode_tokens_per_s"] is None, own
+    else:
+        assert own["tokens_per_s"] == pytest.approx(sizes[0] * NEW_TOKENS / (own["e2e_ms"]["median"] / 1000))
     span_s = max(records["done_ms"]) / 1000
     tokens_per_s = server["generation"]["output_tokens_per_s"][0]
     assert tokens_per_s == pytest.approx(server["queries"] * NEW_TOKENS / span_s, rel=0.01)  # a sequence a request

@@ -48,11 +48,12 @@ class GenerationCountError(RuntimeError):
 
 @dataclass
 class CallRecord:
-    """One generate call's clock reads, in perf_counter_ns."""
+    """One generate call's clock reads, in perf_counter_ns, and how many sequences it generated."""
 
     start_ns: int
     stamps_ns: list[int] = field(default_factory=list)
     end_ns: int = 0
+    sequences: int = 0
 
 
 def step_clock():
@@ -148,7 +149,7 @@ class GenerationCall:
         return self.generate({name: tensor[: len(queries)] for name, tensor in self.tensors.items()})
 
     def generate(self, tensors: dict):
-        record = CallRecord(0)
+        record = CallRecord(0, sequences=int(tensors["input_ids"].shape[0]))
         self.clock.stamps = record.stamps_ns
         record.start_ns = time.perf_counter_ns()
         with self.context():
@@ -221,14 +222,17 @@ def raw_timings(records: list[CallRecord]) -> tuple[list[list[float]], list[floa
     return token_ms, tail_ms
 
 
-def figures(token_ms: list[list[float]], tail_ms: list[float], batch_size: int) -> dict:
-    """The generation entry of a row from the raw per-token timings of its calls (see docs/results.md)."""
+def figures(token_ms: list[list[float]], tail_ms: list[float], batch_size: int | None) -> dict:
+    """The generation entry of a row from the raw per-token timings of its calls (see docs/results.md); batch_size
+    None (calls of different sizes) leaves the tokens/s figures out."""
     new_tokens = len(token_ms[0]) if token_ms else 0
     ttft = [call[0] for call in token_ms]
     decode = [value for call in token_ms for value in call[1:]]
     e2e = [math.fsum(call) + tail for call, tail in zip(token_ms, tail_ms)]
     decode_rates = [
-        batch_size * (len(call) - 1) / (math.fsum(call[1:]) / 1000) for call in token_ms if math.fsum(call[1:]) > 0
+        batch_size * (len(call) - 1) / (math.fsum(call[1:]) / 1000)
+        for call in token_ms
+        if batch_size and math.fsum(call[1:]) > 0
     ]
     e2e_median = spread(e2e)["median"] if e2e else None
     return {
@@ -238,7 +242,7 @@ def figures(token_ms: list[list[float]], tail_ms: list[float], batch_size: int) 
         "decode_ms_per_token": spread(decode),
         "e2e_ms": spread(e2e),
         "decode_tokens_per_s": spread(decode_rates)["median"] if decode_rates else None,
-        "tokens_per_s": batch_size * new_tokens / (e2e_median / 1000) if e2e_median else None,
+        "tokens_per_s": batch_size * new_tokens / (e2e_median / 1000) if e2e_median and batch_size else None,
         "token_ms": token_ms,
         "tail_ms": tail_ms,
     }

@@ -102,14 +102,14 @@ def expand(suite: Suite) -> list[Case]:
         text_sets = pipeline_texts(model, defaults)
         if text_sets != [""] and not info.pipelines:
             continue  # said once by dropped_combinations
-        batched = scenario == SERVER and any(lv.dynamic_batching for lv in (backend, model, defaults))
+        batched = batches_dynamically(backend, model, defaults)
         if text_sets != [""]:  # one text per call at its own length; batched, up to batch_sizes texts per call
             axes.update(seq_lens=[0], padding_ratios=[0.0], **({} if batched else {"batch_sizes": [1]}))
         if scenario == OFFLINE and (new_token_counts != [0] or text_sets != [""]):
             continue  # said once by dropped_combinations
-        slo = next((lv.slo for lv in (backend, model, defaults) if lv.slo is not None), None)
+        slo = _setting("slo", backend, model, defaults)
         streams_axis = axes["streams"] if scenario != SINGLE_STREAM else [1]
-        search = next((lv.max_rate_under for lv in (backend, model, defaults) if lv.max_rate_under is not None), None)
+        search = _setting("max_rate_under", backend, model, defaults)
         rates_axis = axes["rates"] if scenario == SERVER and search is None else [0.0]
         users_axis = axes["concurrency"] if scenario == CLOSED_LOOP else [0]
         for seq, batch, threads, precision, pad, new_tokens, texts, streams, rate, users in itertools.product(
@@ -146,10 +146,10 @@ def expand(suite: Suite) -> list[Case]:
             if scenario != SINGLE_STREAM:
                 params.update(scenario=scenario, streams=streams)
             if scenario == SERVER:
-                arrivals = next((lv.arrivals for lv in (backend, model, defaults) if lv.arrivals is not None), "poisson")
-                bound = next((lv.p99_ms for lv in (backend, model, defaults) if lv.p99_ms is not None), 0.0)
+                arrivals = _setting("arrivals", backend, model, defaults, "poisson")
+                bound = _setting("p99_ms", backend, model, defaults, 0.0)
                 params.update(rate=float(rate), arrivals=arrivals, p99_ms=float(bound))
-                batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
+                batching = _setting("dynamic_batching", backend, model, defaults)
                 if batching is not None:
                     params["batching"] = batching.model_dump()
                 if search is not None:  # a bound not given leaves the case id as it was before TTFT and TPOT could be
@@ -243,10 +243,9 @@ def scenario_notes(backend, model, defaults) -> list[str]:
         ignored.append(f"{where}: rates {rates} apply to scenario server only")
     if users and scenario != CLOSED_LOOP:
         ignored.append(f"{where}: concurrency {users} applies to scenario closed-loop only")
-    batching = next((lv.dynamic_batching for lv in (backend, model, defaults) if lv.dynamic_batching), None)
-    if batching is not None and scenario != SERVER:
+    if _setting("dynamic_batching", backend, model, defaults) is not None and scenario != SERVER:
         ignored.append(f"{where}: dynamic_batching applies to scenario server only")
-    slo = next((lv.slo for lv in (backend, model, defaults) if lv.slo is not None), None)
+    slo = _setting("slo", backend, model, defaults)
     if slo is not None and not (generating and scenario in (SERVER, CLOSED_LOOP)):
         ignored.append(f"{where}: slo applies to generation cases under scenario server or closed-loop only")
     if scenario == SINGLE_STREAM:
@@ -273,9 +272,7 @@ def pipeline_notes(backend, model, defaults) -> list[str]:
         return [f"{backend.label} ({backend.type}) does not run pipelines (unsupported: no model class that"
                 f" transformers' pipeline takes); its pipeline cases are left out"]  # fmt: skip
     batches = [b for b in _pick("batch_sizes", backend, model, defaults) if b != 1]
-    batched = _pick_scenario(backend, model, defaults) == SERVER and any(
-        lv.dynamic_batching for lv in (backend, model, defaults))  # fmt: skip
-    if batches and not batched:
+    if batches and not batches_dynamically(backend, model, defaults):
         return [f"{model.name}: pipeline cases run one text per call; batch sizes {batches} are left out (batch 1)"]
     return []
 
@@ -285,6 +282,17 @@ def _pick_scenario(backend, model, defaults) -> str:
         if level.scenario is not None:
             return level.scenario
     return SINGLE_STREAM
+
+
+def batches_dynamically(backend, model, defaults) -> bool:
+    """A server case whose server gathers queries into one call (its batch size is then the largest batch)."""
+    batching = _setting("dynamic_batching", backend, model, defaults)
+    return batching is not None and _pick_scenario(backend, model, defaults) == SERVER
+
+
+def _setting(name, backend, model, defaults, default=None):
+    """The backend's setting, else the model's, else the suite defaults', else `default`."""
+    return next((getattr(lv, name) for lv in (backend, model, defaults) if getattr(lv, name) is not None), default)
 
 
 def _pick(name, backend, model, defaults):

@@ -331,14 +331,18 @@ def load_cells(row: dict) -> list[str]:
 
 
 def batch_text(row: dict) -> str:
-    """The batch size, or for a server row that batches dynamically its largest batch and wait."""
+    """The batch size, or for a server row that batches dynamically its largest batch, its wait and what a call was
+    padded to, as its server record says (bench.run.server.padding_of)."""
     batching = row.get("batching")
     if not batching:
         return str(row.get("batch_size"))
-    if row.get("new_tokens"):
-        return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms, a sequence each)"
-    padded = "padded to its longest text" if row.get("texts") else "padded"
-    return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms, {padded})"
+    served = (row.get("server") or {}).get("batching") or {}
+    carried = PADDING_TEXT.get(served.get("padded_to")) if served.get("padded") else "a sequence each"
+    how = f", {carried}" if served else ""  # a row that served nothing says nothing of padding
+    return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms{how})"
+
+
+PADDING_TEXT = {"each call's longest text": "padded to its longest text", "the batch size": "padded"}
 
 
 def ms(value) -> str:

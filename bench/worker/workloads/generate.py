@@ -49,14 +49,18 @@ def measured_result(prepared, call, samples_ns: list[int], interference: dict) -
     backend, case = prepared.backend, prepared.job.case
     prepared.memory.looped()
     backend.after_measurement()
-    token_ms, tail_ms = raw_timings(call.records[-len(samples_ns):])
+    records = call.records[-len(samples_ns):]
+    token_ms, tail_ms = raw_timings(records)
     accuracy = checked_accuracy(prepared, call)
-    generation = {"prompt_len": case.seq_len, **figures(token_ms, tail_ms, case.batch_size)}
+    sizes = {record.sequences for record in records}
+    sequences = sizes.pop() if len(sizes) == 1 else None  # a batching server's calls carry what it gathered
+    generation = {"prompt_len": case.seq_len, **figures(token_ms, tail_ms, sequences)}
     row = measured_row(backend, case.measure, samples_ns, interference, prepared.memory, prepared.timings,
                        effective(backend))  # fmt: skip
+    median = row["latency_ms"]["median"]
     return {
         **row,
-        "throughput": throughput(row["latency_ms"]["median"], case.batch_size, case.batch_size * case.new_tokens),
+        "throughput": throughput(median, sequences, sequences * case.new_tokens) if sequences else None,
         "generation": generation,
         "accuracy": accuracy,
     }
