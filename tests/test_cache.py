@@ -33,7 +33,7 @@ def test_a_missing_entry_is_built_once_then_hit(tmp_path):
     assert (second.hit, second.status, second.path, len(calls)) == (True, "hit", first.path, 1)
     other = cache.get_or_build(tmp_path, "m-export", {**PARTS, "options": {"level": 3}}, build_files(calls))
     assert not other.hit and other.path != first.path and len(calls) == 2
-    names = sorted(p.name for p in cache.artifacts_root(tmp_path).iterdir())
+    names = sorted(p.name for p in cache.artifacts_root(tmp_path).iterdir() if p.is_dir())
     assert names == sorted([first.path.name, other.path.name])
 
 
@@ -72,9 +72,49 @@ def test_a_build_that_raises_leaves_no_entry_and_the_next_call_builds(tmp_path):
 
     with pytest.raises(RuntimeError, match="export failed"):
         cache.get_or_build(tmp_path, "m", PARTS, failing)
-    assert list(cache.artifacts_root(tmp_path).iterdir()) == []
+    assert [p for p in cache.artifacts_root(tmp_path).iterdir() if p.is_dir()] == []
     assert cache.entries(tmp_path) == []
     assert not cache.get_or_build(tmp_path, "m", PARTS, build_files([])).hit
+
+
+BUILD_AT_ONCE = """
+import os, sys, time
+from pathlib import Path
+from bench.backends import cache
+
+def build(folder):
+    with open(sys.argv[2], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(0.5)
+    (folder / "model.onnx").write_bytes(b"x" * 1000)
+
+Path(sys.argv[3]).touch()
+while not all(Path(p).exists() for p in sys.argv[4:]):
+    time.sleep(0.001)
+entry = cache.get_or_build(sys.argv[1], "m-export", {"model": "abc"}, build)
+print(entry.path, entry.status)
+"""
+
+
+def test_two_processes_that_need_one_entry_at_once_build_it_once_and_both_load_it(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import PROJECT
+
+    builds, ready = tmp_path / "builds.log", [tmp_path / "ready-0", tmp_path / "ready-1"]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", BUILD_AT_ONCE, tmp_path / "cache", builds, mark, *ready], cwd=PROJECT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for mark in ready
+    ]
+    answers = [worker.communicate(timeout=60) for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], answers
+    assert len(builds.read_text().split()) == 1  # the second waited for the first's build, then found it
+    (path_a, status_a), (path_b, status_b) = (out.split() for out, _ in answers)
+    assert path_a == path_b and sorted([status_a, status_b]) == ["hit", "miss"]
+    [entry] = cache.entries(tmp_path / "cache")
+    assert entry["problem"] is None and entry["name"] == "m-export"
 
 
 def test_entries_describe_whole_damaged_and_unfinished_entries(tmp_path):

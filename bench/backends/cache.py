@@ -2,11 +2,15 @@
 
 An entry is a folder that appears only whole: it is built in a temporary folder, its files' sizes and digests are
 written to COMPLETE.json, and only then is it renamed into place. An entry whose files do not match its record
-(a half-written export, a full disk, a truncated file) is removed and rebuilt, never loaded.
+(a half-written export, a full disk, a truncated file) is removed and rebuilt, never loaded. One process builds an
+entry at a time (an flock on `.lock-<entry>` beside it): a second worker that needs the same entry, say the same
+model compiled for two shapes prepared at once, waits and then finds it built.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 RECORD = "COMPLETE.json"
+LOCK_PREFIX = ".lock-"
 UNFINISHED = "an unfinished build (its worker was stopped, or is still building)"
 CACHE_FORMAT = 1
 
@@ -81,9 +86,27 @@ def get_or_build(cache_dir: str | Path, name: str, parts: dict, build: Callable[
     problem = verify(folder) if folder.exists() else None
     if folder.exists() and problem is None:
         return CacheEntry(folder, hit=True)
+    with building(folder):
+        problem = verify(folder) if folder.exists() else problem  # as another builder may have left it meanwhile
+        if folder.exists() and problem is None:
+            return CacheEntry(folder, hit=True)
+        return build_entry(folder, name, parts, build, problem)
+
+
+@contextlib.contextmanager
+def building(folder: Path):
+    """Held while `folder` is checked and built: an exclusive flock on `.lock-<folder>`, released by the kernel
+    however the holder ends."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{LOCK_PREFIX}{folder.name}", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def build_entry(folder: Path, name: str, parts: dict, build: Callable[[Path], None], problem: str | None) -> CacheEntry:
+    root = folder.parent
     if folder.exists():
         shutil.rmtree(folder)
-    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".building-{folder.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -117,7 +140,7 @@ def families(cache_dir: str | Path) -> set[tuple[str, str, str]]:
 def entries(cache_dir: str | Path, digests: bool = True) -> list[dict]:
     """Every entry with its size, its record's name, parts and creation time (when readable) and any problem."""
     root = artifacts_root(cache_dir)
-    return [_describe(folder, digests) for folder in sorted(root.glob("*"))] if root.exists() else []
+    return [_describe(folder, digests) for folder in sorted(root.glob("*")) if folder.is_dir()] if root.exists() else []
 
 
 def _describe(folder: Path, digests: bool) -> dict:
@@ -147,6 +170,6 @@ def _read_record(folder: Path) -> dict:
 
 def clear(cache_dir: str | Path) -> int:
     root = artifacts_root(cache_dir)
-    count = len(list(root.glob("*"))) if root.exists() else 0
+    count = len([folder for folder in root.glob("*") if folder.is_dir()]) if root.exists() else 0
     shutil.rmtree(root, ignore_errors=True)
     return count
