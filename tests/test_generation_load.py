@@ -123,10 +123,10 @@ backends:
   - name: searched
     type: pytorch
     scenario: server
-    max_rate_under: {ttft_ms: 200, tpot_ms: 50, start: 100, precision: 0.5, max_probes: 2}
+    max_rate_under: {ttft_ms: 200, tpot_ms: 50, start: 50, precision: 0.5, max_probes: 2}
 """)
-"""Generate calls of two tokens (a few ms): a request every 10 ms keeps TTFT far under 200 ms; the second probe doubles
-the rate."""
+"""Generate calls of two tokens (a few ms): a request every 20 ms keeps TTFT far under 200 ms even while a 2-vCPU VM
+runs at half its speed; the second probe doubles the rate."""
 
 
 @pytest.mark.slow
@@ -142,9 +142,9 @@ def test_a_real_search_under_ttft_and_tpot_bounds_judges_each_from_the_requests_
     search = server["search"]
     assert (search["ttft_ms"], search["tpot_ms"], search["p99_ms"]) == (200, 50, None)
     first = search["probes"][0]
-    assert first["rate"] == 100 and first["result"] == "VALID" and first["queries"] > 500, first  # Poisson: about 600
+    assert first["rate"] == 50 and first["result"] == "VALID" and first["queries"] > 500, first  # Poisson: about 600
     assert set(first["bounds"]) == {"TTFT", "TPOT"} and first["ttft_ms"]["p99"] < 200
-    assert search["max_rate"] == server["rate"] >= 100  # the row shows its highest VALID probe
+    assert search["max_rate"] == server["rate"] >= 50  # the row shows its highest VALID probe
     [records] = server["records"]
     ttft = [f - due for due, f in zip(records["scheduled_ms"], records["first_token_ms"]) if f is not None]
     tpot = [d - f for f, d in zip(records["first_token_ms"], records["done_ms"]) if f is not None]  # 2 tokens
