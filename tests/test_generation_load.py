@@ -132,7 +132,7 @@ runs at half its speed; the second probe doubles the rate."""
 @pytest.mark.slow
 def test_a_real_search_under_ttft_and_tpot_bounds_judges_each_from_the_requests_it_records(tmp_path):
     from bench.measure.stats import percentiles
-    from bench.results.server import queries_needed
+    from bench.results.server import bounded_figures, judge
 
     out = tmp_path / "out"
     result = bench_cli("run", write_suite(tmp_path, SEARCHED), "--out", out)
@@ -142,18 +142,23 @@ def test_a_real_search_under_ttft_and_tpot_bounds_judges_each_from_the_requests_
     search = server["search"]
     assert (search["ttft_ms"], search["tpot_ms"], search["p99_ms"]) == (200, 50, None)
     first = search["probes"][0]
-    assert first["rate"] == 50 and first["result"] == "VALID" and first["queries"] > 500, first  # Poisson: about 600
-    assert set(first["bounds"]) == {"TTFT", "TPOT"} and first["ttft_ms"]["p99"] < 200
-    assert search["max_rate"] == server["rate"] >= 50  # the row shows its highest VALID probe
+    assert first["rate"] == 50 and first["queries"] > 500, first  # Poisson: about 600
+    assert set(first["bounds"]) == {"TTFT", "TPOT"}
+    valid = [p["rate"] for p in search["probes"] if p["result"] == "VALID"]
+    assert search["max_rate"] == (max(valid) if valid else None)
+    if valid:  # how fast the machine was decides which probe the row shows, never how it is judged
+        assert server["rate"] == search["max_rate"]
     [records] = server["records"]
+    bounds = {"ttft_ms": 200, "tpot_ms": 50}
+    recomputed = judge(bounds, bounded_figures(bounds, [], [records], 2), len(records["scheduled_ms"]))
+    assert (recomputed["result"], recomputed["bounds"]) == (server["validity"]["result"], server["validity"]["bounds"])
     ttft = [f - due for due, f in zip(records["scheduled_ms"], records["first_token_ms"]) if f is not None]
     tpot = [d - f for f, d in zip(records["first_token_ms"], records["done_ms"]) if f is not None]  # 2 tokens
     validity = server["validity"]
-    assert validity["result"] == "VALID" and validity["queries"] == len(records["scheduled_ms"])
+    assert validity["queries"] == len(records["scheduled_ms"])
     unserved = validity["queries"] - len(ttft)
     assert validity["bounds"]["TTFT"]["over_bound"] == sum(t > 200 for t in ttft) + unserved
     assert validity["bounds"]["TPOT"]["over_bound"] == sum(t > 50 for t in tpot) + unserved
-    assert validity["queries"] >= queries_needed(validity["bounds"]["TTFT"]["over_bound"])
     assert server["generation"]["pooled_ttft_ms"]["p99"] == pytest.approx(percentiles(sorted(ttft))["p99"], abs=0.01)
     shown = bench_cli("show", out, "--format", "md").stdout
     assert "| search, TTFT ≤ 200 ms, TPOT ≤ 50 ms at p99 |" in shown, shown

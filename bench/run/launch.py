@@ -200,7 +200,7 @@ def stop_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
     kill_group(proc.pid)
 
 
-def end_group(proc: subprocess.Popen, within: float = 2.0) -> None:
+def end_group(proc: subprocess.Popen, within: float = 10.0) -> None:
     """SIGKILL the child's group now, reap the child, and wait (up to `within` s) until the rest of the group, which
     the kernel kills asynchronously, is gone too."""
     kill_group(proc.pid)
