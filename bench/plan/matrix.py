@@ -278,10 +278,7 @@ def pipeline_notes(backend, model, defaults) -> list[str]:
 
 
 def _pick_scenario(backend, model, defaults) -> str:
-    for level in (backend, model, defaults):
-        if level.scenario is not None:
-            return level.scenario
-    return SINGLE_STREAM
+    return _setting("scenario", backend, model, defaults, SINGLE_STREAM)
 
 
 def batches_dynamically(backend, model, defaults) -> bool:
@@ -296,11 +293,7 @@ def _setting(name, backend, model, defaults, default=None):
 
 
 def _pick(name, backend, model, defaults):
-    for level in (backend, model, defaults):
-        value = getattr(level, name)
-        if value is not None:
-            return value
-    return AXES_DEFAULTS[name]
+    return _setting(name, backend, model, defaults, AXES_DEFAULTS[name])
 
 
 def _merge_measure(*levels) -> dict:

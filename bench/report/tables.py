@@ -337,7 +337,7 @@ def batch_text(row: dict) -> str:
     if not batching:
         return str(row.get("batch_size"))
     served = (row.get("server") or {}).get("batching") or {}
-    carried = PADDING_TEXT.get(served.get("padded_to")) if served.get("padded") else "a sequence each"
+    carried = PADDING_TEXT.get(served.get("padded_to"), "padded") if served.get("padded") else "a sequence each"
     how = f", {carried}" if served else ""  # a row that served nothing says nothing of padding
     return f"≤{row.get('batch_size')} dynamic (wait {batching['max_wait_ms']:g} ms{how})"
 
