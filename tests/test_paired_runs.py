@@ -79,7 +79,8 @@ class FakeWorker:
     def __init__(self, clock: Clock, call_s: float):
         self.clock, self.call_s = clock, call_s
 
-    def block(self, calls, warm):
+    def block(self, calls, warm, relayout=False):
+        self.relayouts = getattr(self, "relayouts", []) + [relayout]
         self.clock.now += self.call_s * calls
         return {"samples_ns": [self.call_s * 1e9] * calls}
 
@@ -115,6 +116,24 @@ def test_a_group_without_a_baseline_keeps_the_round_budget_too(monkeypatch, budg
                for n in ("x", "y")]  # fmt: skip
     assert paired.pass_blocks(None, members, random.Random(0)) == {}
     assert {m.case.case_id: len(m.blocks) for m in members} == {"x": expected, "y": expected}
+
+
+@pytest.mark.parametrize(
+    ("call_ms", "measure", "expected"),
+    [(10.0, {}, True), (10.0, {"heap_layout": "redraw"}, True), (10.0, {"heap_layout": "keep"}, False),
+     (150.0, {}, False)],
+)  # fmt: skip
+def test_blocks_of_short_calls_ask_for_a_fresh_heap_layout_unless_the_suite_keeps_it(call_ms, measure, expected):
+    """Only a block that starts with an untimed call (calls under 100 ms) redraws: that call takes the new layout's
+    page faults. The row says which."""
+    worker = FakeWorker(Clock(), call_ms / 1000)
+    member = paired.Member(SimpleNamespace(case_id="x", measure=measure), worker, {"call_ms": call_ms})
+    member.block()
+    member.block()
+    assert worker.relayouts == [expected, expected]
+    entry = paired.round_entry(member, [], "base", 7)
+    assert entry["heap_layout"] == ("redrawn per block" if expected else "kept")
+    assert paired.merge_entries([entry, entry])["heap_layout"] == entry["heap_layout"]
 
 
 def test_each_round_makes_its_configurations_in_a_fresh_order_so_no_one_is_always_paired_in_the_same_turn():
@@ -162,6 +181,7 @@ def test_a_paired_run_finds_a_25_percent_slowdown_and_reads_a_copy_of_the_baseli
     for row in rows.values():
         entry = row["paired"]
         assert entry["processes"] == 3
+        assert entry["heap_layout"] == "redrawn per block", entry  # calls of a few ms
         assert row["effective"]["cpus"] == row["pinned_cpus"], row["warnings"]  # moved to the group's CPU when ready
         assert entry["idle_cpu_ms"] <= 0.02 * entry["idle_s"] * 1000 + 30, entry  # stopped: they take no CPU
         if entry["role"] == "configuration":

@@ -60,6 +60,12 @@ class Measure(StrictModel):
         None, gt=0, le=86400,
         description="Server: how long each process round's arrival schedule lasts (LoadGen asks 600 s; bench does not).",
     )
+    heap_layout: Optional[Literal["redraw", "keep"]] = Field(
+        None,
+        description="Paired: `redraw` (default) draws each worker's heap layout afresh before each block of calls"
+        " under 100 ms, so a process's pairs average over layouts instead of keeping the level one layout sets"
+        " (docs/paired.md); `keep` leaves it.",
+    )
     round_seconds: Optional[float] = Field(
         None, gt=0, le=86400,
         description="Paired: a process round starts no pass that would end past this many seconds of passes (at"
@@ -82,7 +88,8 @@ class Measure(StrictModel):
 
 DEFAULT_MEASURE = {
     "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1, "retries": 2,
-    "paired": False, "passes": 8, "block_seconds": 0.2, "round_seconds": 60.0, "server_seconds": 10.0,
+    "paired": False, "passes": 8, "block_seconds": 0.2, "heap_layout": "redraw", "round_seconds": 60.0,
+    "server_seconds": 10.0,
 }  # fmt: skip
 
 

@@ -108,6 +108,8 @@ class Load:
         self.failure: WorkerEnded | None = None
         self.turn = 0
         self.prepared_on = layout[0]
+        self.relayout = False
+        """A window's streams keep their heap layout (bench.worker.heap_layout redraws only before paired blocks)."""
 
     def cpu_s(self) -> float | None:
         readings = [s.cpu_s() for s in self.streams]

@@ -141,6 +141,9 @@ class Member:
         self.case, self.worker = case, worker
         self.calls = calls_per_block(ready["call_ms"], case.measure.get("block_seconds", BLOCK_SECONDS))
         self.warm = 1 if ready["call_ms"] < WARM_CALL_BELOW_MS else 0
+        self.relayout = bool(self.warm) and case.measure.get("heap_layout", "redraw") == "redraw"
+        """Whether each block draws the heap's layout afresh (bench.worker.heap_layout): only where an untimed call
+        follows, which takes the new layout's first page faults off the clock."""
         self.rss_mb = ready.get("rss_mb") or 0.0
         self.blocks: list[dict] = []
         self.idle_cpu_s = 0.0
@@ -154,7 +157,7 @@ class Member:
     def block(self) -> dict | None:
         start = time.monotonic()
         try:
-            answer = self.worker.block(self.calls, self.warm)
+            answer = self.worker.block(self.calls, self.warm, self.relayout)
         except WorkerEnded as exc:
             self.failure = exc
             return None
@@ -285,6 +288,7 @@ def round_entry(member: Member, pairs: list | None, baseline_id: str | None, see
         "order_seed": seed,
         "blocks": len(member.blocks),
         "calls_per_block": member.calls,
+        "heap_layout": "redrawn per block" if member.relayout else "kept",
         "contaminated_blocks": sum(b["contaminated"] for b in member.blocks),
         "canary_ms": statistics.median(canary) if canary else None,
         "idle_cpu_ms": round(member.idle_cpu_s * 1000, 1),
@@ -311,6 +315,7 @@ def merge_entries(entries: list[dict]) -> dict:
         "baseline": last["baseline"],
         "order_seed": last["order_seed"],
         "processes": len(entries),
+        "heap_layout": last.get("heap_layout"),
         "canary_ms": [e.get("canary_ms") for e in entries],
         "idle_cpu_ms": sum(e.get("idle_cpu_ms") or 0.0 for e in entries),
         "idle_s": sum(e.get("idle_s") or 0.0 for e in entries),

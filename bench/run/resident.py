@@ -43,6 +43,7 @@ class Resident:
         self.listener.bind("\0" + self.name)
         self.listener.listen(1)
         self.conn, self.buffer, self.stopped = None, b"", False
+        self.ended, self.returncode = False, None
         self.started = time.monotonic()
         self.server, self.proc = None, None
         args = ["--job", str(self.job_path), "--control", self.name, "--result", str(self.result_path)]
@@ -89,10 +90,11 @@ class Resident:
                     pass
         self.cpus = list(cpus)
 
-    def block(self, calls: int, warm: int) -> dict:
-        """One block: the worker resumed, `warm` untimed and `calls` timed calls, and stopped again."""
+    def block(self, calls: int, warm: int, relayout: bool = False) -> dict:
+        """One block: the worker resumed, its heap's layout drawn afresh (with `relayout`), `warm` untimed and `calls`
+        timed calls, and stopped again."""
         self.resume()
-        self.send({"block": calls, "warm": warm})
+        self.send({"block": calls, "warm": warm, "relayout": relayout})
         answer = self.read()
         self.pause()
         return answer
@@ -144,11 +146,15 @@ class Resident:
         self.stopped = True
 
     def end(self, force: bool = False) -> int | None:
-        returncode = end_detached(self.pid, self.pidfd, self.proc, self.server, force)
+        """The worker ended (killed first with `force`) and its return code; a second call only repeats the code."""
+        if self.ended:
+            return self.returncode
+        self.returncode = end_detached(self.pid, self.pidfd, self.proc, self.server, force)
+        self.ended = True
         for handle in (self.conn, self.listener):
             if handle is not None:
                 handle.close()
-        return returncode
+        return self.returncode
 
     def wait(self, handles: list, timeout: float) -> list:
         readable = select.select([*handles, self.pidfd], [], [], timeout)[0]

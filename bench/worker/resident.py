@@ -4,8 +4,9 @@ command. `python -m bench.worker.resident --job JOB.json --result RESULT.json --
 The worker prepares its case (export, compile, quantize, the first call and the warm-up) before any block, then
 connects to the runner's socket NAME (an abstract Unix socket) and answers one JSON line per command:
 - worker → runner, once: {"ready": true, "pid", "rss_mb", "call_ms"} (call_ms: the median warm-up call);
-- runner → worker: {"block": N, "warm": W}: W untimed calls, then N timed ones between two canary readings, with
-  the interference meter around them; the answer {"samples_ns", "canary_ns", "interference", "cpu_s"};
+- runner → worker: {"block": N, "warm": W, "relayout": R}: with R, the heap's layout drawn afresh
+  (bench.worker.heap_layout); W untimed calls, then N timed ones between two canary readings, with the interference
+  meter around them; the answer {"samples_ns", "canary_ns", "interference", "cpu_s"};
 - runner → worker: {"window": {"start_ns", "end_ns"}}: an offline window (measure_window); the answer
   {"calls_ns", "samples_ns", "interference", "cpu_s"};
 - runner → worker: {"serve": {...}} and {"users": {...}}: a server schedule (serve_queries) or closed-loop users
@@ -35,6 +36,7 @@ from contextlib import contextmanager
 from bench.job import Job
 from bench.worker.answer import answer
 from bench.worker.case import prepare_case, query_stall, read_job
+from bench.worker.heap_layout import HeapLayout
 
 CANARY_SIZE = 192
 CANARY_REPEATS = 3
@@ -55,6 +57,7 @@ def serve(job: Job, control: str) -> dict:
     calls = resident_calls(case)
     call = calls.call
     canary = Canary()
+    layout = HeapLayout()
     channel = Channel(control)
     channel.send({"ready": True, "pid": os.getpid(), "rss_mb": rss_mb(), "call_ms": call_estimate(calls.warm_ms, case)})
     samples_ns, blocks = [], []
@@ -86,6 +89,8 @@ def serve(job: Job, control: str) -> dict:
             blocks.append({k: v for k, v in window.items() if k not in ("samples_ns", "calls_ns")})
             channel.send(window)
             continue
+        if command.get("relayout"):
+            layout.redraw()
         block = measure_block(call, command["block"], command.get("warm", 0), canary)
         samples_ns += block["samples_ns"]
         blocks.append({k: v for k, v in block.items() if k != "samples_ns"})
