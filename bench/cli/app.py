@@ -390,9 +390,9 @@ def add_tune_parser(sub) -> None:
         help="search every candidate's rate fully (the whole grid: its cost, and the winner to check tuning against)",
     )  # fmt: skip
     p.add_argument(
-        "--duel-pairs", type=duel_pairs, default=4, metavar="N",
-        help="pairs of schedules the winner and the runner-up serve by turns at the winner's rate, for their paired"
-        " margin (default %(default)s; 0: none)",
+        "--duel-pairs", type=duel_pairs, default=8, metavar="N",
+        help="segments the winner and the runner-up serve by turns at the winner's rate, one probe's length of"
+        " queries each in all, for their paired margin (default %(default)s; 0: none)",
     )  # fmt: skip
     add_run_options(p)
     p.set_defaults(func=cmd_tune, emulated=False, memory_budget=None)

@@ -534,10 +534,11 @@ TUNE_LEGEND = (
     " 1000 / the ms of the fastest call of one stream timed alone): the first gets a full rate search; each next one is pruned when its bound is"
     " under the best rate so far, else challenged with one probe at the best rate × (1 + precision) when its bound"
     " reaches that (not VALID there, or a bound under it: not ahead by more than the precision). The first searches"
-    " from 0.9 × its bound in steps of (1 + precision). Then the winner and the runner-up serve the same schedules at the"
-    " winner's rate by turns (the duel): the ratio of their p99s, pair by pair, with its interval. With --objective"
+    " from the rate a queueing model gives its streams and fastest call, in steps of (1 + precision). Then the winner and"
+    " the runner-up serve short segments of the same schedules at the winner's rate by turns, one probe's length of"
+    " queries each (the duel): the ratio of their p99s, segment by segment, with its interval. With --objective"
     " latency or memory, each candidate whose bound reaches the asked rate serves it once, and the winner is the one"
-    " VALID there with the lowest p99 or resident memory. A trial is one probe, the duel's included"
+    " VALID there with the lowest p99 or resident memory. A trial is one probe; the duel's are two, a side each"
     " (docs/scenarios.md)."
 )
 

@@ -72,6 +72,13 @@ def p99_of(duel: dict) -> str:
     return f"{duel['figure']} p99" if duel.get("figure") else "p99"
 
 
+def served_by_turns(duel: dict) -> str:
+    """How the duel's two sides took turns: segments of their own schedules, or (runs before them) whole schedules."""
+    if "segment_s" in duel:
+        return f"{len(duel['pairs'])} segments of {duel['segment_s']:.3g} s served by turns"
+    return f"{len(duel['pairs'])} pairs of the same schedule"
+
+
 @dataclass
 class ShapeOutcome:
     shape: tuple
@@ -124,7 +131,7 @@ class ShapeOutcome:
         if not duel:
             return None
         against = next((configuration(r) for r in self.rows if r.get("case_id") == duel["against"]), duel["against"])
-        head = f"paired with {against} at {duel['rate']:.4g}/s, {len(duel['pairs'])} pairs of the same schedule"
+        head = f"paired with {against} at {duel['rate']:.4g}/s, {served_by_turns(duel)}"
         if "interval" not in duel:
             return f"{head}: {duel.get('stopped') or duel.get('why') or duel['verdict']}"
         low, high = duel["interval"]
@@ -133,8 +140,7 @@ class ShapeOutcome:
             first = "the highest VALID rate" if self.objective == "rate" else "the lowest p99 in one probe"
             own = "its own search's rate" if self.objective == "rate" else "its own probe's p99"
             worse = "lower" if self.objective == "rate" else "higher"
-            return (f"paired with {leader} ({first}) at {duel['rate']:.4g}/s, {len(duel['pairs'])} pairs of the same"
-                    f" schedule: its {p99_of(duel)} is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the"
+            return (f"paired with {leader} ({first}) at {duel['rate']:.4g}/s, {served_by_turns(duel)}: its {p99_of(duel)} is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the"
                     f" paired test puts it ahead, and it is shipped though {own} came out {worse}")  # fmt: skip
         said = {"ahead": "the winner is ahead", "tied": "tied by the paired test",
                 "behind": "lower than the winner's, though it showed no VALID rate of its own"}[duel["verdict"]]  # fmt: skip

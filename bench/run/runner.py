@@ -72,8 +72,8 @@ class Runner:
         self.order_seed = self.recorded_order_seed(manifest)
         self.tune_mode = (manifest.get("tune") or {}).get("mode")
         """bench tune's: "tune" or "exhaustive" (bench.run.tune), else None"""
-        self.duel_pairs = (manifest.get("tune") or {}).get("duel_pairs", 4)
-        """bench tune's: the winner's paired schedules against the runner-up (bench.run.tune)"""
+        self.duel_pairs = (manifest.get("tune") or {}).get("duel_pairs", 8)
+        """bench tune's: the segments the winner and the runner-up serve by turns (bench.run.tune)"""
         self.tune_objective = (manifest.get("tune") or {}).get("objective") or "rate"
         self.tune_rate = (manifest.get("tune") or {}).get("rate")
         """bench tune's: what the winner is best at, and the rate a latency or memory objective is asked at"""

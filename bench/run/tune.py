@@ -18,11 +18,13 @@ The candidates of a shape (model, task, sequence length, batch) are the suite's 
    the best and its search goes on from there; not VALID, it is CLOSE too. Which of the close ones is ahead, no probe
    of one at a time can say on a drifting machine: the duel asks the closest.
 4. A candidate whose outputs fail the accuracy gate is never the best (each is checked before the next is tried).
-5. The **duel**: the winner and the runner-up, both still running, serve the same seeded schedules at the winner's
-   rate by turns, `bench tune --duel-pairs` pairs (4), the first alternating. The ratio of their p99s, pair by pair,
-   cancels the machine's drift that separates two searches minutes apart: the winner is *ahead* when the interval of the
-   runner-up's p99 over its own lies above 1, *tied* when it holds 1, and *behind* when it lies below (the rates'
-   ranking and the paired test disagree; the table says so). Its probes count as trials.
+5. The **duel**: the winner and the runner-up, both still running, serve one probe's length of queries each at the
+   winner's rate, cut in `bench tune --duel-pairs` segments (8) of seeded schedules; the two serve each segment by
+   turns, the first alternating. The ratio of their p99s, segment by segment, cancels the machine's drift that
+   separates two searches minutes apart, and short segments cancel more of it than whole probes: the winner is *ahead*
+   when the interval of the runner-up's p99 over its own lies above 1, *tied* when it holds 1, and *behind* when it
+   lies below (the rates' ranking and the paired test disagree; the table says so). It counts two trials: one probe's
+   length at one rate for each side, judged VALID or not over its segments together.
 
 `--objective latency` or `memory` with `--rate R` asks another question: of the configurations that serve R queries
 a second within the budget, which has the lowest p99, or the least resident memory (the streams' RSS once prepared)?
@@ -269,9 +271,11 @@ class TuneRound(ServerRound):
 
     def duel(self, tried: list[Tried], best: Best, runner_up: Tried | None = None) -> dict | None:
         """The winner against the runner-up (the other candidate within the gate with the highest VALID rate, else the
-        highest bound), on the same schedules at the winner's rate, taking turns: the runner-up's p99 over the
-        winner's, pair by pair, with a t interval of their log ratios. The p99 is the first figure the search bounds:
-        the latency from the scheduled time, else (a generation search) the TTFT, else the TPOT."""
+        highest bound) at the winner's rate: each serves one probe's length of queries in all, cut in `duel_pairs`
+        segments of their own seeded schedules, and the two serve each segment by turns. The runner-up's p99 over the
+        winner's, segment by segment, with a t interval of their log ratios; each side judged VALID or not over its
+        segments together. The p99 is the first figure the search bounds: the latency from the scheduled time, else
+        (a generation search) the TTFT, else the TPOT."""
         from scipy import stats
 
         from bench.measure.stats import percentile_summary
@@ -286,30 +290,43 @@ class TuneRound(ServerRound):
         bounds = search_bounds(case.search)
         compared = next(iter(bounds))
         seed_key = f"{self.runner.order_seed}:{self.SALT}:{self.index}:duel"
-        entry = {"against": other.load.case.case_id, "rate": best.rate, "pairs": [], "trials": 0,
-                 "rule": "the same seeded schedule served by each in turn, the first alternating; p99 from the scheduled"
-                         " time; the interval a t interval of the pairs' log ratios"}  # fmt: skip
+        count = self.runner.duel_pairs
+        seconds = probe_seconds(case, best.rate) / count
+        entry = {"against": other.load.case.case_id, "rate": best.rate, "segment_s": round(seconds, 3), "pairs": [],
+                 "trials": 0,
+                 "rule": "one probe's length of queries a side, cut in segments of seeded schedules that the two serve by"
+                         " turns, the first alternating; p99 from the scheduled time; the interval a t interval of the"
+                         " segments' log ratios"}  # fmt: skip
         if compared != "p99_ms":
             entry["figure"] = BOUNDS[compared]
-        for number in range(self.runner.duel_pairs):
-            offsets = arrival_offsets(best.rate, case.arrivals, probe_seconds(case, best.rate),
-                                      random.Random(f"{seed_key}:{number}"))  # fmt: skip
+        pooled = {"winner": ([], []), "runner-up": ([], [])}
+        for number in range(count):
+            offsets = arrival_offsets(best.rate, case.arrivals, seconds, random.Random(f"{seed_key}:{number}"))
             pair = {"first": "winner" if number % 2 == 0 else "runner-up"}
             for side, contender in ((("winner", winner), ("runner-up", other))[:: 1 if number % 2 == 0 else -1]):
                 counter = self.runner.job_dir(contender.load.case) / "queries.counter"
                 served = server.serve(contender.load, offsets, counter)
-                entry["trials"] += 1
                 if served is None:
                     entry["stopped"] = f"a stream of the {side} ended"
                     break
-                latencies = latencies_ms(offsets, served)
-                figures = bounded_figures(bounds, latencies, [query_records(offsets, served)], case.new_tokens)
-                judged = judge(bounds, figures, len(offsets))
+                latencies, records = latencies_ms(offsets, served), query_records(offsets, served)
+                pooled[side][0].extend(latencies)
+                pooled[side][1].append(records)
+                figures = bounded_figures(bounds, latencies, [records], case.new_tokens)
                 values = latencies if compared == "p99_ms" else figures[compared]
-                pair[side] = {"p99_ms": (percentile_summary(values) or {}).get("p99"), "result": judged["result"]}
+                pair[side] = {"p99_ms": (percentile_summary(values) or {}).get("p99"), "queries": len(offsets)}
             if "stopped" in entry:
                 break
             entry["pairs"].append(pair)
+        entry["sides"] = {}
+        for side, (latencies, records) in pooled.items():
+            if records:
+                figures = bounded_figures(bounds, latencies, records, case.new_tokens)
+                judged = judge(bounds, figures, len(latencies))
+                values = latencies if compared == "p99_ms" else figures[compared]
+                entry["sides"][side] = {"p99_ms": (percentile_summary(values) or {}).get("p99"),
+                                        "result": judged["result"], "reason": judged["reason"], "queries": len(latencies)}  # fmt: skip
+        entry["trials"] = len(entry["sides"])  # each side: one probe's length at one rate
         entry["seconds"] = round(time.monotonic() - started, 3)
         logs = [math.log(p["runner-up"]["p99_ms"] / p["winner"]["p99_ms"]) for p in entry["pairs"]
                 if p["winner"]["p99_ms"] and p["runner-up"]["p99_ms"]]  # fmt: skip
