@@ -189,6 +189,10 @@ def test_a_duel_that_puts_the_runner_up_ahead_makes_it_the_winner_and_its_suite(
     assert [b["name"] for b in tuned_suites(manifest, rows)[0]["backends"]] == ["ov"]
     rows[0]["tune"]["duel"]["verdict"] = "tied"
     assert outcomes(rows)[0].winner is rows[0]
+    assert "in the duel the winner itself" not in summary_lines(rows)[0]
+    rows[0]["tune"]["duel"]["sides"] = {"winner": {"result": "INVALID", "reason": "112 of 929 queries over 100 ms"}}
+    assert ("in the duel the winner itself was not VALID at 276.9/s (112 of 929 queries over 100 ms): the machine"
+            " served less than in its own probes") in summary_lines(rows)[0], summary_lines(rows)[0]
 
 
 def drifting_serve(rng, drift):

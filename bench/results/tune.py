@@ -79,6 +79,16 @@ def served_by_turns(duel: dict) -> str:
     return f"{len(duel['pairs'])} pairs of the same schedule"
 
 
+def slower_since(duel: dict) -> str:
+    """Said when the winner, over its duel segments, was not VALID at the duel's rate, which its own probes had found
+    VALID: the machine served less during the duel."""
+    side = (duel.get("sides") or {}).get("winner") or {}
+    if side.get("result") != "INVALID" or duel.get("verdict") == "behind":
+        return ""
+    return (f"; in the duel the winner itself was not VALID at {duel['rate']:.4g}/s ({side['reason']}): the machine"
+            " served less than in its own probes")
+
+
 @dataclass
 class ShapeOutcome:
     shape: tuple
@@ -140,11 +150,13 @@ class ShapeOutcome:
             first = "the highest VALID rate" if self.objective == "rate" else "the lowest p99 in one probe"
             own = "its own search's rate" if self.objective == "rate" else "its own probe's p99"
             worse = "lower" if self.objective == "rate" else "higher"
-            return (f"paired with {leader} ({first}) at {duel['rate']:.4g}/s, {served_by_turns(duel)}: its {p99_of(duel)} is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the"
-                    f" paired test puts it ahead, and it is shipped though {own} came out {worse}")  # fmt: skip
+            return (f"paired with {leader} ({first}) at {duel['rate']:.4g}/s, {served_by_turns(duel)}: its {p99_of(duel)}"
+                    f" is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the paired test puts it"
+                    f" ahead, and it is shipped though {own} came out {worse}")  # fmt: skip
         said = {"ahead": "the winner is ahead", "tied": "tied by the paired test",
                 "behind": "lower than the winner's, though it showed no VALID rate of its own"}[duel["verdict"]]  # fmt: skip
-        return f"{head}: its {p99_of(duel)} is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
+        return (f"{head}: its {p99_of(duel)} is {duel['ratio']:.3f}x the winner's [{low:.3f}, {high:.3f}] (95%), {said}"
+                + slower_since(duel))
 
     def undecided_text(self) -> str:
         """Why searches could not show a rate VALID: their probes held too few queries at the rates tried (a slow
