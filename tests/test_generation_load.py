@@ -196,9 +196,12 @@ the fourth (30 ms) unless the stream is still busy, and then the queue fills the
 
 
 @pytest.mark.slow
-def test_a_generator_batches_its_requests_a_sequence_each_and_the_wait_is_in_the_ttft(tmp_path):
+@pytest.mark.parametrize("backend_type", ["pytorch", "onnxruntime", "openvino"])
+def test_a_generator_batches_its_requests_a_sequence_each_and_the_wait_is_in_the_ttft(tmp_path, backend_type):
+    """Each backend's generate takes the prompts gathered as one batch; its answers pass the gate against eager."""
     out = tmp_path / "out"
-    result = bench_cli("run", write_suite(tmp_path, BATCHED), "--out", out)
+    suite = BATCHED.replace("    type: pytorch\n", f"    type: {backend_type}\n")
+    result = bench_cli("run", write_suite(tmp_path, suite), "--out", out)
     [row] = map(json.loads, (out / "results.jsonl").read_text().splitlines())
     assert row["status"] == "ok" and row["accuracy"]["passed"], result.stdout + result.stderr
     server = row["server"]
