@@ -255,6 +255,35 @@ def test_a_real_case_measured_beside_a_busy_process_is_contaminated(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux procfs")
+def test_a_paired_row_measured_beside_a_busy_process_names_it(tmp_path):
+    """The meter says that something else ran; the row also says what: the busiest processes outside the run while
+    its blocks ran, in `interference.others` and in its warning. The run's own workers are never named."""
+    from bench.run.cpus import pick_cpus
+    from bench.topology import available_cpus
+    from conftest import TINY_SUITE, bench_cli, write_suite
+
+    (cpu,) = pick_cpus(1, available_cpus())
+    suite = write_suite(tmp_path, TINY_SUITE.replace("timeout: 120}", "timeout: 120, paired: true, passes: 2}"))
+    hog = busy_process(cpu)
+    try:
+        result = bench_cli("run", suite, "--out", tmp_path / "run", "--quiet-wait", "0")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert result.returncode in (0, 1), result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    workers = {row["effective"]["pid"] for row in rows if row.get("effective")}
+    for row in rows:
+        entry = row["interference"]
+        assert entry["contaminated"] is True and entry["contaminated_blocks"] > 0, entry
+        named = [p["pid"] for p in entry["others"]]
+        assert hog.pid in named and not workers & set(named), (entry["others"], workers)
+        [warning] = [w for w in row["warnings"] if w.startswith("contaminated: ")]
+        assert f"busiest other processes meanwhile: {hog.pid} " in warning, warning
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux procfs")
 def test_a_real_case_on_a_quiet_machine_is_not_flagged(tmp_path):
     """Right on a quiet machine; another program busy on the same CPU makes it fail, as it should."""
     rows, _ = run_tiny_suite(tmp_path)

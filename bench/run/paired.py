@@ -499,6 +499,8 @@ class PairedRound:
         self.rows: dict[str, dict] = {}
         self.cpus: list[int] | None = None
         self.quiet: dict | None = None
+        self.others_seen: list[dict] = []
+        """What else used the CPUs in each turn of the round, for the baseline's row, which spans them all."""
 
     @staticmethod
     def baseline_of(group: list[Case]) -> Case | None:
@@ -589,17 +591,25 @@ class PairedRound:
         return member
 
     def pair_and_finish(self, baseline: Member | None, others: list[Member], supports: dict) -> None:
-        """The passes of the baseline with `others`, then their rows; without a baseline, blocks of their own."""
-        found = pass_blocks(baseline, others, self.rng)
-        for member in others:
-            self.finish(member, found.get(member.case.case_id, []), supports)
+        """The passes of the baseline with `others`, then their rows; without a baseline, blocks of their own. What
+        else used the CPUs meanwhile is read around the passes (bench.run.quiet.others_since)."""
+        from bench.run import quiet
 
-    def finish(self, member: Member, pairs: list | None, supports: dict) -> None:
+        before, started = quiet.reading()
+        found = pass_blocks(baseline, others, self.rng)
+        busy = quiet.others_since(before, started, {m.worker.pid for m in (baseline, *others) if m is not None})
+        self.others_seen.extend(busy)
+        for member in others:
+            self.finish(member, found.get(member.case.case_id, []), supports, busy)
+
+    def finish(self, member: Member, pairs: list | None, supports: dict, busy: list[dict] | None = None) -> None:
         case = member.case
         outcome = member.worker.failed(member.failure) if member.failure else member.worker.finish()
         baseline_id = self.baseline_case.case_id if self.baseline_case else None
         entry = round_entry(member, pairs, baseline_id, self.runner.order_seed)
         self.rows[case.case_id] = self.row(case, outcome, entry, supports.get(case.case_id))
+        busiest = busy if busy is not None else busiest_of(self.others_seen)
+        name_others(self.rows[case.case_id], busiest)
 
     def row(self, case: Case, outcome, entry: dict | None, support) -> dict:
         from bench import cpu
@@ -611,6 +621,30 @@ class PairedRound:
             row["paired"] = entry
         support = support or cpu.support(case.backend_type, case.precision, runner.flags, case.backend_options)
         return runner.settled(support, row)
+
+
+def busiest_of(seen: list[dict]) -> list[dict]:
+    """Each process once, at the highest share it took in a turn, the busiest first (bench.run.quiet.TOP_PROCESSES)."""
+    from bench.run.quiet import TOP_PROCESSES
+
+    highest: dict[int, dict] = {}
+    for process in seen:
+        if process["pid"] not in highest or process["cpu_percent"] > highest[process["pid"]]["cpu_percent"]:
+            highest[process["pid"]] = process
+    return sorted(highest.values(), key=lambda p: -p["cpu_percent"])[:TOP_PROCESSES]
+
+
+def name_others(row: dict, busy: list[dict]) -> None:
+    """A row some of whose blocks were contaminated keeps what else used the CPUs while its round's passes ran
+    (`interference.others`), and its warning names them: the meter says that something ran, this says what."""
+    from bench.run.quiet import named
+
+    entry = row.get("interference") or {}
+    if not busy or not entry.get("contaminated_blocks"):
+        return
+    entry["others"] = busy
+    row["warnings"] = [f"{w}; busiest other processes meanwhile: {named(busy)}" if w.startswith("contaminated: ") else w
+                       for w in row.get("warnings") or []]  # fmt: skip
 
 
 def discard_job(runner, case: Case) -> None:

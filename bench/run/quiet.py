@@ -74,6 +74,37 @@ def top_processes(before: dict, after: dict, elapsed: float) -> list[dict]:
     return sorted(used, key=lambda p: -p["cpu_percent"])[:TOP_PROCESSES]
 
 
+def reading() -> tuple[dict, float]:
+    """Every other process's CPU time now (empty when the processes cannot be listed), and the monotonic time."""
+    try:
+        return process_cpu_s(), time.monotonic()
+    except (psutil.Error, OSError):
+        return {}, time.monotonic()
+
+
+def others_since(before: dict, started: float, worker_groups: set[int]) -> list[dict]:
+    """The processes outside this run that used the most CPU since `reading()` gave `before` at monotonic time
+    `started`: what else ran while a round was measured. The run's own are this process, its children (fork
+    servers) and the process groups of its workers (`worker_groups`: each worker leads its own)."""
+
+    def ours(pid: int) -> bool:
+        try:
+            return pid in children or os.getpgid(pid) in worker_groups
+        except OSError:
+            return True  # ended meanwhile
+
+    try:
+        children = {child.pid for child in psutil.Process().children(recursive=True)}
+        after = {pid: seen for pid, seen in process_cpu_s().items() if not ours(pid)}
+    except (psutil.Error, OSError):
+        return []
+    return [p for p in top_processes(before, after, time.monotonic() - started) if p["cpu_percent"] >= 1]
+
+
+def named(processes: list[dict]) -> str:
+    return ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}% of a CPU)" for p in processes)
+
+
 def describe(check: dict) -> str:
     who = ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}%)" for p in check["top_processes"]) or "unknown"
     return f"{check['busy_share']:.0%} busy with other processes; most CPU: {who}"
