@@ -3,6 +3,7 @@ simulated queues whose answer is known, against the exhaustive grid), the suite 
 
 import json
 import math
+import random
 from types import SimpleNamespace
 
 import numpy as np
@@ -109,13 +110,13 @@ def test_the_winner_duels_the_runner_up_on_the_same_schedules_and_a_copy_of_it_r
                                           rows[k]["tune"]["upper_bound_per_s"]))  # fmt: skip
     assert duel["rate"] == rate and duel["against"] == runner_up and len(duel["pairs"]) == 4 and duel["trials"] == 2
     assert [p["first"] for p in duel["pairs"]] == ["winner", "runner-up"] * 2
-    probe = len(server.arrival_offsets(rate, "poisson", server.probe_seconds(candidate("x", 1, 1.0).case, rate),
-                                       __import__("random").Random(0)))  # fmt: skip
+    probe_s = server.probe_seconds(candidate("x", 1, 1.0).case, rate)
+    probe = len(server.arrival_offsets(rate, "poisson", probe_s, random.Random(0)))
     for side in ("winner", "runner-up"):
         served = sum(p[side]["queries"] for p in duel["pairs"])
         assert served == duel["sides"][side]["queries"] and 0.8 * probe < served < 1.25 * probe, (served, probe)
         assert duel["sides"][side]["result"] in ("VALID", "INVALID"), duel["sides"]
-    assert duel["segment_s"] == pytest.approx(server.probe_seconds(candidate("x", 1, 1.0).case, rate) / 4, abs=1e-3)
+    assert duel["segment_s"] == pytest.approx(probe_s / 4, abs=1e-3)
     assert [k for k, r in rows.items() if "duel" in r["tune"]] == [best]
     named = [{**r, "case_id": k, "model": "m", "search": {"p99_ms": 50.0}} for k, r in rows.items()]
     assert outcomes(named)[0].trials == sum(r["tune"]["trials"] for r in rows.values()) + 2
