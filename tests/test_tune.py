@@ -320,6 +320,15 @@ def test_an_objective_at_a_rate_needs_its_rate_and_only_it_does(tmp_path, args):
     assert result.stderr.startswith("error: tune: --rate: expected a rate (queries a second) with --objective latency")
 
 
+@pytest.mark.parametrize("count", ["1", "21", "-2", "four"])
+def test_a_duel_of_one_segment_or_more_than_twenty_is_refused_in_one_line(tmp_path, count):
+    result = bench_cli("tune", write_suite(tmp_path, SPACE), "--budget", "p99_ms=50", "--duel-pairs", count)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: bench tune: argument --duel-pairs: expected 0 (no duel) or a whole number"
+                                    " from 2 to 20"), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_candidate_that_fails_the_accuracy_gate_never_becomes_the_best(monkeypatch, tmp_path):
     monkeypatch.setattr(server, "serve", simulated_serve)
     loads = [candidate("fast-but-wrong", 2, 5.0, passes=False), candidate("right", 1, 10.0)]

@@ -211,10 +211,18 @@ examples:
 bench COMMAND --help describes a command's options."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line naming the command, the option and what was expected, and exit 2 (its subcommands'
+    parsers are of this class too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bench import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="bench", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
@@ -399,8 +407,9 @@ def add_tune_parser(sub) -> None:
 
 
 def duel_pairs(text: str) -> int:
-    if not text.isdigit() or int(text) > 20:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 20, got {text!r}")
+    """0 (no duel), or 2 to 20 segments: one gives no interval."""
+    if not text.isdigit() or int(text) == 1 or int(text) > 20:
+        raise argparse.ArgumentTypeError(f"expected 0 (no duel) or a whole number from 2 to 20, got {text!r}")
     return int(text)
 
 
