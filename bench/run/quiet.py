@@ -101,12 +101,12 @@ def others_since(before: dict, started: float, worker_groups: set[int]) -> list[
     return [p for p in top_processes(before, after, time.monotonic() - started) if p["cpu_percent"] >= 1]
 
 
-def named(processes: list[dict]) -> str:
-    return ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}% of a CPU)" for p in processes)
+def named(processes: list[dict], unit: str = "% of a CPU") -> str:
+    return ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}{unit})" for p in processes)
 
 
 def describe(check: dict) -> str:
-    who = ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}%)" for p in check["top_processes"]) or "unknown"
+    who = named(check["top_processes"], "%") or "unknown"
     return f"{check['busy_share']:.0%} busy with other processes; most CPU: {who}"
 
 

@@ -299,6 +299,13 @@ class TuneRound(ServerRound):
                          " segments' log ratios"}  # fmt: skip
         if compared != "p99_ms":
             entry["figure"] = BOUNDS[compared]
+
+        def p99(latencies: list[float], records: list[dict]) -> tuple[float | None, dict]:
+            """The compared figure's p99 over these queries, and every bounded figure (for judging)."""
+            figures = bounded_figures(bounds, latencies, records, case.new_tokens)
+            values = latencies if compared == "p99_ms" else figures[compared]
+            return (percentile_summary(values) or {}).get("p99"), figures
+
         pooled = {"winner": ([], []), "runner-up": ([], [])}
         for number in range(count):
             offsets = arrival_offsets(best.rate, case.arrivals, seconds, random.Random(f"{seed_key}:{number}"))
@@ -312,20 +319,17 @@ class TuneRound(ServerRound):
                 latencies, records = latencies_ms(offsets, served), query_records(offsets, served)
                 pooled[side][0].extend(latencies)
                 pooled[side][1].append(records)
-                figures = bounded_figures(bounds, latencies, [records], case.new_tokens)
-                values = latencies if compared == "p99_ms" else figures[compared]
-                pair[side] = {"p99_ms": (percentile_summary(values) or {}).get("p99"), "queries": len(offsets)}
+                pair[side] = {"p99_ms": p99(latencies, [records])[0], "queries": len(offsets)}
             if "stopped" in entry:
                 break
             entry["pairs"].append(pair)
         entry["sides"] = {}
         for side, (latencies, records) in pooled.items():
             if records:
-                figures = bounded_figures(bounds, latencies, records, case.new_tokens)
+                value, figures = p99(latencies, records)
                 judged = judge(bounds, figures, len(latencies))
-                values = latencies if compared == "p99_ms" else figures[compared]
-                entry["sides"][side] = {"p99_ms": (percentile_summary(values) or {}).get("p99"),
-                                        "result": judged["result"], "reason": judged["reason"], "queries": len(latencies)}  # fmt: skip
+                entry["sides"][side] = {"p99_ms": value, "result": judged["result"], "reason": judged["reason"],
+                                        "queries": len(latencies)}  # fmt: skip
         entry["trials"] = len(entry["sides"])  # each side: one probe's length at one rate
         entry["seconds"] = round(time.monotonic() - started, 3)
         logs = [math.log(p["runner-up"]["p99_ms"] / p["winner"]["p99_ms"]) for p in entry["pairs"]
