@@ -42,7 +42,8 @@ def test_a_closed_loop_suite_makes_a_case_per_number_of_users(tmp_path):
 def test_a_closed_loop_suite_without_users_is_named_with_its_field(tmp_path):
     result = bench_cli("validate", write_suite(tmp_path, CLOSED.replace("  concurrency: [1, 4]\n", "")))
     assert result.returncode == 2
-    assert "defaults.concurrency: expected the users scenario closed-loop runs at once, got nothing" in result.stderr
+    assert ("defaults.concurrency: expected the users scenario closed-loop runs at once (or max_users_under), got"
+            " nothing") in result.stderr
 
 
 def test_users_on_another_scenario_are_said_to_be_ignored(tmp_path):

@@ -37,7 +37,7 @@ def candidate(name: str, streams: int, service_ms: float, passes: bool = True):
     case = SimpleNamespace(
         case_id=name, streams=streams, threads=1, rate=0.0, arrivals="poisson", measure={"server_seconds": 1.0},
         search={"p99_ms": 50.0, "start": None, "precision": 0.1, "max_probes": 15}, batch_size=1, batching={},
-        new_tokens=0,
+        new_tokens=0, closed_loop=False,
     )  # fmt: skip
     return SimpleNamespace(case=case, call_ms=service_ms, fastest_ms=None, service_ms=service_ms, passes=passes,
                            failure=None, accuracy_passed=lambda: passes)  # fmt: skip

@@ -336,11 +336,15 @@ def cmd_tune(args) -> int:
     if (args.objective == "rate") != (args.rate is None):
         raise BenchError(f"tune: --rate: expected a rate (queries a second) with --objective latency or memory, and"
                          f" none with --objective rate; got --objective {args.objective} and --rate {args.rate}")  # fmt: skip
+    if args.users and args.objective != "rate":
+        raise BenchError(f"tune: --users: expected --objective rate (a users search ranks goodput), got --objective"
+                         f" {args.objective}")  # fmt: skip
     if args.objective != "rate" and "p99_ms" not in budget:
         raise BenchError(f"tune: --budget: expected p99_ms=MS with --objective {args.objective} (it ranks the p99 at"
                          f" the rate), got {args.budget!r}")  # fmt: skip
     tune = {"mode": "exhaustive" if args.exhaustive else "tune", "budget": budget, "objective": args.objective,
-            "duel_pairs": args.duel_pairs, **({"rate": args.rate} if args.rate is not None else {})}  # fmt: skip
+            "duel_pairs": args.duel_pairs, **({"rate": args.rate} if args.rate is not None else {}),
+            **({"users": True} if args.users else {})}  # fmt: skip
     run_dir, cases, suite_dir, notes = workflow.start_run(
         args.suite, args.out, args.filter, args.cpus, args.allow_large, tune=tune
     )
@@ -392,6 +396,11 @@ def add_tune_parser(sub) -> None:
     p.add_argument(
         "--rate", type=positive_float, metavar="R",
         help="queries a second the configuration must serve within the budget (--objective latency or memory)",
+    )  # fmt: skip
+    p.add_argument(
+        "--users", action="store_true",
+        help="search each candidate's closed-loop users (each sending when answered) instead of its offered rate: the"
+        " most users whose p99 from the send stays within the budget, ranked by goodput (queries a second within it)",
     )  # fmt: skip
     p.add_argument(
         "--exhaustive", action="store_true",

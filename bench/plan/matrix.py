@@ -21,7 +21,7 @@ AXES_DEFAULTS = {
     "rates": [0.0], "concurrency": [0],
 }  # fmt: skip
 ENTRY_EXCLUDED = set(AXES_DEFAULTS) | {"measure", "generate", "pipeline", "scenario", "arrivals", "p99_ms",
-                                       "max_rate_under", "dynamic_batching", "slo"}  # fmt: skip
+                                       "max_rate_under", "max_users_under", "dynamic_batching", "slo"}  # fmt: skip
 """What a case's model_entry leaves out: the axes and measure it was expanded with, its generate and pipeline blocks."""
 FILTER_FIELDS = (
     "case_id", "model", "task", "backend", "backend_type", "environment",
@@ -62,7 +62,7 @@ def case_id(params: dict) -> str:
         if params.get("batching"):
             load += f"db{params['batching']['max_wait_ms']:g}-"
     if params.get("scenario") == CLOSED_LOOP:
-        load += f"c{params['concurrency']}-"
+        load += "search-" if params.get("search") else f"c{params['concurrency']}-"
     return (
         f"{params['model']}-{params['backend']}-{params['precision']}"
         f"{shape}{new}-b{params['batch_size']}-t{params['threads']}{pad}-{load}{digest}"
@@ -109,9 +109,9 @@ def expand(suite: Suite) -> list[Case]:
             continue  # said once by dropped_combinations
         slo = _setting("slo", backend, model, defaults)
         streams_axis = axes["streams"] if scenario != SINGLE_STREAM else [1]
-        search = _setting("max_rate_under", backend, model, defaults)
+        search = _setting("max_users_under" if scenario == CLOSED_LOOP else "max_rate_under", backend, model, defaults)
         rates_axis = axes["rates"] if scenario == SERVER and search is None else [0.0]
-        users_axis = axes["concurrency"] if scenario == CLOSED_LOOP else [0]
+        users_axis = axes["concurrency"] if scenario == CLOSED_LOOP and search is None else [0]
         for seq, batch, threads, precision, pad, new_tokens, texts, streams, rate, users in itertools.product(
             axes["seq_lens"], axes["batch_sizes"], axes["threads"], axes["precisions"], axes["padding_ratios"],
             new_token_counts, text_sets, streams_axis, rates_axis, users_axis,
@@ -157,6 +157,8 @@ def expand(suite: Suite) -> list[Case]:
                     params.update(search=search.model_dump(exclude=unbounded), p99_ms=search.p99_ms or 0.0)
             if scenario == CLOSED_LOOP:
                 params["concurrency"] = users
+                if search is not None:
+                    params["search"] = search.model_dump(exclude_none=True)
             if new_tokens and scenario in (SERVER, CLOSED_LOOP) and slo is not None:
                 params["slo"] = slo.model_dump(exclude_none=True)
             case = Case(**params, case_id=case_id(params))
@@ -243,6 +245,10 @@ def scenario_notes(backend, model, defaults) -> list[str]:
         ignored.append(f"{where}: rates {rates} apply to scenario server only")
     if users and scenario != CLOSED_LOOP:
         ignored.append(f"{where}: concurrency {users} applies to scenario closed-loop only")
+    if _setting("max_users_under", backend, model, defaults) is not None and scenario != CLOSED_LOOP:
+        ignored.append(f"{where}: max_users_under applies to scenario closed-loop only")
+    if _setting("max_rate_under", backend, model, defaults) is not None and scenario == CLOSED_LOOP:
+        ignored.append(f"{where}: max_rate_under applies to scenario server only (max_users_under searches users)")
     if _setting("dynamic_batching", backend, model, defaults) is not None and scenario != SERVER:
         ignored.append(f"{where}: dynamic_batching applies to scenario server only")
     slo = _setting("slo", backend, model, defaults)

@@ -153,6 +153,17 @@ class RateSearch(StrictModel):
         return self
 
 
+class UsersSearch(RateSearch):
+    """Closed loop: the most users whose result is VALID under the p99 bounds (from each query's send), found by
+    doubling then bisecting (GuideLLM's concurrency search)."""
+
+    start: Optional[int] = Field(  # type: ignore[assignment]
+        None, ge=1, le=4096,
+        description="The first users probed (default: what the streams' fastest call and the budget allow by Little's"
+        " law).",
+    )  # fmt: skip
+
+
 class DynamicBatching(StrictModel):
     """Server: queries of one sample each, gathered into batches of up to the case's batch size."""
 
@@ -211,6 +222,9 @@ class Axes(StrictModel):
     )
     max_rate_under: Optional[RateSearch] = Field(
         None, description="Server: search the highest VALID rate under this bound instead of measuring `rates`."
+    )
+    max_users_under: Optional[UsersSearch] = Field(
+        None, description="Closed loop: search the most users VALID under this bound instead of measuring `concurrency`."
     )
     dynamic_batching: Optional[DynamicBatching] = Field(
         None, description="Server: each query one sample, batched by the server up to the case's batch size."
@@ -474,8 +488,9 @@ def server_problems(suite: Suite) -> list[str]:
             section, index, _ = scenario
             where = section if index is None else f"{section}[{index}]"
             if scenario[2].scenario == "closed-loop":
-                given = any(lv.concurrency is not None for _, _, lv in levels)
-                problem = f"{where}.concurrency: expected the users scenario closed-loop runs at once, got nothing"
+                given = any(lv.concurrency is not None or lv.max_users_under is not None for _, _, lv in levels)
+                problem = (f"{where}.concurrency: expected the users scenario closed-loop runs at once (or"
+                           " max_users_under), got nothing")  # fmt: skip
             else:
                 given = any(lv.rates is not None or lv.max_rate_under is not None for _, _, lv in levels)
                 problem = (f"{where}.rates: expected the queries per second scenario server offers (or max_rate_under),"
@@ -489,17 +504,19 @@ def server_problems(suite: Suite) -> list[str]:
 
 
 def token_bounds_problem(levels, model) -> str | None:
-    """A rate search bounding TTFT or TPOT needs a text generation case: tokens to time."""
-    found = next(((s, i, lv.max_rate_under) for s, i, lv in levels if lv.max_rate_under is not None), None)
+    """A rate or users search bounding TTFT or TPOT needs a text generation case: tokens to time."""
+    found = next(((s, i, lv.max_rate_under, "max_rate_under") for s, i, lv in levels if lv.max_rate_under is not None),
+                 None) or next(((s, i, lv.max_users_under, "max_users_under") for s, i, lv in levels
+                               if lv.max_users_under is not None), None)  # fmt: skip
     if found is None or not any(getattr(found[2], key) for key in ("ttft_ms", "tpot_ms")):
         return None
     defaults = levels[-1][2]
     if model.task == "text-generation" and (model.generate or defaults.generate) is not None:
         return None
-    section, index, search = found
+    section, index, search, name = found
     key = "ttft_ms" if search.ttft_ms else "tpot_ms"
     where = section if index is None else f"{section}[{index}]"
-    return (f"{where}.max_rate_under.{key}: expected with text generation cases (generate), got model"
+    return (f"{where}.{name}.{key}: expected with text generation cases (generate), got model"
             f" {model.name!r}, which generates nothing: bound p99_ms instead")  # fmt: skip
 
 

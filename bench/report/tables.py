@@ -443,7 +443,7 @@ def closed_loop_cells(rows: list[dict]) -> list[list[str]]:
     found = []
     for row in sorted(rows, key=lambda r: (*load_order(r), r.get("concurrency") or 0)):
         entry = row.get("closed_loop") or {}
-        common = load_cells(row) + [str(row.get("concurrency"))]
+        common = load_cells(row) + [str(row.get("concurrency") or "-")]
         if row.get("status") != "ok" or not entry:
             found.append(common + [str(row.get("status"))] + ["-"] * 6 + [str(row.get("reason") or "-")])
             continue
@@ -481,7 +481,8 @@ def generation_load_cells(rows: list[dict]) -> list[list[str]]:
         generation = entry.get("generation") or {}
         search = entry.get("search")
         if row.get("scenario") == "closed-loop":
-            load = f"{row.get('concurrency')} {plural('user', row.get('concurrency') or 0)}"
+            users = row.get("concurrency")
+            load = f"{users} {plural('user', users)}" if users else f"users search, {bounds_text(search or {})}"
         else:
             load = f"search, {bounds_text(search)}" if search else f"{row.get('rate') or 0:g}/s"
         shape = load_cells(row)  # model to split, with the new tokens after the prompt
@@ -504,14 +505,14 @@ def generation_load_cells(rows: list[dict]) -> list[list[str]]:
     return found
 
 
-TUNE_HEADER = ["model", "seq", "batch", "configuration", "order", "upper bound /s", "decision", "max VALID /s",
-          "lowest failing /s", "trials", "seconds", "accuracy"]  # fmt: skip
+TUNE_HEADER = ["model", "seq", "batch", "configuration", "order", "upper bound /s", "decision", "max VALID /s (users)",
+               "lowest failing /s (users)", "trials", "seconds", "accuracy"]  # fmt: skip
 
 
 def tune_cells(rows: list[dict]) -> list[list[str]]:
     """A line per candidate, in the order tried, its decision and what its probes found."""
     from bench.report.data import accuracy_text as entry_accuracy
-    from bench.results.tune import bracket, configuration, outcomes
+    from bench.results.tune import bracket, bracket_cells, configuration, outcomes
 
     found = []
     for outcome in outcomes(rows):
@@ -522,7 +523,7 @@ def tune_cells(rows: list[dict]) -> list[list[str]]:
             found.append([
                 str(row.get("model")), str(row.get("seq_len")), str(row.get("batch_size")), configuration(row) + mark,
                 str(tune.get("order", 0) + 1), f"{tune.get('upper_bound_per_s', 0):.3g}", str(tune.get("decision")),
-                f"{low:.4g}" if low is not None else "-", f"{high:.4g}" if high is not None else "-",
+                *bracket_cells(row, low, high),
                 str(tune.get("trials", 0)), f"{tune.get('prepare_s', 0) + tune.get('probe_s', 0):.0f}",
                 entry_accuracy(Entry(row)),
             ])  # fmt: skip

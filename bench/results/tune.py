@@ -34,14 +34,47 @@ def shape_of(row: dict) -> tuple:
     return tuple(1 if key == "batch_size" and row.get("batching") else row.get(key) for key in SHAPE)
 
 
+def search_of(row: dict) -> dict:
+    """A candidate's search: of its rate (`server`), or of its closed-loop users (`closed_loop`, bench tune --users)."""
+    return ((row.get("server") or row.get("closed_loop") or {}).get("search")) or {}
+
+
+def searches_users(row: dict) -> bool:
+    return "max_users" in search_of(row)
+
+
 def max_rate(row: dict) -> float | None:
-    return ((row.get("server") or {}).get("search") or {}).get("max_rate")
+    """What ranks candidates: the highest VALID rate, or a users search's goodput at its most users VALID."""
+    search = search_of(row)
+    return search.get("goodput_per_s") if "max_users" in search else search.get("max_rate")
 
 
 def bracket(row: dict) -> tuple[float | None, float | None]:
-    """The highest rate shown VALID and the lowest shown not (None: not reached)."""
-    search = (row.get("server") or {}).get("search") or {}
+    """The highest rate shown VALID and the lowest shown not, or a users search's most users VALID and fewest not
+    (None: not reached)."""
+    search = search_of(row)
+    if "max_users" in search:
+        return search.get("max_users"), search.get("lowest_failing_users")
     return search.get("max_rate"), search.get("lowest_failing_rate")
+
+
+def bracket_cells(row: dict, low, high) -> list[str]:
+    """The tuning table's two bracket cells: rates, or a users search's users (with its goodput)."""
+    if searches_users(row):
+        return [f"{low} users, {max_rate(row):.4g}/s" if low is not None else "-", f"{high} users" if high else "-"]
+    return [f"{low:.4g}" if low is not None else "-", f"{high:.4g}" if high is not None else "-"]
+
+
+def found_text(row: dict) -> str:
+    """What a candidate's search found, as said: `190/s VALID (not at 209/s)`, or `6 users VALID (not 7), goodput
+    3.1/s`."""
+    low, high = bracket(row)
+    if low is None:
+        return "nothing VALID"
+    if searches_users(row):
+        return (f"{low} users VALID{f' (not {high})' if high else ''}, goodput {max_rate(row):.4g} queries/s within"
+                " the budget")  # fmt: skip
+    return f"{low:.4g} queries/s VALID{f' (not VALID at {high:.4g}/s)' if high else ''}"
 
 
 def eligible(row: dict) -> bool:
@@ -68,8 +101,15 @@ def at_rate_key(row: dict, objective: str) -> tuple:
 
 def p99_of(duel: dict) -> str:
     """What the duel compared: the p99 of the latency from the scheduled time, or of a generation search's TTFT or
-    TPOT (bench.run.tune's duel)."""
+    TPOT (bench.run.tune's duel); a users search's goodput."""
+    if duel.get("figure") == "goodput":
+        return "goodput"
     return f"{duel['figure']} p99" if duel.get("figure") else "p99"
+
+
+def duel_load(duel: dict) -> str:
+    """Where the duel ran: at the winner's rate, or with its users."""
+    return f"with {duel['users']} users" if duel.get("users") else f"at {duel['rate']:.4g}/s"
 
 
 def served_by_turns(duel: dict) -> str:
@@ -85,7 +125,7 @@ def slower_since(duel: dict) -> str:
     side = (duel.get("sides") or {}).get("winner") or {}
     if side.get("result") != "INVALID" or duel.get("verdict") == "behind":
         return ""
-    return (f"; in the duel the winner itself was not VALID at {duel['rate']:.4g}/s ({side['reason']}): the machine"
+    return (f"; in the duel the winner itself was not VALID {duel_load(duel)} ({side['reason']}): the machine"
             " served less than in its own probes")
 
 
@@ -141,7 +181,7 @@ class ShapeOutcome:
         if not duel:
             return None
         against = next((configuration(r) for r in self.rows if r.get("case_id") == duel["against"]), duel["against"])
-        head = f"paired with {against} at {duel['rate']:.4g}/s, {served_by_turns(duel)}"
+        head = f"paired with {against} {duel_load(duel)}, {served_by_turns(duel)}"
         if "interval" not in duel:
             return f"{head}: {duel.get('stopped') or duel.get('why') or duel['verdict']}"
         low, high = duel["interval"]
@@ -150,7 +190,7 @@ class ShapeOutcome:
             first = "the highest VALID rate" if self.objective == "rate" else "the lowest p99 in one probe"
             own = "its own search's rate" if self.objective == "rate" else "its own probe's p99"
             worse = "lower" if self.objective == "rate" else "higher"
-            return (f"paired with {leader} ({first}) at {duel['rate']:.4g}/s, {served_by_turns(duel)}: its {p99_of(duel)}"
+            return (f"paired with {leader} ({first}) {duel_load(duel)}, {served_by_turns(duel)}: its {p99_of(duel)}"
                     f" is {duel['ratio']:.3f}x {leader}'s [{low:.3f}, {high:.3f}] (95%), so the paired test puts it"
                     f" ahead, and it is shipped though {own} came out {worse}")  # fmt: skip
         said = {"ahead": "the winner is ahead", "tied": "tied by the paired test",
@@ -163,8 +203,13 @@ class ShapeOutcome:
         generator's few requests a second in probes of a minute), with the probe length that could decide one."""
         from bench.results.server import queries_needed
 
-        last = [((r.get("server") or {}).get("search") or {}) for r in self.rows]
-        last = [s["probes"][-1] for s in last if str(s.get("stopped", "")).startswith("unresolved") and s.get("probes")]
+        last = [search_of(r) for r in self.rows]
+        unresolved = [s for s in last if str(s.get("stopped", "")).startswith("unresolved") and s.get("probes")]
+        if any("max_users" in s for s in unresolved):
+            return (f"; {len(unresolved)} of {len(self.rows)} users searches stopped unresolved: their probes held too"
+                    f" few queries to show p99 under a bound (at least {queries_needed(0)} with none over it); a longer"
+                    " measure.server_seconds can decide them")  # fmt: skip
+        last = [s["probes"][-1] for s in unresolved]
         last = [p for p in last if p.get("rate")]
         if not last:
             return ""
@@ -180,15 +225,20 @@ class ShapeOutcome:
         if self.winner is None:
             return "no configuration had a VALID rate within the accuracy gate" + self.undecided_text()
         if self.runner_up is None:
-            said = ("no other configuration showed a VALID rate (each was pruned, not ahead by more than the search's"
-                    " precision, or outside the accuracy gate)")  # fmt: skip
+            shown = "users count" if searches_users(self.winner) else "rate"
+            said = (f"no other configuration showed a VALID {shown} (each was pruned, not ahead by more than the"
+                    " search's precision, or outside the accuracy gate)")  # fmt: skip
             bounds = [r["tune"].get("upper_bound_per_s") or 0.0 for r in self.rows
                       if str(r["tune"].get("decision", "")).startswith("pruned")]  # fmt: skip
             if bounds and max(bounds) > 0:
-                low = bracket(self.winner)[0]
+                low = max_rate(self.winner)
                 said += (f"; the highest bound of those pruned, {max(bounds):.4g}/s, is {low / max(bounds):.2f}x under"
-                         " its VALID rate")  # fmt: skip
+                         f" its {'goodput' if searches_users(self.winner) else 'VALID rate'}")  # fmt: skip
             return said
+        if searches_users(self.winner):
+            name = configuration(self.runner_up)
+            return (f"{max_rate(self.winner) / max_rate(self.runner_up):.2f}x the runner-up's goodput ({name},"
+                    f" {found_text(self.runner_up)}; searches minutes apart, not a paired interval)")  # fmt: skip
         (w_low, w_high), (r_low, r_high) = bracket(self.winner), bracket(self.runner_up)
         ratio = w_low / r_low
         upper = f"{w_high / r_low:.2f}" if w_high else "open"
@@ -242,15 +292,13 @@ def summary_lines(rows: list[dict]) -> list[str]:
         if outcome.winner is None:
             lines.append(f"{head} nothing to ship: {outcome.margin_text()}")
             continue
-        low, high = bracket(outcome.winner)
-        within = f" (not VALID at {high:.4g}/s)" if high else ""
         tied = "; tied with it: " + ", ".join(configuration(r) for r in outcome.tied) if outcome.tied else ""
         if outcome.close:
             tied += (f"; not ahead of it by more than {outcome.precision:.0%} (by bound or one probe): "
                      + ", ".join(configuration(r) for r in outcome.close))  # fmt: skip
         duel = f"; {outcome.duel_text()}" if outcome.duel else ""
         lines.append(
-            f"{head} ship {configuration(outcome.winner)}: {low:.4g} queries/s VALID{within}; {outcome.margin_text()}"
+            f"{head} ship {configuration(outcome.winner)}: {found_text(outcome.winner)}; {outcome.margin_text()}"
             f"{tied}{duel}. {outcome.trials} trials (probes) and {outcome.seconds:.0f} s for {len(outcome.rows)}"
             " candidates."
         )
@@ -293,10 +341,11 @@ def tuned_suites(manifest: dict, rows: list[dict]) -> list[dict]:
                     model[key] = str((suite_dir / model[key]).resolve())
         backends = [b for b in suite["backends"] if (b.get("name") or b.get("type")) == winner["backend"]]
         defaults = {k: v for k, v in suite["defaults"].items() if v is not None}
-        if isinstance(defaults.get("max_rate_under"), dict):  # unset bounds left out, as a user writes it
-            defaults["max_rate_under"] = {k: v for k, v in defaults["max_rate_under"].items() if v is not None}
+        for key in ("max_rate_under", "max_users_under"):
+            if isinstance(defaults.get(key), dict):  # unset bounds left out, as a user writes it
+                defaults[key] = {k: v for k, v in defaults[key].items() if v is not None}
         defaults.update(
-            scenario="server", seq_lens=[winner["seq_len"]], batch_sizes=[winner["batch_size"]],
+            scenario=winner.get("scenario") or "server", seq_lens=[winner["seq_len"]], batch_sizes=[winner["batch_size"]],
             threads=[winner["threads"]], streams=[winner["streams"]], precisions=[winner["precision"]],
             padding_ratios=[winner.get("padding_ratio") or 0.0],
         )  # fmt: skip

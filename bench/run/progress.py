@@ -127,6 +127,10 @@ class Progress:
                 users = row["closed_loop"]
                 text = (f"    ok  {users['completed']} queries at {users['completed_per_s']:.1f}/s from"
                         f" {users['concurrency']} users  latency from send: median {latency['median']:.2f} ms  {verdict}")  # fmt: skip
+                if users.get("search"):
+                    search = users["search"]
+                    found = f"{search['max_users']} users VALID" if search.get("max_users") else "none VALID"
+                    text = f"    ok  search: {found} after {len(search['probes'])} probes ({search['stopped']})  {verdict}"
         else:
             text = f"    {row['status'].upper()}: {row['reason']}"
         self._say(f"{self._label}\n{text}" if self._bar is not None else text)

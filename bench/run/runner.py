@@ -132,13 +132,15 @@ class Runner:
         return rows
 
     def load_scenarios(self) -> tuple:
-        """LOAD_SCENARIOS, with bench tune's round in place of the server scenario's when the run tunes."""
+        """LOAD_SCENARIOS, with bench tune's round in place of the server and closed-loop scenarios' when the run tunes
+        (its cases are all searches under the budget: bench.run.tune.tuning_suite)."""
         if self.tune_mode is None:
             return LOAD_SCENARIOS
         from bench.run import tune
 
         tuning = (tune.ExhaustiveRound if self.tune_mode == "exhaustive" else tune.TuneRound, tune.tuned_cases, tune.schedule)
-        return tuple(tuning if entry[0] is server.ServerRound else entry for entry in LOAD_SCENARIOS)
+        return tuple(tuning if entry[0] is server.ServerRound else entry for entry in LOAD_SCENARIOS
+                     if entry[0] is not closed_loop.ClosedLoopRound)
 
     def record(self, case: Case, index: int, row: dict, done: dict, finished: set) -> list[dict]:
         """A round's row kept (rounds.jsonl when the case has several); the case's merged row when it is complete."""

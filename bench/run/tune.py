@@ -61,7 +61,7 @@ AT_RATE_RULE = "one probe at the asked rate, the same seeded schedule for every 
 
 
 def tuned_cases(cases: list[Case]) -> list[Case]:
-    return [c for c in cases if c.server and c.search]
+    return [c for c in cases if (c.server or c.closed_loop) and c.search]
 
 
 def shape_of(case: Case) -> tuple:
@@ -131,6 +131,10 @@ def time_fastest_call(load: Load) -> None:
 class Best:
     case_id: str
     rate: float
+    """The highest VALID rate; a users search's goodput at its most users VALID."""
+    users: int | None = None
+    floor: float | None = None
+    """A users search's goodput's lower 95% bound (by its count): what prunes against it."""
 
 
 @dataclasses.dataclass
@@ -148,7 +152,9 @@ class Tried:
 
     @property
     def rate(self) -> float | None:
-        return (self.found or {}).get("max_rate")
+        """The highest VALID rate, or a users search's goodput at its most users VALID: what ranks candidates."""
+        found = self.found or {}
+        return found.get("goodput_per_s") if "max_users" in found else found.get("max_rate")
 
 
 class TuneRound(ServerRound):
@@ -191,7 +197,8 @@ class TuneRound(ServerRound):
             entry.seconds = time.monotonic() - started
             leads = decision in ("searched", "beat the best")
             if entry.passed and leads and entry.rate is not None and (best is None or entry.rate > best.rate):
-                best = Best(load.case.case_id, entry.rate)
+                best = Best(load.case.case_id, entry.rate, (found or {}).get("max_users"),
+                            ((found or {}).get("goodput_interval") or [None])[0])
             if leads and entry.passed is False:
                 entry.decision += ", but fails the accuracy gate: never the best"
             tried.append(entry)
@@ -287,6 +294,12 @@ class TuneRound(ServerRound):
             return None
         other = runner_up or max(others, key=lambda t: (t.rate or 0.0, upper_bound(t.load)))
         case, started = winner.load.case, time.monotonic()
+        if case.closed_loop:
+            from bench.run import users_search
+
+            entry = users_search.duel(winner.load, other.load, best.users, self.runner.duel_pairs, self.users_state)
+            entry["seconds"] = round(time.monotonic() - started, 3)
+            return entry
         bounds = search_bounds(case.search)
         compared = next(iter(bounds))
         seed_key = f"{self.runner.order_seed}:{self.SALT}:{self.index}:duel"
@@ -363,6 +376,8 @@ class TuneRound(ServerRound):
     def decide(self, load: Load, best: Best | None):
         """(decision, what the probes found or None, what finish_with adds to the row or None)."""
         case = load.case
+        if case.closed_loop:
+            return self.decide_users(load, best)
         seed_key = f"{self.runner.order_seed}:{self.SALT}:{self.index}:{case.case_id}"
         counter = self.runner.job_dir(case) / "queries.counter"
         precision = case.search["precision"]
@@ -383,6 +398,36 @@ class TuneRound(ServerRound):
         if found.get("max_rate") is not None:
             return "beat the best", found, self.figures(case, found, shown)
         return f"{CLOSE}: not VALID at the best's {best.rate:g}/s x {1 + precision:g}", found, self.figures(case, found, shown)
+
+    def users_state(self, load: Load):
+        return self.runner.job_dir(load.case) / "users.state"
+
+    def decide_users(self, load: Load, best: Best | None):
+        """A closed-loop candidate (bench tune --users): pruned when its bound is under the lower 95% bound of the best
+        goodput so far, not ahead by more than the precision when under the best × (1 + precision), else its users
+        searched (from the best's users, where there is a best) and ranked by its goodput at its most users VALID."""
+        from bench.run.users import users_figures
+        from bench.run.users_search import search_users
+
+        precision = load.case.search["precision"]
+        bound = upper_bound(load)
+        if best is not None and not self.exhaustive:
+            floor = best.floor if best.floor is not None else best.rate
+            if bound < floor:
+                return (f"pruned: at most {bound:.3g}/s by its fastest call, under the best's goodput {best.rate:.4g}/s"
+                        f" (at least {floor:.4g}/s, 95%)"), None, None  # fmt: skip
+            if bound < best.rate * (1 + precision):
+                return (f"{CLOSE}: at most {bound:.3g}/s by its fastest call, under the best's goodput {best.rate:.4g}/s"
+                        f" x {1 + precision:g}"), None, None  # fmt: skip
+        found, shown = search_users(load, self.users_state(load))
+        goodput = found.get("goodput_per_s")
+        if best is None or self.exhaustive:
+            decision = "searched"
+        elif goodput is not None and goodput > best.rate:
+            decision = "beat the best"
+        else:
+            decision = f"searched: goodput not above the best's {best.rate:.4g}/s"
+        return decision, found, users_figures(found, shown)
 
     def figures(self, case: Case, found: dict, shown):
         """What finish_with adds to the row: the shown probe's figures and the search, as a server row has them."""
@@ -405,24 +450,30 @@ class ExhaustiveRound(TuneRound):
     exhaustive = True
 
 
-def tuning_suite(suite, budget: dict[str, float]):
+def tuning_suite(suite, budget: dict[str, float], users: bool = False):
     """The suite as `bench tune` runs it: every case a server rate search under the `budget` (bench.cli.tune: p99_ms,
-    or ttft_ms and tpot_ms; the suite's search precision and probe budget kept), in one round."""
+    or ttft_ms and tpot_ms; the suite's search precision and probe budget kept), in one round; with `users`, a
+    closed-loop users search under it instead (bench.run.users_search)."""
     from bench.errors import BenchError
-    from bench.plan.suite import Measure, RateSearch
+    from bench.plan.suite import GenerationSlo, Measure, RateSearch, UsersSearch
 
     bounded = [key for key in ("ttft_ms", "tpot_ms") if key in budget]
     for model in suite.models if bounded else []:
         if not (model.task == "text-generation" and (model.generate or suite.defaults.generate) is not None):
             raise BenchError(f"tune: --budget: {bounded[0]} bounds the tokens of text generation cases (generate), and"
                              f" model {model.name!r} generates nothing: give p99_ms=MS for it")  # fmt: skip
-    given = next((lv.max_rate_under for lv in (suite.defaults, *suite.models, *suite.backends) if lv.max_rate_under), None)
+    levels = (suite.defaults, *suite.models, *suite.backends)
+    given = next((lv.max_rate_under or lv.max_users_under for lv in levels if lv.max_rate_under or lv.max_users_under),
+                 None)  # fmt: skip
     kept = given.model_dump(exclude={"p99_ms", "ttft_ms", "tpot_ms", "start"}) if given else {}
-    search = RateSearch(**budget, **kept)
-    cleared = {"scenario": None, "rates": None, "p99_ms": None, "max_rate_under": None, "concurrency": None}
+    cleared = {"scenario": None, "rates": None, "p99_ms": None, "max_rate_under": None, "max_users_under": None,
+               "concurrency": None, **({"dynamic_batching": None} if users else {})}  # a closed loop batches nothing
     measure = (suite.defaults.measure or Measure()).model_copy(update={"rounds": 1})
-    defaults = suite.defaults.model_copy(update={**cleared, "scenario": "server", "max_rate_under": search,
-                                                 "measure": measure})  # fmt: skip
+    searched = ({"scenario": "closed-loop", "max_users_under": UsersSearch(**budget, **kept)} if users
+                else {"scenario": "server", "max_rate_under": RateSearch(**budget, **kept)})
+    if users and bounded and not any(lv.slo for lv in levels):  # goodput: the requests within the budget
+        searched["slo"] = GenerationSlo(**{key: budget[key] for key in bounded})
+    defaults = suite.defaults.model_copy(update={**cleared, **searched, "measure": measure})
     return suite.model_copy(update={
         "defaults": defaults,
         "models": [m.model_copy(update=cleared) for m in suite.models],

@@ -41,7 +41,8 @@ def start_run(suite_path: str, out: str | None, filters: list[str], cpus_text: s
         from bench.run.tune import tuning_suite
 
         def adjust(suite):
-            return tuning_suite(suite, tune.get("budget") or {"p99_ms": tune["budget_p99_ms"]})  # older runs' resume
+            budget = tune.get("budget") or {"p99_ms": tune["budget_p99_ms"]}  # older runs' resume
+            return tuning_suite(suite, budget, users=bool(tune.get("users")))
 
     checked = check_suite(suite_path, filters, allow_large, adjust)
     suite, path, cases = checked.suite, checked.path, checked.cases
