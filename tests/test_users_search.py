@@ -193,7 +193,7 @@ def test_a_copy_of_the_winner_reads_apart_in_the_users_duel_at_most_as_often_as_
 def test_a_runner_up_a_third_slower_per_call_mostly_reads_behind_in_the_users_duel_under_drift(monkeypatch, tmp_path):
     found = duels(monkeypatch, tmp_path, 1.33, 60, seed=4)
     verdicts = [d["verdict"] for d in found]
-    assert verdicts.count("behind") == 0 and verdicts.count("ahead") >= 50, verdicts
+    assert verdicts.count("behind") == 0 and verdicts.count("ahead") >= 42, verdicts  # 81 of 100 in docs/scenarios.md
     assert all(d["ratio"] < 1 for d in found if "ratio" in d)
 
 

@@ -539,8 +539,10 @@ TUNE_LEGEND = (
     " the runner-up serve short segments of the same schedules at the winner's rate by turns, one probe's length of"
     " queries each (the duel): the ratio of their p99s, segment by segment, with its interval. With --objective"
     " latency or memory, each candidate whose bound reaches the asked rate serves it once, and the winner is the one"
-    " VALID there with the lowest p99 or resident memory. A trial is one probe; the duel's are two, a side each"
-    " (docs/scenarios.md)."
+    " VALID there with the lowest p99 or resident memory. With --users, each candidate's closed-loop users are"
+    " searched instead (p99 from the send), ranked by goodput at the most users VALID, pruned when the bound is under"
+    " the best goodput's lower 95% bound; the duel compares goodputs with the winner's users. A trial is one probe;"
+    " the duel's are two, a side each (docs/scenarios.md)."
 )
 
 

@@ -76,7 +76,7 @@ class Progress:
             + (f" pad{case.padding_ratio:g}" if case.padding_ratio else "")
             + (f" x{case.streams} {case.scenario}" if case.under_load else "")
             + ((" rate search" if case.search else f" at {case.rate:g}/s") if case.server else "")
-            + (f" {case.concurrency} users" if case.closed_loop else "")
+            + ((" users search" if case.search else f" {case.concurrency} users") if case.closed_loop else "")
             + (f"  round {round_index + 1}/{rounds}" if rounds > 1 and round_index < rounds else "")
             + (f"  round {round_index + 1} (up to {case.measure.get('max_rounds')})" if round_index >= rounds else "")
         )

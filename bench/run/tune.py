@@ -31,7 +31,13 @@ a second within the budget, which has the lowest p99, or the least resident memo
 A candidate whose bound is under R is pruned; every other one serves the same seeded schedule at R once, and the
 winner is the one VALID there, within the gate, lowest on the objective. A latency winner duels the next lowest.
 
-A *trial* is one probe: one configuration at one offered rate. `--exhaustive` searches every candidate fully, as
+`--users` asks what a client of fixed concurrency asks: the candidates are closed-loop cases whose users are searched
+under the budget from each query's send (bench.run.users_search), ranked by their goodput at their most users VALID.
+A candidate is pruned when its bound is under the lower end of the best goodput's 95% interval (by its count), not
+ahead by more than the precision when under the best × (1 + precision), else searched from its own Little's-law
+start; the duel runs the winner's users on both by turns and compares goodputs.
+
+A *trial* is one probe: one configuration at one offered rate (or one users count). `--exhaustive` searches every candidate fully, as
 `bench run` would, for the cost of the whole grid and the check that tuning picks the same winner. Each row keeps
 its decision in `tune`; bench.results.tune says what won, what it cost and how sure it is.
 """

@@ -129,12 +129,12 @@ def search_users(load: Load, state, start: int | None = None) -> tuple[dict, dic
             low, best = users, last
         else:
             high = users if high is None else min(high, users)
-        if low is None and record["result"] != "VALID" and users == 1:
-            stopped = f"not VALID with one user: {record['reason']}"
-            break
         if low is None and record["result"] == "unresolved" and record["queries_needed"] <= queries_needed(0):
             stopped = (f"unresolved at {users} users: {record['queries']} queries in the longest probe allowed, none"
                        " over the bound, and fewer users send no more; a longer measure.server_seconds can decide it")  # fmt: skip
+            break
+        if low is None and record["result"] != "VALID" and users == 1:
+            stopped = f"{'unresolved' if record['result'] == 'unresolved' else 'not VALID'} with one user: {record['reason']}"
             break
         if high is None or low is None:
             moves += 1
