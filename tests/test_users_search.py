@@ -14,8 +14,9 @@ from bench.plan.matrix import dropped_combinations, expand
 from bench.plan.suite import load_suite
 from bench.run import users_search
 from bench.run.tune import Best, ExhaustiveRound, TuneRound, Tried
-from conftest import TINY_GPT2, TINY_MODEL, bench_cli, two_cpus, write_suite
+from conftest import TINY_MODEL, bench_cli, two_cpus, write_suite
 from test_paired_stats import DRIFT, drift_trace
+from test_tune import GENERATION_SPACE, named_rows, tuned
 
 
 class SimulatedLoop:
@@ -111,23 +112,6 @@ def test_a_probe_too_short_to_decide_ends_the_search_only_when_none_of_its_queri
     assert "1 of 1 users searches stopped unresolved" in " ".join(summary_lines([row]))
 
 
-def tuned(round_class, loads, tmp_path, pairs: int = 4) -> dict[str, dict]:
-    rounds = round_class.__new__(round_class)
-    rounds.runner = SimpleNamespace(order_seed=7, job_dir=lambda case: tmp_path, duel_pairs=pairs, tune_objective="rate",
-                                    tune_rate=None)  # fmt: skip
-    rounds.index = 0
-    rows = {}
-
-    def finish(load, figures):
-        rows[load.case.case_id] = {"status": "ok", "accuracy": {"passed": load.passes}}
-        if figures is not None:
-            figures(rows[load.case.case_id])
-        return rows[load.case.case_id]
-
-    rounds.tune(loads, finish)
-    return rows
-
-
 CANDIDATES = [("a", 1, 10.0), ("b", 2, 18.0), ("c", 1, 25.0), ("d", 2, 40.0), ("e", 1, 9.5), ("f", 2, 60.0),
               ("g", 1, 11.5)]  # fmt: skip
 
@@ -154,8 +138,7 @@ def test_tuning_users_finds_the_exhaustive_grids_winner_with_a_fraction_of_its_t
     assert trials <= 0.5 * sum(r["tune"]["trials"] for r in exhaustive.values()), decisions
     duel = tuned_rows[best]["tune"]["duel"]
     assert duel["users"] == tuned_rows[best]["closed_loop"]["search"]["max_users"] and duel["trials"] == 2
-    named = [{**r, "case_id": k, "backend": k, "model": "m", "task": "t", "seq_len": 32, "batch_size": 1, "threads": 1,
-              "streams": 1, "precision": "fp32", "search": {"p99_ms": 100.0}} for k, r in tuned_rows.items()]  # fmt: skip
+    named = named_rows(tuned_rows)
     [outcome] = outcomes(named)
     assert outcome.winner["case_id"] == best and outcome.trials == trials + 2
     line = " ".join(summary_lines(named))
@@ -255,22 +238,6 @@ def test_a_real_users_search_finds_the_most_users_under_the_bound_from_the_send(
     assert f"search: {search['max_users']} users VALID" in result.stderr or not search["max_users"], result.stderr
 
 
-GENERATORS = """\
-name: users-generation
-defaults:
-  threads: [1]
-  streams: [1, 2]
-  precisions: [fp32]
-  generate: {prompt_lens: [16], new_tokens: [2]}
-  measure: {warmup: 1, min_iterations: 3, min_seconds: 0.05, max_seconds: 2, timeout: 300, server_seconds: 1}
-  max_rate_under: {p99_ms: 1000, precision: 0.25, max_probes: 4}
-""" + TINY_GPT2 + """\
-backends:
-  - name: eager
-    type: pytorch
-"""
-
-
 @two_cpus
 @pytest.mark.slow
 def test_a_real_tuning_run_over_users_searches_each_split_under_ttft_and_tpot_and_writes_a_users_suite(tmp_path):
@@ -278,14 +245,14 @@ def test_a_real_tuning_run_over_users_searches_each_split_under_ttft_and_tpot_an
     the send (the suite's own search settings kept, its rate search set aside), goodput counted against the budget,
     and the suite written for the winner searches its users again."""
     out = tmp_path / "out"
-    result = bench_cli("tune", write_suite(tmp_path, GENERATORS), "--budget", "ttft_ms=150,tpot_ms=50", "--users",
+    result = bench_cli("tune", write_suite(tmp_path, GENERATION_SPACE), "--budget", "ttft_ms=150,tpot_ms=50", "--users",
                        "--out", out, "--duel-pairs", "2")  # fmt: skip
     assert result.returncode in (0, 1), result.stdout + result.stderr
     rows = sorted(map(json.loads, (out / "results.jsonl").read_text().splitlines()), key=lambda r: r["tune"]["order"])
     assert sorted(r["streams"] for r in rows) == [1, 2] and all(r["scenario"] == "closed-loop" for r in rows)
     search = rows[0]["closed_loop"]["search"]
     assert (search["ttft_ms"], search["tpot_ms"], "p99_ms" in search) == (150, 50, False)
-    assert all(set(p["bounds"]) == {"TTFT", "TPOT"} for p in search["probes"]) and len(search["probes"]) <= 4
+    assert all(set(p["bounds"]) == {"TTFT", "TPOT"} for p in search["probes"]) and len(search["probes"]) <= 3
     if search["max_users"]:
         generation = rows[0]["closed_loop"]["generation"]
         assert generation["slo"] == {"ttft_ms": 150, "tpot_ms": 50} and generation["goodput_per_s"][0] > 0

@@ -154,8 +154,8 @@ class RateSearch(StrictModel):
 
 
 class UsersSearch(RateSearch):
-    """Closed loop: the most users whose result is VALID under the p99 bounds (from each query's send), found by
-    doubling then bisecting (GuideLLM's concurrency search)."""
+    """Closed loop: the most users whose result is VALID under the p99 bounds (from each query's send), found in steps
+    from a Little's-law start (doubling from a `start` given), then bisecting: GuideLLM's concurrency search."""
 
     start: Optional[int] = Field(  # type: ignore[assignment]
         None, ge=1, le=4096,
