@@ -13,7 +13,7 @@ import yaml
 from bench.plan.matrix import expand
 from bench.plan.suite import load_suite
 from bench.run import server
-from bench.results.tune import CLOSE
+from bench.results.tune import CLOSE, duel_verdict
 from bench.run.tune import ExhaustiveRound, TuneRound, tuning_suite
 from conftest import TINY_GPT2, TINY_MODEL, bench_cli, two_cpus, write_suite
 from test_paired_stats import DRIFT, drift_trace
@@ -167,6 +167,18 @@ def test_where_every_search_stopped_unresolved_the_answer_says_how_long_a_probe_
     rows = [row("ort", 0, 2.0), row("openvino", 1, 1.5)]
     rows[0]["server"]["search"]["probes"][-1]["queries_needed"] = 1001  # 3 of them over the bound
     assert summary_lines(rows)[0].endswith("measure.server_seconds of 306 s or more could decide the first of them")
+
+
+@pytest.mark.parametrize("better", ["lower", "higher"])
+def test_a_duels_verdict_follows_which_way_its_figure_is_better(better):
+    runner_up_higher = [math.log(r) for r in (1.10, 1.12, 1.09, 1.11)]
+    entry = duel_verdict({}, runner_up_higher, better)
+    assert entry["interval"][0] <= entry["ratio"] <= entry["interval"][1]
+    assert entry["interval"][0] > 1
+    assert entry["verdict"] == ("ahead" if better == "lower" else "behind")
+    flipped = duel_verdict({}, [-x for x in runner_up_higher], better)["verdict"]
+    assert flipped == ("behind" if better == "lower" else "ahead")
+    assert duel_verdict({}, [0.05, -0.05, 0.04, -0.04], better)["verdict"] == "tied"
 
 
 def test_a_duel_that_puts_the_runner_up_ahead_makes_it_the_winner_and_its_suite():

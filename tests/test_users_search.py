@@ -24,9 +24,10 @@ class SimulatedLoop:
     first served by the load's streams, each call the load's `service_ms` with a little deterministic wobble, times the
     machine's speed level at the call's start when a drift trace is given. Each run takes its length of one clock."""
 
-    def __init__(self, rng=None, drift: dict | None = None):
+    def __init__(self, rng=None, drift: dict | None = None, jitter=None):
         self.clock_s = 0.0
         self.trace = drift_trace(rng, 3600.0, drift["switch_s"], drift["level_sd"]) if drift else None
+        self.jitter = jitter  # a numpy Generator: each call's wobble drawn at random (lognormal, sd 0.3) instead
 
     def level(self, at_s: float) -> float:
         if self.trace is None:
@@ -44,7 +45,7 @@ class SimulatedLoop:
                 continue
             stream = free.index(min(free))
             begin = max(sent, free[stream])
-            wobble = 1 + 0.2 * math.sin(len(queries) * 2.3)
+            wobble = self.jitter.lognormal(0, 0.3) if self.jitter else 1 + 0.2 * math.sin(len(queries) * 2.3)
             free[stream] = begin + round(load.service_ms * wobble * self.level(self.clock_s + begin / 1e9) * 1e6)
             queries.append((user, sent, begin, free[stream]))
             heapq.heappush(sends, (free[stream], user))
@@ -84,6 +85,24 @@ def test_the_search_brackets_the_most_users_valid_as_every_count_tried_shows(mon
     low_g, high_g = found["goodput_interval"]
     assert low_g < found["goodput_per_s"] < high_g <= 1.2 * found["goodput_per_s"]
     assert found["goodput_per_s"] <= streams * 1000 / (0.8 * service_ms)  # no more than the streams can serve
+
+
+def test_a_probes_goodput_interval_holds_the_goodput_of_its_users_at_least_95_times_in_100_where_only_calls_vary(
+    monkeypatch, tmp_path
+):
+    """The interval is the count's (Poisson): calls of random length (lognormal, sd 0.3), no drift, the truth the
+    goodput of one run 500 times a probe's length. A closed loop counts more evenly than Poisson, so it holds more
+    often than 95%. What it leaves out, the machine's drift between probes, docs/scenarios.md states with figures."""
+    rng = np.random.default_rng(3)
+    loop = SimulatedLoop(jitter=rng)
+    monkeypatch.setattr(users_search, "run_users", loop)
+    load = candidate("a", 2, 10.0, 100.0)
+    seconds = users_search.probe_seconds(load.case, 8, load.service_ms)
+    truth = users_search.run_probe(load, 8, tmp_path, seconds=500 * seconds)["record"]["goodput_per_s"]
+    probes = [users_search.run_probe(load, 8, tmp_path)["record"] for _ in range(200)]
+    held = sum(p["goodput_interval"][0] <= truth <= p["goodput_interval"][1] for p in probes)
+    assert held >= 182, held  # a true 95% holds at least 182 of 200 with probability 0.99
+    assert np.std(np.log([p["goodput_per_s"] for p in probes])) > 0.005  # the count does vary
 
 
 def test_a_budget_no_users_count_meets_stops_at_one_user_and_says_so(monkeypatch, tmp_path):

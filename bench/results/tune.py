@@ -19,6 +19,25 @@ best × (1 + precision). A probe at the best rate itself cannot tell it tied fro
 knee moves with the machine's speed); the duel's paired test can, and takes the closest of them."""
 
 
+def duel_verdict(entry: dict, logs: list[float], better: str) -> dict:
+    """A duel's ratio (the runner-up's figure over the winner's: the geometric mean of its pairs' ratios), the 95% t
+    interval of the pairs' log ratios, and the verdict: "ahead" where the interval puts the winner ahead, "behind"
+    where it puts the runner-up ahead, else "tied". `better` is "lower" for a figure such as a p99, "higher" for a
+    goodput. At least two log ratios."""
+    import math
+    import statistics
+
+    from scipy import stats
+
+    mean, spread = statistics.fmean(logs), statistics.stdev(logs)
+    half = stats.t.ppf(0.975, len(logs) - 1) * spread / math.sqrt(len(logs)) if spread > 0 else 0.0
+    entry["ratio"] = round(math.exp(mean), 4)
+    entry["interval"] = [round(math.exp(mean - half), 4), round(math.exp(mean + half), 4)]
+    winner_margin = mean if better == "lower" else -mean
+    entry["verdict"] = "ahead" if winner_margin - half > 0 else "behind" if winner_margin + half < 0 else "tied"
+    return entry
+
+
 def tuned_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("tune")]
 

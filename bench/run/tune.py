@@ -47,11 +47,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import statistics
 import time
 
 from bench.job import Case
-from bench.results.tune import CLOSE
+from bench.results.tune import CLOSE, duel_verdict
 from bench.run.offline import Load
 from bench.run.paired import schedule as paired_schedule
 from bench.run.queueing import modelled_rate
@@ -289,8 +288,6 @@ class TuneRound(ServerRound):
         winner's, segment by segment, with a t interval of their log ratios; each side judged VALID or not over its
         segments together. The p99 is the first figure the search bounds: the latency from the scheduled time, else
         (a generation search) the TTFT, else the TPOT."""
-        from scipy import stats
-
         from bench.measure.stats import percentile_summary
         from bench.results.server import BOUNDS, bounded_figures, judge, search_bounds
 
@@ -360,18 +357,7 @@ class TuneRound(ServerRound):
             else:
                 entry["verdict"] = "too few pairs with both p99s served to compare"
             return entry
-        mean = statistics.fmean(logs)
-        spread = statistics.stdev(logs)
-        half = stats.t.ppf(0.975, len(logs) - 1) * spread / math.sqrt(len(logs)) if spread > 0 else 0.0
-        entry["ratio"] = round(math.exp(mean), 4)
-        entry["interval"] = [round(math.exp(mean - half), 4), round(math.exp(mean + half), 4)]
-        if mean - half > 0:
-            entry["verdict"] = "ahead"
-        elif mean + half < 0:
-            entry["verdict"] = "behind"
-        else:
-            entry["verdict"] = "tied"
-        return entry
+        return duel_verdict(entry, logs, better="lower")
 
     def say(self, text: str) -> None:
         """A line as each candidate is decided: a shape's round reports its rows only at its end."""

@@ -26,6 +26,17 @@ def run_users(load: Load, users: int, seconds: float, state) -> dict | None:
     return {"start_ns": start_ns, "queries": queries, "tokens": tokens, "answers": answers}
 
 
+def send_latencies_ms(served: dict) -> list[float]:
+    """Each query's latency from its send, in milliseconds, unrounded."""
+    return [(end - sent) / 1e6 for _, sent, _, end in served["queries"]]
+
+
+def served_span_s(served: dict) -> float:
+    """From the run's start to its last answer, in seconds."""
+    start_ns = served["start_ns"]
+    return (max((end for *_, end in served["queries"]), default=start_ns) - start_ns) / 1e9
+
+
 def round_entry(case, served: dict, seconds: float, users: int | None = None) -> dict:
     """The row's `closed_loop` entry for one round (this module's docstring); `users`: a users search's probe's, in
     place of the case's `concurrency`."""
@@ -34,8 +45,7 @@ def round_entry(case, served: dict, seconds: float, users: int | None = None) ->
     def ms(ns: int) -> float:
         return round((ns - start_ns) / 1e6, 3)
 
-    latency = [(end - sent) / 1e6 for _, sent, _, end in queries]
-    span_s = (max((end for *_, end in queries), default=start_ns) - start_ns) / 1e9
+    latency, span_s = send_latencies_ms(served), served_span_s(served)
     steal = [(a.get("interference") or {}).get("steal") or 0.0 for a in served["answers"]]
     records = {
         "user": [q[0] for q in queries], "sent_ms": [ms(q[1]) for q in queries],

@@ -22,7 +22,8 @@ import math
 
 from bench.job import Case
 from bench.measure.stats import percentile_summary
-from bench.run.users import round_entry, run_users
+from bench.results.tune import duel_verdict
+from bench.run.users import round_entry, run_users, send_latencies_ms, served_span_s
 from bench.run.offline import Load
 from bench.run.server import CLOSE_MOVES, DECIDING_QUERIES, LONGEST_PROBE_S
 
@@ -65,11 +66,10 @@ def judged_probe(case: Case, served: dict, seconds: float, users: int) -> dict:
     records = entry["records"][0]
     sent = {"scheduled_ms": records["sent_ms"], "done_ms": records["done_ms"],
             **({"first_token_ms": records["first_token_ms"]} if "first_token_ms" in records else {})}  # fmt: skip
-    latencies = [done - origin for origin, done in zip(records["sent_ms"], records["done_ms"])]
+    latencies, span_s = send_latencies_ms(served), served_span_s(served)
     figures = bounded_figures(bounds, latencies, [sent], case.new_tokens)
     judged = judge(bounds, figures, len(latencies))
     met = sum(all(figures[key][i] <= bound for key, bound in bounds.items()) for i in range(len(latencies)))
-    span_s = entry["completed"] / entry["completed_per_s"] if entry["completed_per_s"] else 0.0
     record = {
         "users": users, "result": "unresolved" if too_few(judged) else judged["result"], "reason": judged["reason"],
         "queries": len(latencies), "seconds": round(seconds, 3), "completed_per_s": entry["completed_per_s"],
@@ -89,7 +89,8 @@ def judged_probe(case: Case, served: dict, seconds: float, users: int) -> dict:
 
 def count_interval(count: int) -> tuple[float, float]:
     """A 95% interval of the mean of a Poisson count seen as `count` (the exact chi-square one): how far a goodput
-    measured over one probe can be from the rate it estimates, by counting alone."""
+    measured over one probe can be from the rate it estimates, by counting alone. A closed loop counts more evenly
+    than Poisson, so it is wide for that; the machine's drift between probes is not in it (docs/scenarios.md)."""
     from scipy.stats import chi2
 
     low = chi2.ppf(0.025, 2 * count) / 2 if count else 0.0
@@ -107,11 +108,11 @@ def run_probe(load: Load, users: int, state, seconds: float | None = None) -> di
 
 
 def search_users(load: Load, state, start: int | None = None) -> tuple[dict, dict | None]:
-    from bench.results.server import queries_needed
-
     """The search (this module's docstring): what it found, every probe included, and the `closed_loop` entry of the
     probe a row shows (the most users VALID, else the last). `start`: the first users (default: the suite's, else
     `modelled_users`)."""
+    from bench.results.server import queries_needed
+
     case = load.case
     search = case.search
     users = start or search.get("start") or modelled_users(case, load.fastest_ms or load.call_ms)
@@ -213,10 +214,6 @@ def duel(winner: Load, other: Load, users: int, count: int, state_of) -> dict:
 def paired_verdict(entry: dict) -> dict:
     """The duel's ratio, interval and verdict from its pairs' goodputs (a segment where either served none is left
     out; where only the runner-up's were none, every time, the winner is ahead)."""
-    import statistics
-
-    from scipy import stats
-
     pairs = entry["pairs"]
     logs = [math.log(p["runner-up"]["goodput_per_s"] / p["winner"]["goodput_per_s"]) for p in pairs
             if p["winner"]["goodput_per_s"] and p["runner-up"]["goodput_per_s"]]  # fmt: skip
@@ -226,9 +223,4 @@ def paired_verdict(entry: dict) -> dict:
         else:
             entry["verdict"] = "too few pairs with both goodputs above none to compare"
         return entry
-    mean, spread = statistics.fmean(logs), statistics.stdev(logs)
-    half = stats.t.ppf(0.975, len(logs) - 1) * spread / math.sqrt(len(logs)) if spread > 0 else 0.0
-    entry["ratio"] = round(math.exp(mean), 4)
-    entry["interval"] = [round(math.exp(mean - half), 4), round(math.exp(mean + half), 4)]
-    entry["verdict"] = "ahead" if mean + half < 0 else "behind" if mean - half > 0 else "tied"
-    return entry
+    return duel_verdict(entry, logs, better="higher")
