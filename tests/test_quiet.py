@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from bench.run.quiet import BUSY_SHARE_MAX, SAMPLE_S, sample, wait_for_quiet, warnings_of
+from bench.run.paired import name_others
+from bench.run.quiet import BUSY_SHARE_MAX, SAMPLE_S, kernel_threads, sample, wait_for_quiet, warnings_of
 from conftest import TINY_SUITE, bench_cli, write_suite
 from test_interference import busy_process
 
@@ -51,6 +52,23 @@ def test_cpus_that_stay_busy_are_waited_for_up_to_the_limit_then_measured_with_a
     assert "still busy" in fake.said[-1] and len(fake.said) >= 3  # said again every few seconds of waiting
     (warning,) = warnings_of(entry)
     assert "were busy before the case" in warning and "4242 compiler" in warning
+
+
+def test_a_kernel_thread_that_took_the_cpus_is_said_in_a_users_words_with_how_to_stop_it():
+    damon = {"pid": 106, "name": "kdamond.1", "cpu_percent": 5, "last_cpu": 0}
+    others = [{"pid": 7, "name": "kswapd0", "cpu_percent": 2, "last_cpu": 1},
+              {"pid": 4242, "name": "compiler", "cpu_percent": 97, "last_cpu": 1}]  # fmt: skip
+    said = kernel_threads([damon, *others])
+    assert len(said) == 2 and said[0].startswith("kdamond.1 is the kernel's DAMON")
+    assert "/sys/kernel/mm/damon/admin/kdamonds/1/state" in said[0] and "free memory" in said[1]
+    fake = FakeTime([{"busy_share": 0.3, "top_processes": [damon]}])
+    fake.wait(0)
+    assert "kdamonds/1/state" in fake.said[-1]
+    row = {"interference": {"contaminated_blocks": 3},
+           "warnings": ["contaminated: other processes used the pinned CPUs", "unstable"]}  # fmt: skip
+    name_others(row, [damon])
+    assert row["warnings"][0].endswith(f"106 kdamond.1 (5% of a CPU) ({said[0]})") and row["warnings"][1] == "unstable"
+    assert kernel_threads(others[1:]) == []
 
 
 def test_no_waiting_still_checks_and_records():

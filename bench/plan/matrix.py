@@ -52,6 +52,9 @@ def case_id(params: dict) -> str:
         identity.pop("concurrency", None)
     if not identity.get("batching"):
         identity.pop("batching", None)
+    allocator = (params.get("measure") or {}).get("allocator", "glibc")
+    if allocator != "glibc":
+        identity["allocator"] = allocator  # the default keeps the ids cases had before the allocator was chosen
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     pad = f"-p{params['padding_ratio']:g}" if params["padding_ratio"] else ""
     new = f"-n{params['new_tokens']}" if params.get("new_tokens") else ""

@@ -66,6 +66,12 @@ class Measure(StrictModel):
         " under 100 ms, so a process's pairs average over layouts instead of keeping the level one layout sets"
         " (docs/paired.md); `keep` leaves it.",
     )
+    allocator: Optional[Literal["glibc", "steady"]] = Field(
+        None,
+        description="`glibc` (default): the C library's malloc as a process gets it; `steady`: its mmap and trim"
+        " thresholds fixed before the model loads, so calls take no page faults for their buffers and every process"
+        " of a case lands in the same state (bench/worker/allocator.py, docs/paired.md).",
+    )
     round_seconds: Optional[float] = Field(
         None, gt=0, le=86400,
         description="Paired: a process round starts no pass that would end past this many seconds of passes (at"
@@ -88,8 +94,8 @@ class Measure(StrictModel):
 
 DEFAULT_MEASURE = {
     "warmup": 3, "min_iterations": 10, "min_seconds": 1.0, "max_seconds": 10.0, "timeout": 600.0, "rounds": 1, "retries": 2,
-    "paired": False, "passes": 8, "block_seconds": 0.2, "heap_layout": "redraw", "round_seconds": 60.0,
-    "server_seconds": 10.0,
+    "paired": False, "passes": 8, "block_seconds": 0.2, "heap_layout": "redraw", "allocator": "glibc",
+    "round_seconds": 60.0, "server_seconds": 10.0,
 }  # fmt: skip
 
 

@@ -105,9 +105,31 @@ def named(processes: list[dict], unit: str = "% of a CPU") -> str:
     return ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}{unit})" for p in processes)
 
 
+KERNEL_THREADS = {
+    "kdamond": "the kernel's DAMON monitor paging memory out; as root, `echo off > "
+               "/sys/kernel/mm/damon/admin/kdamonds/{index}/state` stops it (`on` restores it)",
+    "kswapd": "the kernel reclaiming memory: free memory ran short",
+    "kcompactd": "the kernel compacting memory",
+}  # fmt: skip
+"""Kernel threads that take CPU time from a case of its own, named by the thread's name without its number."""
+
+
+def kernel_threads(processes: list[dict]) -> list[str]:
+    """What each known kernel thread among `processes` is, in a user's words (KERNEL_THREADS)."""
+    import re
+
+    said = []
+    for process in processes:
+        found = re.fullmatch(r"([a-z]+)\.?(\d*)", process["name"])
+        if found and found.group(1) in KERNEL_THREADS:
+            said.append(f"{process['name']} is " + KERNEL_THREADS[found.group(1)].format(index=found.group(2) or "0"))
+    return said
+
+
 def describe(check: dict) -> str:
     who = named(check["top_processes"], "%") or "unknown"
-    return f"{check['busy_share']:.0%} busy with other processes; most CPU: {who}"
+    said = "".join(f" ({text})" for text in kernel_threads(check["top_processes"]))
+    return f"{check['busy_share']:.0%} busy with other processes; most CPU: {who}{said}"
 
 
 def wait_for_quiet(

@@ -13,6 +13,7 @@ import sys
 import time
 
 from bench.job import Job
+from bench.worker import allocator
 from bench.worker.answer import answer
 
 HIDDEN_MODULES = ("sklearn",)
@@ -90,6 +91,7 @@ def shift_layout() -> int:
 def prepare_case(job: Job) -> PreparedCase:
     """Load and prepare the case's backend (export, compile, quantize): everything before its first call."""
     inject_fault(job.case.case_id)
+    allocator.apply(job.case.measure.get("allocator", "glibc"))
     shift_layout()
     from bench.backends import backend_class
     from bench.measure.inputs import make_inputs
@@ -182,6 +184,7 @@ def effective(backend) -> dict:
         "start": os.environ.get(START_VAR, "cold"),
         "fork_server": os.getppid() if os.environ.get(START_VAR) == "warm" else None,
         "layout_shift_bytes": shift_layout(),
+        "allocator": allocator.state(),
         "versions": versions,
         "backend": backend_reported,
         "cpu_view": cpu_view(),
