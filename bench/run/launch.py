@@ -156,7 +156,8 @@ def run_child(
                 stop_group(proc)
             returncode = proc.wait()
         finally:
-            kill_group(proc.pid, signal.SIGKILL)  # stragglers the child left behind
+            kill_group(proc.pid, signal.SIGKILL)  # stragglers the child left behind, or the child when the run stopped
+            wait_group_gone(proc.pid)
     wall = time.monotonic() - start
     return outcome_of(read_envelope(result_path), returncode, timed_out, timeout, wall, tail(output_path))
 
@@ -205,8 +206,14 @@ def end_group(proc: subprocess.Popen, within: float = 10.0) -> None:
     the kernel kills asynchronously, is gone too."""
     kill_group(proc.pid)
     proc.wait()
+    wait_group_gone(proc.pid, within)
+
+
+def wait_group_gone(pgid: int, within: float = 10.0) -> None:
+    """Wait (up to `within` s) until no process of group `pgid` runs: the kernel tears a killed group down
+    asynchronously, and a large process takes a while to give back its memory."""
     deadline = time.monotonic() + within
-    while group_running(proc.pid) and time.monotonic() < deadline:
+    while group_running(pgid) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 

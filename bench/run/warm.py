@@ -17,7 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.run.launch import Outcome, end_group, kill_group, outcome_of, pin_and_tie, read_envelope, tail, worker_environment
+from bench.run.launch import (
+    Outcome, end_group, kill_group, outcome_of, pin_and_tie, read_envelope, tail, wait_group_gone, worker_environment,
+)
 
 SERVER = "bench.worker.warm"
 READY_TIMEOUT_S = 300.0
@@ -333,7 +335,8 @@ class WarmStarts:
             raise
         finally:
             if pid is not None:
-                kill_group(pid)  # stragglers the worker left behind
+                kill_group(pid)  # stragglers the worker left behind, or the worker itself when the run was stopped
+                wait_group_gone(pid)
         wall = time.monotonic() - start
         return outcome_of(read_envelope(result_path), returncode, timed_out, timeout, wall, tail(output_path))
 
