@@ -637,15 +637,14 @@ def busiest_of(seen: list[dict]) -> list[dict]:
 def name_others(row: dict, busy: list[dict]) -> None:
     """A row some of whose blocks were contaminated keeps what else used the CPUs while its round's passes ran
     (`interference.others`), and its warning names them: the meter says that something ran, this says what."""
-    from bench.run.quiet import kernel_threads, named
+    from bench.run.quiet import named
 
     entry = row.get("interference") or {}
     if not busy or not entry.get("contaminated_blocks"):
         return
     entry["others"] = busy
-    said = "".join(f" ({text})" for text in kernel_threads(busy))
-    row["warnings"] = [f"{w}; busiest other processes meanwhile: {named(busy)}{said}" if w.startswith("contaminated: ")
-                       else w for w in row.get("warnings") or []]  # fmt: skip
+    row["warnings"] = [f"{w}; busiest other processes meanwhile: {named(busy)}" if w.startswith("contaminated: ") else w
+                       for w in row.get("warnings") or []]  # fmt: skip
 
 
 def discard_job(runner, case: Case) -> None:

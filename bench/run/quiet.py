@@ -102,7 +102,9 @@ def others_since(before: dict, started: float, worker_groups: set[int]) -> list[
 
 
 def named(processes: list[dict], unit: str = "% of a CPU") -> str:
-    return ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}{unit})" for p in processes)
+    """Each process's pid, name and share, then what a known kernel thread among them is (KERNEL_THREADS)."""
+    said = "".join(f" ({text})" for text in kernel_threads(processes))
+    return ", ".join(f"{p['pid']} {p['name']} ({p['cpu_percent']}{unit})" for p in processes) + said
 
 
 KERNEL_THREADS = {
@@ -128,8 +130,7 @@ def kernel_threads(processes: list[dict]) -> list[str]:
 
 def describe(check: dict) -> str:
     who = named(check["top_processes"], "%") or "unknown"
-    said = "".join(f" ({text})" for text in kernel_threads(check["top_processes"]))
-    return f"{check['busy_share']:.0%} busy with other processes; most CPU: {who}{said}"
+    return f"{check['busy_share']:.0%} busy with other processes; most CPU: {who}"
 
 
 def wait_for_quiet(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 
-ALLOCATORS = ("glibc", "steady")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 STEADY = {"mmap_threshold": 32 << 20, "trim_threshold": 1 << 30}
 
